@@ -1,0 +1,235 @@
+"""Training configuration: frozen dataclasses, validated on construction, YAML in and out.
+
+A run directory keeps the fully resolved ``config.yaml`` (class weights and sizes filled in), so
+``--resume``, ``evaluate`` and ``export`` rebuild exactly the trained model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeseg.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "sgd")
+LOSSES = ("hybrid", "ce")
+CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
+STRATEGIES = ("auto", "mirrored", "multiworker", "none")
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, (int, float)):
+        value = (value, value)
+    if isinstance(value, str):
+        value = value.lower().replace("x", ",").split(",")
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be HxW (e.g. 256x256), got {value!r}") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"{name} must be positive, got {h}x{w}")
+    return h, w
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the data is and how it is fed.
+
+    Args:
+        root: dataset folder (``None`` for the generated synthetic default).
+        format: camvid | cityscapes | voc | folder | synthetic | tfrecord.
+        crop_size: training crop (HxW); must be a multiple of the output stride.
+        eval_size: padded evaluation size; ``None``: the first val frame, rounded up.
+        scale_range: random scale range of the training augmentation.
+        base_scale: fixed resize of every frame before augmentation and evaluation.
+        batch_size: global batch size (split over replicas).
+        cache: ``memory``, ``none`` or a file path prefix for an on-disk cache.
+    """
+
+    root: str | None = None
+    format: str = "synthetic"
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: tuple[int, int] = (96, 128)
+    eval_size: tuple[int, int] | None = None
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    base_scale: float = 1.0
+    flip: bool = True
+    batch_size: int = 8
+    cache: str = "memory"
+
+    def __post_init__(self):
+        object.__setattr__(self, "crop_size", _pair(self.crop_size, "crop size"))
+        if self.eval_size is not None:
+            object.__setattr__(self, "eval_size", _pair(self.eval_size, "eval size"))
+        lo, hi = (float(v) for v in self.scale_range)
+        if not 0 < lo <= hi:
+            raise ConfigError(f"scale range must satisfy 0 < min <= max, got {lo}-{hi}")
+        object.__setattr__(self, "scale_range", (lo, hi))
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 0 < self.base_scale <= 4:
+            raise ConfigError(f"base scale must be in (0, 4], got {self.base_scale}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """DeepLabv3+ architecture (see :class:`edgeseg.models.ModelConfig`) and initial weights."""
+
+    backbone: str = "mobilenetv2"
+    alpha: float = 1.0
+    output_stride: int = 16
+    head: str = "separable"
+    aspp_filters: int = 256
+    decoder_filters: int = 256
+    low_level_filters: int = 48
+    dropout: float = 0.1
+    backbone_weights: str = "none"
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    """Optimizer and schedule: poly decay ``(1 - t/T)^power`` after a linear warm-up."""
+
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_steps: int = 50
+    poly_power: float = 0.9
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"steps per epoch must be >= 1, got {self.steps_per_epoch}")
+
+
+@dataclass(frozen=True)
+class LossSection:
+    """``hybrid``: class-weighted cross-entropy + ``dice_weight`` x soft Dice; ``ce``: CE only.
+
+    ``class_weights``: none | median_freq | inverse_sqrt (computed from the training labels) or
+    an explicit list, one weight per class.
+    """
+
+    type: str = "hybrid"
+    dice_weight: float = 0.5
+    class_weights: Any = "median_freq"
+    max_class_weight: float = 10.0
+
+    def __post_init__(self):
+        if self.type not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got '{self.type}'")
+        cw = self.class_weights
+        if isinstance(cw, str) and cw not in CLASS_WEIGHTS:
+            raise ConfigError(f"class weights must be a list or one of {', '.join(CLASS_WEIGHTS)}, got '{cw}'")
+        if isinstance(cw, (list, tuple)):
+            object.__setattr__(self, "class_weights", [float(w) for w in cw])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
+    seed: int = 0
+    val_every: int = 1
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    xla: bool = False
+    deterministic: bool = False
+    backup_every_steps: int | None = None
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+        if self.val_every < 1:
+            raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
+
+    # --- dict / YAML ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        def plain(v):
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            if isinstance(v, list):
+                return [plain(x) for x in v]
+            return v
+        return {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v))
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        d = dict(d or {})
+        sections = {f.name: f for f in fields(cls)}
+        unknown = set(d) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+        kwargs = {}
+        for name, value in d.items():
+            kind = _SECTIONS.get(name)
+            kwargs[name] = _section(kind, value, name) if kind else value
+        return cls(**kwargs)
+
+    def override(self, **dotted) -> "TrainConfig":
+        """Apply ``section__key=value`` overrides (``None`` values are skipped)."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            section, _, name = key.partition("__")
+            if name:
+                if section not in d or name not in d[section]:
+                    raise ConfigError(f"unknown setting {section}.{name}")
+                d[section][name] = value
+            else:
+                if section not in d:
+                    raise ConfigError(f"unknown setting {section}")
+                d[section] = value
+        return TrainConfig.from_dict(d)
+
+    def save(self, path: Path) -> None:
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+        return cls.from_dict(data)
+
+
+_SECTIONS = {"data": DataSection, "model": ModelSection, "optim": OptimSection, "loss": LossSection}
+
+
+def _section(kind, value, name):
+    if value is None:
+        return kind()
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section '{name}' must be a mapping")
+    known = {f.name for f in fields(kind)}
+    unknown = set(value) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in '{name}': {', '.join(sorted(unknown))}")
+    try:
+        return kind(**value)
+    except TypeError as e:
+        raise ConfigError(f"config section '{name}': {e}") from None

@@ -1,0 +1,55 @@
+"""Cityscapes fine annotations mapped to the 19 evaluation classes (official label table).
+
+Layout: ``leftImg8bit/SPLIT/CITY/X_leftImg8bit.png`` and ``gtFine/SPLIT/CITY/X_gtFine_labelIds.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, require_dir
+
+# (label id, train id) from cityscapesscripts/helpers/labels.py; every other id 0..33 is void.
+_TRAIN_IDS = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
+    23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
+CLASS_NAMES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)
+COLORS = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
+INFO = DatasetInfo(
+    name="cityscapes",
+    class_names=CLASS_NAMES,
+    colors=COLORS,
+    label_map=LabelMap(ids={i: _TRAIN_IDS.get(i, IGNORE_LABEL) for i in range(34)}),
+)
+
+_IMAGE_SUFFIX = "_leftImg8bit.png"
+_LABEL_SUFFIX = "_gtFine_labelIds.png"
+
+
+def info(root: Path) -> DatasetInfo:
+    return INFO
+
+
+def pairs(root: Path, split: str) -> Pairs:
+    image_root = require_dir(root / "leftImg8bit" / split, f"Cityscapes split '{split}'")
+    label_root = root / "gtFine" / split
+    items, unpaired, expected = [], [], {}
+    for image in sorted(image_root.glob(f"*/*{_IMAGE_SUFFIX}")):
+        stem = image.name[: -len(_IMAGE_SUFFIX)]
+        label = label_root / image.parent.name / f"{stem}{_LABEL_SUFFIX}"
+        if label.is_file():
+            items.append((image, label))
+        else:
+            unpaired.append(image)
+            expected[image] = label
+    return Pairs(items, unpaired, expected)

@@ -1,0 +1,71 @@
+"""Pascal VOC 2012 segmentation: ``JPEGImages``, palette PNGs in ``SegmentationClass``
+(or grey id PNGs, as in SegmentationClassAug), split lists in ``ImageSets/Segmentation``.
+21 classes; the object border (palette index 255) is ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, pack_rgb
+from edgeseg.errors import DataError
+
+CLASS_NAMES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The VOC palette: bits of the index spread over the high bits of R, G and B."""
+    cmap = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+_CMAP = voc_colormap()
+INFO = DatasetInfo(
+    name="voc",
+    class_names=CLASS_NAMES,
+    colors=tuple(tuple(int(v) for v in _CMAP[i]) for i in range(len(CLASS_NAMES))),
+    label_map=LabelMap(
+        ids={**{i: i for i in range(len(CLASS_NAMES))}, 255: IGNORE_LABEL},
+        colors={
+            **{int(pack_rgb(_CMAP[i])): i for i in range(len(CLASS_NAMES))},
+            int(pack_rgb(_CMAP[255])): IGNORE_LABEL,
+        },
+    ),
+)
+
+
+def info(root: Path) -> DatasetInfo:
+    return INFO
+
+
+def pairs(root: Path, split: str) -> Pairs:
+    listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not listing.is_file():
+        raise DataError(f"VOC split list not found: {listing}")
+    label_dir = root / "SegmentationClass"
+    items, unpaired, expected = [], [], {}
+    for stem in listing.read_text().split():
+        image = root / "JPEGImages" / f"{stem}.jpg"
+        label = label_dir / f"{stem}.png"
+        if not image.is_file():
+            raise DataError(f"{listing} lists '{stem}' but {image} does not exist")
+        if label.is_file():
+            items.append((image, label))
+        else:
+            unpaired.append(image)
+            expected[image] = label
+    return Pairs(items, unpaired, expected)

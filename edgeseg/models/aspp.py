@@ -1,0 +1,49 @@
+"""Atrous Spatial Pyramid Pooling (Chen et al. 2017/2018) and its conv blocks.
+
+Everything is built from plain Keras layers that TFLite int8 and tfmot QAT handle: image pooling
+is a fixed-size ``AveragePooling2D`` followed by ``UpSampling2D``, never a global reduction.
+"""
+
+from __future__ import annotations
+
+from edgeseg._tf import keras
+
+L = keras.layers
+
+
+def conv_bn_relu(x, filters: int, kernel: int, name: str, rate: int = 1, separable: bool = False):
+    """A conv + BN + ReLU block; ``separable`` makes a 3x3 an atrous *separable* convolution
+    (depthwise + BN + ReLU, pointwise + BN + ReLU), as in the DeepLabv3+ paper."""
+    if separable and kernel > 1:
+        x = L.DepthwiseConv2D(kernel, padding="same", dilation_rate=rate, use_bias=False,
+                              name=f"{name}_depthwise")(x)
+        x = L.BatchNormalization(name=f"{name}_depthwise_bn")(x)
+        x = L.ReLU(name=f"{name}_depthwise_relu")(x)
+        kernel, rate, name = 1, 1, f"{name}_pointwise"
+    x = L.Conv2D(filters, kernel, padding="same", dilation_rate=rate, use_bias=False, name=name)(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x)
+
+
+def aspp(x, filters: int = 256, rates=(6, 12, 18), separable: bool = False, dropout: float = 0.1):
+    """ASPP: a 1x1 branch, one 3x3 atrous branch per rate, image pooling; concat + 1x1 projection.
+
+    Args:
+        x: stride-OS backbone features with a static spatial size.
+        filters: channels of each branch and of the projection (256 in the paper).
+        rates: atrous rates of the 3x3 branches (6/12/18 at output stride 16, doubled at 8).
+        separable: atrous separable convolutions in the 3x3 branches.
+        dropout: dropout after the projection (training only).
+    """
+    h, w = int(x.shape[1]), int(x.shape[2])
+    branches = [conv_bn_relu(x, filters, 1, "aspp_conv_0")]
+    for i, rate in enumerate(rates, 1):
+        branches.append(conv_bn_relu(x, filters, 3, f"aspp_conv_{i}", rate=rate, separable=separable))
+    pooled = L.AveragePooling2D(pool_size=(h, w), name="aspp_pool")(x)
+    pooled = conv_bn_relu(pooled, filters, 1, "aspp_pool_conv")
+    branches.append(L.UpSampling2D(size=(h, w), interpolation="nearest", name="aspp_pool_upsample")(pooled))
+    y = L.Concatenate(name="aspp_concat")(branches)
+    y = conv_bn_relu(y, filters, 1, "aspp_project")
+    if dropout:
+        y = L.Dropout(dropout, name="aspp_dropout")(y)
+    return y

@@ -1,0 +1,78 @@
+"""The layout of a training run directory (TF-free).
+
+::
+
+    RUN/config.yaml         resolved TrainConfig (what --resume, evaluate and export rebuild)
+    RUN/dataset.json        class names, colours, dataset format and root
+    RUN/best.weights.h5     weights with the best validation mIoU; RUN/best.json its scores
+    RUN/last.weights.h5     weights at the end of training
+    RUN/backup/             BackupAndRestore state while a run is in progress
+    RUN/history.csv, RUN/logs/ (TensorBoard), RUN/summary.json
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def dataset(self) -> Path:
+        return self.path / "dataset.json"
+
+    @property
+    def best_weights(self) -> Path:
+        return self.path / "best.weights.h5"
+
+    @property
+    def best_json(self) -> Path:
+        return self.path / "best.json"
+
+    @property
+    def last_weights(self) -> Path:
+        return self.path / "last.weights.h5"
+
+    @property
+    def backup(self) -> Path:
+        return self.path / "backup"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    def exists(self) -> bool:
+        return self.config.is_file()
+
+    def require(self) -> "RunDir":
+        if not self.path.is_dir():
+            raise ConfigError(f"run directory not found: {self.path}")
+        if not self.exists():
+            raise ConfigError(f"not a training run (no config.yaml): {self.path}")
+        return self
+
+    def weights(self) -> Path:
+        """The best checkpoint, else the last one."""
+        for path in (self.best_weights, self.last_weights):
+            if path.is_file():
+                return path
+        raise ConfigError(f"run {self.path} has no weights yet (no best.weights.h5 or last.weights.h5)")
+
+    def read_json(self, path: Path) -> dict:
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,84 @@
+"""Callbacks: full-frame validation with a resume-safe best checkpoint, and step timing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+
+from edgeseg import metrics
+from edgeseg._tf import keras
+from edgeseg.evaluate import confusion_over, make_predictor
+from edgeseg.rundir import RunDir, write_json_atomic
+
+log = logging.getLogger("edgeseg")
+
+
+def save_weights_atomic(model, path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.h5")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+
+
+class ValidateAndCheckpoint(keras.callbacks.Callback):
+    """Every ``every`` epochs (and after the last one), copy the weights into a model built for
+    the padded evaluation size, compute mIoU on the validation split, and keep the best weights.
+
+    Training crops and evaluation frames have different sizes, and image pooling is a fixed-size
+    pooling layer, so validation runs on a second model of the same architecture. The best score
+    lives in ``best.json``, so a resumed run does not overwrite a better checkpoint.
+    """
+
+    def __init__(self, eval_model, val_dataset, run: RunDir, class_names, every: int = 1,
+                 epochs: int | None = None, write: bool = True):
+        super().__init__()
+        self.eval_model = eval_model
+        self.val_dataset = val_dataset
+        self.run = run
+        self.class_names = list(class_names)
+        self.every = every
+        self.epochs = epochs
+        self.write = write
+        self.predictor = make_predictor(eval_model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        last = self.epochs is not None and epoch + 1 == self.epochs
+        if (epoch + 1) % self.every and not last:
+            return
+        t0 = time.perf_counter()
+        self.eval_model.set_weights(self.model.get_weights())
+        cm = confusion_over(self.eval_model, self.val_dataset, len(self.class_names), self.predictor)
+        summary = metrics.summarize(cm, self.class_names)
+        logs["val_miou"] = summary["miou"]
+        logs["val_pixel_accuracy"] = summary["pixel_accuracy"]
+        best = self.run.read_json(self.run.best_json).get("miou", -1.0)
+        improved = summary["miou"] > best
+        if improved and self.write:
+            save_weights_atomic(self.model, self.run.best_weights)
+            write_json_atomic(self.run.best_json, {"epoch": epoch + 1, **summary})
+        print(f"\nval mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_accuracy']:.4f}"
+              f"  ({time.perf_counter() - t0:.1f}s){'  * best' if improved else ''}", flush=True)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time per training step, skipping the first steps of each epoch (tracing, warm-up)."""
+
+    def __init__(self, skip: int = 2):
+        super().__init__()
+        self.skip = skip
+        self.times: list[float] = []
+        self._t = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch >= self.skip and self._t is not None:
+            self.times.append(time.perf_counter() - self._t)
+
+    @property
+    def median(self) -> float | None:
+        return float(np.median(self.times)) if self.times else None

@@ -1,0 +1,209 @@
+"""`edgeseg train`: build the data pipeline, model, loss and optimizer, and fit with resumable
+checkpoints, full-frame validation and TensorBoard logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg import metrics
+from edgeseg._tf import keras, tf
+from edgeseg.config import TrainConfig
+from edgeseg.data.check import pixel_counts
+from edgeseg.data.pipeline import (
+    Augment, build_eval_dataset, build_train_dataset, load_source, source_size, TFRecordSplit,
+)
+from edgeseg.errors import ConfigError
+from edgeseg.losses import SegmentationLoss
+from edgeseg.models import ModelConfig, build_deeplabv3plus
+from edgeseg.models.deeplabv3plus import round_up
+from edgeseg.rundir import RunDir, write_json_atomic
+from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, save_weights_atomic
+from edgeseg.train.keras_metrics import MeanIoU
+from edgeseg.train.schedule import PolyDecayWithWarmup
+from edgeseg.train.strategy import is_chief, make_strategy
+
+log = logging.getLogger("edgeseg")
+
+
+def model_config(config: TrainConfig, num_classes: int, input_size) -> ModelConfig:
+    m = asdict(config.model)
+    m.pop("backbone_weights")
+    return ModelConfig(num_classes=num_classes, input_size=tuple(input_size), **m)
+
+
+def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
+    """Fill in what the data decides: evaluation size and class weights."""
+    data, loss = config.data, config.loss
+    os_ = config.model.output_stride
+    if data.eval_size is None:
+        h, w = first_frame_size(val_src)
+        size = (round_up(round(h * data.base_scale), os_), round_up(round(w * data.base_scale), os_))
+        config = config.override(data__eval_size=list(size))
+    if isinstance(loss.class_weights, str) and loss.class_weights != "none":
+        if isinstance(train_src, TFRecordSplit):
+            raise ConfigError("class weights from TFRecords are not computed; pass --class-weights none "
+                              "or an explicit list (see `edgeseg data stats`)")
+        counts = pixel_counts(train_src.info, train_src.label_paths)
+        weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
+        config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])
+    model_config(config, train_src.info.num_classes, config.data.crop_size)  # validates sizes early
+    model_config(config, train_src.info.num_classes, config.data.eval_size)
+    return config
+
+
+def first_frame_size(source) -> tuple[int, int]:
+    if isinstance(source, TFRecordSplit):
+        from edgeseg.data.pipeline import decoded_dataset
+
+        image, _ = next(iter(decoded_dataset(source).take(1)))
+        return int(image.shape[0]), int(image.shape[1])
+    import cv2
+
+    image = cv2.imread(source.image_paths[0], cv2.IMREAD_COLOR)
+    if image is None:
+        from edgeseg.errors import DataError
+
+        raise DataError(f"cannot read image {source.image_paths[0]}")
+    return image.shape[0], image.shape[1]
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    o = config.optim
+    schedule = PolyDecayWithWarmup(o.learning_rate, total_steps, o.warmup_steps, o.poly_power)
+    if o.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay)
+    else:
+        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=o.momentum, nesterov=False,
+                                   weight_decay=o.weight_decay)
+    # No decay on BatchNorm parameters and biases, as in the reference implementations.
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def make_loss(config: TrainConfig, num_classes: int) -> SegmentationLoss:
+    cw = config.loss.class_weights
+    weights = cw if isinstance(cw, list) else None
+    if weights is not None and len(weights) != num_classes:
+        raise ConfigError(f"{len(weights)} class weights given for {num_classes} classes")
+    dice = config.loss.dice_weight if config.loss.type == "hybrid" else 0.0
+    return SegmentationLoss(num_classes, class_weights=weights, dice_weight=dice)
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int | None = None) -> dict:
+    """Train (or resume) a run. Returns the run summary (also written to ``summary.json``)."""
+    run = RunDir(Path(run_dir))
+    if resume:
+        run.require()
+        config = TrainConfig.load(run.config)
+        log.info("resuming %s", run.path)
+    elif run.exists():
+        raise ConfigError(f"run directory {run.path} already holds a run; pass --resume to continue it "
+                          f"or choose another --run-dir")
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    d = config.data
+    train_src = load_source(d.root, d.format, d.train_split)
+    val_src = load_source(d.root, d.format, d.val_split)
+    info = train_src.info
+    if not resume:
+        config = resolve(config, train_src, val_src)
+    chief = is_chief()
+    if chief and not resume:
+        run.path.mkdir(parents=True, exist_ok=True)
+        config.save(run.config)
+        write_json_atomic(run.dataset, {
+            "name": info.name, "format": d.format, "root": d.root,
+            "class_names": list(info.class_names), "colors": [list(c) for c in info.colors],
+            "ignore_label": info.ignore_label,
+        })
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _fit(config, run, train_src, val_src, chief, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _fit(config: TrainConfig, run: RunDir, train_src, val_src, chief: bool, verbose) -> dict:
+    d, o = config.data, config.optim
+    info = train_src.info
+    n_train = source_size(train_src)
+    steps_per_epoch = o.steps_per_epoch or max(1, n_train // d.batch_size)
+    total_steps = steps_per_epoch * o.epochs
+
+    cache = {"memory": True, "none": False}.get(d.cache, d.cache)
+    if isinstance(cache, str):
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    augment = Augment(crop_size=d.crop_size, scale_range=d.scale_range, flip=d.flip, base_scale=d.base_scale)
+    train_ds = build_train_dataset(train_src, d.batch_size, augment, cache=cache, seed=config.seed,
+                                   deterministic=config.deterministic)
+    val_ds = build_eval_dataset(val_src, batch_size=max(1, min(d.batch_size, 4)), size=d.eval_size,
+                                base_scale=d.base_scale, cache=True)
+
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_deeplabv3plus(model_config(config, info.num_classes, d.crop_size),
+                                    backbone_weights=config.model.backbone_weights)
+        model.compile(optimizer=make_optimizer(config, total_steps),
+                      loss=make_loss(config, info.num_classes),
+                      metrics=[MeanIoU(info.num_classes)],
+                      jit_compile=config.xla)
+    eval_model = build_deeplabv3plus(model_config(config, info.num_classes, d.eval_size))
+
+    timer = StepTimer()
+    write_dir = run.path if chief else run.path / f"worker-{id(run)}"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(write_dir / "backup"),
+                                         save_freq=config.backup_every_steps or "epoch"),
+        ValidateAndCheckpoint(eval_model, val_ds, run, info.class_names, config.val_every,
+                              o.epochs, write=chief),
+        keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(write_dir / "logs"), update_freq="epoch", profile_batch=0),
+        timer,
+    ]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    t0 = time.perf_counter()
+    model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+              verbose=verbose)
+    wall = time.perf_counter() - t0
+    if chief:
+        save_weights_atomic(model, run.last_weights)
+    best = run.read_json(run.best_json)
+    summary = {
+        "run": str(run.path),
+        "best_epoch": best.get("epoch"),
+        "val_miou": best.get("miou"),
+        "val_pixel_accuracy": best.get("pixel_accuracy"),
+        "per_class_iou": best.get("per_class_iou"),
+        "epochs": o.epochs,
+        "steps": total_steps,
+        "wall_seconds_this_session": round(wall, 1),
+        "sec_per_step": timer.median,
+        "replicas": strategy.num_replicas_in_sync,
+    }
+    if chief:
+        write_json_atomic(run.summary, summary)
+    return summary
+
+
+def load_run_model(run_dir: Path, input_size=None, weights: Path | None = None, **build_kwargs):
+    """Rebuild a trained run's model at ``input_size`` (default: its evaluation size)."""
+    run = RunDir(Path(run_dir)).require()
+    config = TrainConfig.load(run.config)
+    names = json.loads(run.dataset.read_text())["class_names"]
+    size = tuple(input_size or config.data.eval_size)
+    model = build_deeplabv3plus(model_config(config, len(names), size), **build_kwargs)
+    model.load_weights(str(weights or run.weights()))
+    return model, config
