@@ -4,8 +4,8 @@
 
     RUN/config.yaml         resolved TrainConfig (what --resume, evaluate and export rebuild)
     RUN/dataset.json        class names, colours, dataset format and root
-    RUN/best.weights.h5     weights with the best validation mIoU; RUN/best.json its scores
-    RUN/last.weights.h5     weights at the end of training
+    RUN/best.h5             weights with the best validation mIoU; RUN/best.json its scores
+    RUN/last.h5             weights at the end of training
     RUN/backup/             BackupAndRestore state while a run is in progress
     RUN/history.csv, RUN/logs/ (TensorBoard), RUN/summary.json
 """
@@ -33,7 +33,7 @@ class RunDir:
 
     @property
     def best_weights(self) -> Path:
-        return self.path / "best.weights.h5"
+        return self.path / "best.h5"
 
     @property
     def best_json(self) -> Path:
@@ -41,7 +41,7 @@ class RunDir:
 
     @property
     def last_weights(self) -> Path:
-        return self.path / "last.weights.h5"
+        return self.path / "last.h5"
 
     @property
     def backup(self) -> Path:
@@ -66,7 +66,7 @@ class RunDir:
         for path in (self.best_weights, self.last_weights):
             if path.is_file():
                 return path
-        raise ConfigError(f"run {self.path} has no weights yet (no best.weights.h5 or last.weights.h5)")
+        raise ConfigError(f"run {self.path} has no weights yet (no best.h5 or last.h5)")
 
     def read_json(self, path: Path) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}

@@ -17,6 +17,7 @@ log = logging.getLogger("edgeseg")
 
 
 def save_weights_atomic(model, path) -> None:
+    """Save Keras 2 HDF5 weights under a temporary name, then rename (no half-written file)."""
     tmp = path.with_name(path.stem + ".tmp.h5")
     model.save_weights(str(tmp))
     os.replace(tmp, path)

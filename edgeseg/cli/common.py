@@ -1,0 +1,54 @@
+"""Shared CLI plumbing: typed errors to one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from enum import Enum
+
+import typer
+
+from edgeseg.errors import EdgesegError
+
+
+class Format(str, Enum):
+    camvid = "camvid"
+    cityscapes = "cityscapes"
+    voc = "voc"
+    folder = "folder"
+    synthetic = "synthetic"
+    tfrecord = "tfrecord"
+
+
+def fail(message: str, code: int = 1):
+    typer.echo(f"edgeseg: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func):
+    """Turn library errors into ``edgeseg: error: ...`` on stderr and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EdgesegError as e:
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("edgeseg: interrupted", err=True)
+            raise typer.Exit(130)
+    return wrapper
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    logging.getLogger("edgeseg").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def quiet_tensorflow() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,44 @@
+"""`edgeseg`: train, evaluate and inspect DeepLabv3+ segmentation models."""
+
+from __future__ import annotations
+
+import typer
+
+from edgeseg import __version__
+from edgeseg.cli import data as data_cli
+from edgeseg.cli import model as model_cli
+from edgeseg.cli.evaluate import evaluate
+from edgeseg.cli.train import train
+
+app = typer.Typer(
+    name="edgeseg",
+    help="DeepLabv3+ semantic segmentation from training to a quantized model on an edge device.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command(no_args_is_help=False)(train)
+app.command()(evaluate)
+app.add_typer(data_cli.app, name="data")
+app.add_typer(model_cli.app, name="model")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"edgeseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")):
+    """DeepLabv3+ semantic segmentation from training to a quantized model on an edge device."""
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

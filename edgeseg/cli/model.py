@@ -1,0 +1,46 @@
+"""`edgeseg model summary`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli.common import handle_errors, quiet_tensorflow
+from edgeseg.cli.train import Head
+
+app = typer.Typer(help="Inspect model architectures.", no_args_is_help=True)
+
+
+@app.command()
+@handle_errors
+def summary(
+    num_classes: Annotated[int, typer.Option(help="Output classes.")] = 11,
+    backbone: Annotated[str, typer.Option(help="mobilenetv2 or resnet50.")] = "mobilenetv2",
+    alpha: Annotated[float, typer.Option(help="MobileNetV2 width multiplier.")] = 1.0,
+    output_stride: Annotated[int, typer.Option(help="16 or 8.")] = 16,
+    head: Annotated[Head, typer.Option(help="ASPP/decoder convolutions.")] = Head.separable,
+    input_size: Annotated[str, typer.Option(help="HxW, multiple of the output stride.")] = "368x480",
+    layers: Annotated[bool, typer.Option(help="Also print the Keras layer table.")] = False,
+    macs: Annotated[bool, typer.Option(help="Count multiply-adds from the graph (slower).")] = True,
+):
+    """Parameters and multiply-adds of a DeepLabv3+ configuration."""
+    quiet_tensorflow()
+    from edgeseg.config import _pair
+    from edgeseg.models import ModelConfig, build_deeplabv3plus
+    from edgeseg.models.deeplabv3plus import count_params
+
+    config = ModelConfig(num_classes=num_classes, backbone=backbone, alpha=alpha,
+                         output_stride=output_stride, head=head.value,
+                         input_size=_pair(input_size, "--input-size"))
+    model = build_deeplabv3plus(config)
+    if layers:
+        model.summary(print_fn=typer.echo)
+    trainable = int(sum(int(w.shape.num_elements()) for w in model.trainable_weights))
+    typer.echo(f"DeepLabv3+ {backbone} alpha={alpha} OS{output_stride} {head.value} head, "
+               f"{config.input_size[0]}x{config.input_size[1]}, {num_classes} classes")
+    typer.echo(f"parameters: {count_params(model):,} ({trainable:,} trainable)")
+    if macs:
+        from edgeseg.models.cost import count_macs
+
+        typer.echo(f"multiply-adds per frame: {count_macs(model) / 1e9:.3f} G")

@@ -1,0 +1,147 @@
+"""`edgeseg train`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+
+
+class Head(str, Enum):
+    separable = "separable"
+    plain = "plain"
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Loss(str, Enum):
+    hybrid = "hybrid"
+    ce = "ce"
+
+
+class Strategy(str, Enum):
+    auto = "auto"
+    mirrored = "mirrored"
+    multiworker = "multiworker"
+    none = "none"
+
+
+def _floats(text: str | None, name: str):
+    if text is None:
+        return None
+    from edgeseg.errors import ConfigError
+
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+DATA = "Data"
+MODEL = "Model"
+OPTIM = "Optimization"
+RUN = "Run"
+
+
+@handle_errors
+def train(
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: the generated synthetic set).", rich_help_panel=DATA)] = None,
+    format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format.", rich_help_panel=DATA)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config; options given here override it.", rich_help_panel=RUN)] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME).", rich_help_panel=RUN)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name under runs/ (default: a timestamp).", rich_help_panel=RUN)] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --run-dir from its last epoch.", rich_help_panel=RUN)] = False,
+    crop_size: Annotated[Optional[str], typer.Option(help="Training crop HxW, multiple of the output stride.", rich_help_panel=DATA)] = None,
+    eval_size: Annotated[Optional[str], typer.Option(help="Padded evaluation size HxW (default: first val frame, rounded up).", rich_help_panel=DATA)] = None,
+    scale_range: Annotated[Optional[str], typer.Option(help="Random scale range MIN,MAX (DeepLab: 0.5,2.0).", rich_help_panel=DATA)] = None,
+    base_scale: Annotated[Optional[float], typer.Option(help="Fixed resize of every frame before augmentation and evaluation.", rich_help_panel=DATA)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Global batch size.", rich_help_panel=DATA)] = None,
+    cache: Annotated[Optional[str], typer.Option(help="'memory', 'none' or a file prefix for an on-disk cache.", rich_help_panel=DATA)] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="mobilenetv2 or resnet50.", rich_help_panel=MODEL)] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="MobileNetV2 width multiplier.", rich_help_panel=MODEL)] = None,
+    output_stride: Annotated[Optional[int], typer.Option(help="16 or 8.", rich_help_panel=MODEL)] = None,
+    head: Annotated[Optional[Head], typer.Option(help="ASPP/decoder convolutions.", rich_help_panel=MODEL)] = None,
+    aspp_filters: Annotated[Optional[int], typer.Option(help="ASPP channels (paper: 256).", rich_help_panel=MODEL)] = None,
+    decoder_filters: Annotated[Optional[int], typer.Option(help="Decoder channels (paper: 256).", rich_help_panel=MODEL)] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="imagenet | PATH.h5 | none.", rich_help_panel=MODEL)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", rich_help_panel=OPTIM)] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(help="Default: one pass over the training split.", rich_help_panel=OPTIM)] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(rich_help_panel=OPTIM)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (poly decay after warm-up).", rich_help_panel=OPTIM)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Decoupled weight decay.", rich_help_panel=OPTIM)] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(rich_help_panel=OPTIM)] = None,
+    loss: Annotated[Optional[Loss], typer.Option(help="hybrid = weighted CE + soft Dice; ce = CE only.", rich_help_panel=OPTIM)] = None,
+    dice_weight: Annotated[Optional[float], typer.Option(rich_help_panel=OPTIM)] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help="none | median_freq | inverse_sqrt | W1,W2,...", rich_help_panel=OPTIM)] = None,
+    max_class_weight: Annotated[Optional[float], typer.Option(help="Clip computed class weights.", rich_help_panel=OPTIM)] = None,
+    val_every: Annotated[Optional[int], typer.Option(help="Validate every N epochs.", rich_help_panel=RUN)] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(help="tf.distribute strategy (multiworker reads TF_CONFIG).", rich_help_panel=RUN)] = None,
+    mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="float16 compute (GPUs).", rich_help_panel=RUN)] = None,
+    xla: Annotated[Optional[bool], typer.Option("--xla/--no-xla", help="XLA-compile the train step.", rich_help_panel=RUN)] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Reproducible batches and ops (slower).", rich_help_panel=RUN)] = None,
+    backup_every_steps: Annotated[Optional[int], typer.Option(help="Also back up every N steps (default: each epoch).", rich_help_panel=RUN)] = None,
+    seed: Annotated[Optional[int], typer.Option(rich_help_panel=RUN)] = None,
+):
+    """Train DeepLabv3+ and keep the checkpoint with the best validation mIoU.
+
+    [bold]Examples[/bold]
+
+      edgeseg train                                   # synthetic demo data
+      edgeseg train --data data/camvid --format camvid --crop-size 256x256 --epochs 40
+      edgeseg train --run-dir runs/camvid --resume    # after a crash
+    """
+    setup_logging()
+    quiet_tensorflow()
+    from edgeseg.config import TrainConfig
+    from edgeseg.errors import ConfigError
+
+    if resume and run_dir is None and name is None:
+        raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
+    base = TrainConfig.load(config) if config else TrainConfig()
+    cw = class_weights
+    if cw is not None and cw not in ("none", "median_freq", "inverse_sqrt"):
+        cw = _floats(cw, "--class-weights")
+    cfg = base.override(
+        data__root=str(data) if data else None,
+        data__format=format.value if format else None,
+        data__crop_size=crop_size, data__eval_size=eval_size,
+        data__scale_range=_floats(scale_range, "--scale-range"), data__base_scale=base_scale,
+        data__batch_size=batch_size, data__cache=cache,
+        model__backbone=backbone, model__alpha=alpha, model__output_stride=output_stride,
+        model__head=head.value if head else None, model__aspp_filters=aspp_filters,
+        model__decoder_filters=decoder_filters, model__backbone_weights=backbone_weights,
+        optim__epochs=epochs, optim__steps_per_epoch=steps_per_epoch,
+        optim__optimizer=optimizer.value if optimizer else None, optim__learning_rate=lr,
+        optim__weight_decay=weight_decay, optim__warmup_steps=warmup_steps,
+        loss__type=loss.value if loss else None, loss__dice_weight=dice_weight,
+        loss__class_weights=cw, loss__max_class_weight=max_class_weight,
+        val_every=val_every, strategy=strategy.value if strategy else None,
+        mixed_precision=mixed_precision, xla=xla, deterministic=deterministic,
+        backup_every_steps=backup_every_steps, seed=seed,
+    )
+    if cfg.data.format != "synthetic" and cfg.data.root is None:
+        raise ConfigError(f"--data is required for --format {cfg.data.format}")
+    from edgeseg.models import get_backbone
+
+    get_backbone(cfg.model.backbone)  # unknown names fail before any data is read
+    run_dir = run_dir or Path("runs") / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+    from edgeseg.train import train as fit
+
+    summary = fit(cfg, run_dir, resume=resume)
+    miou = summary.get("val_miou")
+    typer.echo(f"\nrun: {run_dir}")
+    if miou is not None:
+        typer.echo(f"best val mIoU: {miou:.4f} (epoch {summary['best_epoch']})")
+        for cls, iou in (summary.get("per_class_iou") or {}).items():
+            typer.echo(f"  {cls:<16} {'-' if iou is None else f'{iou:.4f}'}")
+    if summary.get("sec_per_step"):
+        typer.echo(f"sec/step: {summary['sec_per_step']:.3f}  wall: {summary['wall_seconds_this_session']:.0f}s")

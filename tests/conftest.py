@@ -1,0 +1,56 @@
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID = REPO.parent / "shared" / "data" / "camvid"
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A tiny generated dataset: 16 train / 4 val frames of 64x64."""
+    from edgeseg.data import synthetic
+
+    return synthetic.generate(tmp_path_factory.mktemp("synth") / "data",
+                              {"train": 16, "val": 4}, size=(64, 64))
+
+
+@pytest.fixture
+def camvid_root():
+    if not CAMVID.is_dir():
+        pytest.skip(f"real CamVid data not found at {CAMVID}")
+    return CAMVID
+
+
+def write_palette_png(path: Path, indices: np.ndarray, palette: np.ndarray) -> None:
+    """A real 8-bit palette PNG (colour type 3), as Pascal VOC ships, without Pillow."""
+    h, w = indices.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + row.astype(np.uint8).tobytes() for row in indices)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+           + chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + chunk(b"IDAT", zlib.compress(raw))
+           + chunk(b"IEND", b""))
+    path.write_bytes(png)
+
+
+def run_edgeseg(*args, cwd=None, timeout=600, env=None):
+    """Run the CLI in a subprocess (a fresh process, as a user would)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "edgeseg.cli.main", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("edgeseg: error:")]

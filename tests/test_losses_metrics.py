@@ -1,0 +1,69 @@
+"""Loss and metrics: ignore handling, Dice, and numpy vs Keras mIoU agreement."""
+
+import numpy as np
+import pytest
+
+from edgeseg import metrics
+from edgeseg._tf import tf
+from edgeseg.losses import SegmentationLoss
+from edgeseg.train.keras_metrics import MeanIoU
+
+
+def test_numpy_metrics_on_a_known_case():
+    labels = np.array([0, 0, 1, 1, 2, 255])
+    preds = np.array([0, 1, 1, 1, 0, 2])
+    cm = metrics.confusion_matrix(labels, preds, 3)
+    assert cm.sum() == 5  # the ignore pixel is skipped
+    iou = metrics.per_class_iou(cm)
+    np.testing.assert_allclose(iou, [1 / 3, 2 / 3, 0.0])
+    assert metrics.mean_iou(cm) == pytest.approx(1 / 3)
+    assert metrics.pixel_accuracy(cm) == pytest.approx(3 / 5)
+
+
+def test_absent_class_does_not_count():
+    cm = metrics.confusion_matrix(np.array([0, 1]), np.array([0, 1]), 4)
+    assert metrics.mean_iou(cm) == 1.0
+    assert np.isnan(metrics.per_class_iou(cm)[3])
+
+
+def test_keras_metric_matches_numpy():
+    rng = np.random.default_rng(0)
+    metric = MeanIoU(5)
+    cm = np.zeros((5, 5), np.int64)
+    for _ in range(3):
+        labels = rng.integers(0, 5, (2, 8, 8))
+        labels[rng.random(labels.shape) < 0.2] = 255
+        logits = rng.normal(size=(2, 8, 8, 5)).astype(np.float32)
+        metric.update_state(labels, logits)
+        cm += metrics.confusion_matrix(labels, logits.argmax(-1), 5)
+    assert float(metric.result()) == pytest.approx(metrics.mean_iou(cm), abs=1e-9)
+    np.testing.assert_array_equal(metric.cm.numpy(), cm)
+
+
+def test_loss_ignores_ignore_pixels():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, (2, 6, 6))
+    labels[:, :2] = 255
+    logits = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    changed = logits.copy()
+    changed[:, :2] = rng.normal(size=changed[:, :2].shape) * 10
+    for loss in (SegmentationLoss(3), SegmentationLoss(3, class_weights=[1, 2, 3], dice_weight=0.5)):
+        assert float(loss(labels, logits)) == pytest.approx(float(loss(labels, changed)), rel=1e-5)
+
+
+def test_class_weights_change_the_balance_and_dice_rewards_perfect_masks():
+    labels = np.array([[[0, 0, 0, 1]]])
+    logits = np.zeros((1, 1, 4, 2), np.float32)
+    logits[..., 0] = 1.0  # predicts class 0 everywhere: wrong only on the class-1 pixel
+    plain = float(SegmentationLoss(2)(labels, logits))
+    weighted = float(SegmentationLoss(2, class_weights=[1.0, 10.0])(labels, logits))
+    assert weighted > plain
+    perfect = np.where(np.eye(2)[labels] > 0, 20.0, -20.0).astype(np.float32)
+    assert float(SegmentationLoss(2, dice_weight=1.0)(labels, perfect)) < 1e-3
+
+
+def test_median_frequency_weights():
+    w = metrics.class_weights([100, 10, 1, 0], "median_freq", max_weight=50)
+    np.testing.assert_allclose(w[:3], [0.1, 1.0, 10.0])
+    assert w[3] == 1.0  # an absent class keeps weight 1
+    assert metrics.class_weights([1000, 1], "median_freq", max_weight=5).max() == 5
