@@ -87,6 +87,7 @@ class ModelSection:
     decoder_filters: int = 256
     low_level_filters: int = 48
     dropout: float = 0.1
+    bn_momentum: float = 0.9
     backbone_weights: str = "none"
 
 

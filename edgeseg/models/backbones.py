@@ -23,7 +23,7 @@ class BackboneSpec:
     """A registered backbone.
 
     Args:
-        build: ``build(inputs, output_stride, alpha) -> (low, high)`` Keras tensors.
+        build: ``build(inputs, output_stride, alpha, bn_momentum) -> (low, high)`` Keras tensors.
         scale, offset: per-channel input normalisation of RGB pixels in [0, 255]
             (``x * scale + offset``), folded into the model so a device feeds raw pixels.
         load_imagenet: ``load_imagenet(model, alpha)`` copies Keras Applications weights.
@@ -100,11 +100,12 @@ _MBV2_BLOCKS = [
 _MBV2_LOW_LEVEL_BLOCK = 3  # block 3's expansion activation: stride 4, 144 * alpha channels
 
 
-def _bn(name):
-    return L.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)
+def _bn(name, momentum):
+    return L.BatchNormalization(epsilon=1e-3, momentum=momentum, name=name)
 
 
-def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: int, rate: int, alpha: float):
+def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: int, rate: int,
+                       alpha: float, bn_momentum: float):
     """Returns the block output and its expansion activation (the low-level tap of block 3)."""
     in_ch = x.shape[-1]
     out_ch = _make_divisible(filters * alpha, 8)
@@ -112,29 +113,29 @@ def _inverted_residual(x, block_id: int, expansion: int, filters: int, stride: i
     y = x
     if block_id:
         y = L.Conv2D(expansion * in_ch, 1, use_bias=False, name=prefix + "expand")(y)
-        y = _bn(prefix + "expand_BN")(y)
+        y = _bn(prefix + "expand_BN", bn_momentum)(y)
         y = L.ReLU(6.0, name=prefix + "expand_relu")(y)
     expanded = y
     y = L.DepthwiseConv2D(3, strides=stride, dilation_rate=rate, padding="same", use_bias=False,
                           name=prefix + "depthwise")(y)
-    y = _bn(prefix + "depthwise_BN")(y)
+    y = _bn(prefix + "depthwise_BN", bn_momentum)(y)
     y = L.ReLU(6.0, name=prefix + "depthwise_relu")(y)
     y = L.Conv2D(out_ch, 1, use_bias=False, name=prefix + "project")(y)
-    y = _bn(prefix + "project_BN")(y)
+    y = _bn(prefix + "project_BN", bn_momentum)(y)
     if stride == 1 and in_ch == out_ch:
         y = L.Add(name=prefix + "add")([x, y])
     return y, expanded
 
 
-def build_mobilenetv2(inputs, output_stride: int, alpha: float):
+def build_mobilenetv2(inputs, output_stride: int, alpha: float, bn_momentum: float = 0.99):
     x = L.Conv2D(_make_divisible(32 * alpha, 8), 3, strides=2, padding="same", use_bias=False,
                  name="Conv1")(inputs)
-    x = _bn("bn_Conv1")(x)
+    x = _bn("bn_Conv1", bn_momentum)(x)
     x = L.ReLU(6.0, name="Conv1_relu")(x)
     schedule = dilation_schedule([2] + [s for _, _, s in _MBV2_BLOCKS], output_stride)[1:]
     low = None
     for i, ((t, c, _), (stride, rate)) in enumerate(zip(_MBV2_BLOCKS, schedule)):
-        x, expanded = _inverted_residual(x, i, t, c, stride, rate, alpha)
+        x, expanded = _inverted_residual(x, i, t, c, stride, rate, alpha, bn_momentum)
         if i == _MBV2_LOW_LEVEL_BLOCK:
             low = expanded
     return low, x
@@ -150,27 +151,27 @@ def load_mobilenetv2_imagenet(model, alpha: float) -> int:
 _RESNET50_STAGES = [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]  # filters, blocks, stride
 
 
-def _bottleneck(x, filters: int, stride: int, rate: int, name: str, shortcut: bool):
+def _bottleneck(x, filters: int, stride: int, rate: int, name: str, shortcut: bool, bn_momentum: float):
     if shortcut:
         s = L.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
-        s = L.BatchNormalization(epsilon=1.001e-5, name=name + "_0_bn")(s)
+        s = L.BatchNormalization(epsilon=1.001e-5, momentum=bn_momentum, name=name + "_0_bn")(s)
     else:
         s = x
     y = L.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
-    y = L.BatchNormalization(epsilon=1.001e-5, name=name + "_1_bn")(y)
+    y = L.BatchNormalization(epsilon=1.001e-5, momentum=bn_momentum, name=name + "_1_bn")(y)
     y = L.Activation("relu", name=name + "_1_relu")(y)
     y = L.Conv2D(filters, 3, padding="same", dilation_rate=rate, name=name + "_2_conv")(y)
-    y = L.BatchNormalization(epsilon=1.001e-5, name=name + "_2_bn")(y)
+    y = L.BatchNormalization(epsilon=1.001e-5, momentum=bn_momentum, name=name + "_2_bn")(y)
     y = L.Activation("relu", name=name + "_2_relu")(y)
     y = L.Conv2D(4 * filters, 1, name=name + "_3_conv")(y)
-    y = L.BatchNormalization(epsilon=1.001e-5, name=name + "_3_bn")(y)
+    y = L.BatchNormalization(epsilon=1.001e-5, momentum=bn_momentum, name=name + "_3_bn")(y)
     y = L.Add(name=name + "_add")([s, y])
     return L.Activation("relu", name=name + "_out")(y)
 
 
-def build_resnet50(inputs, output_stride: int, alpha: float):
+def build_resnet50(inputs, output_stride: int, alpha: float, bn_momentum: float = 0.99):
     x = L.Conv2D(64, 7, strides=2, padding="same", name="conv1_conv")(inputs)
-    x = L.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(x)
+    x = L.BatchNormalization(epsilon=1.001e-5, momentum=bn_momentum, name="conv1_bn")(x)
     x = L.Activation("relu", name="conv1_relu")(x)
     x = L.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
     # conv1 and pool1 reach stride 4; the stages then add 1, 2, 2, 2.
@@ -180,7 +181,8 @@ def build_resnet50(inputs, output_stride: int, alpha: float):
     for stage, ((filters, blocks, _), (stride, rate)) in enumerate(zip(_RESNET50_STAGES, schedule), 2):
         for b in range(1, blocks + 1):
             first = b == 1
-            x = _bottleneck(x, filters, stride if first else 1, rate, f"conv{stage}_block{b}", first)
+            x = _bottleneck(x, filters, stride if first else 1, rate, f"conv{stage}_block{b}", first,
+                            bn_momentum)
         if stage == 2:
             low = x
     return low, x

@@ -25,6 +25,9 @@ class ModelConfig:
         aspp_filters, decoder_filters, low_level_filters: 256 / 256 / 48 in the paper.
         input_size: (height, width); both multiples of ``output_stride``.
         dropout: after the ASPP projection.
+        bn_momentum: BatchNormalization moving-average momentum. 0.99 suits long schedules;
+            short from-scratch runs need a faster one (0.9): the moving variance starts at 1
+            and otherwise still lags the real statistics when training stops.
     """
 
     num_classes: int
@@ -37,6 +40,7 @@ class ModelConfig:
     low_level_filters: int = 48
     input_size: tuple[int, int] = (256, 256)
     dropout: float = 0.1
+    bn_momentum: float = 0.99
 
     def __post_init__(self):
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
@@ -47,6 +51,8 @@ class ModelConfig:
             raise ConfigError(f"head must be 'plain' or 'separable', got '{self.head}'")
         if self.num_classes < 2:
             raise ConfigError(f"need at least 2 classes, got {self.num_classes}")
+        if not 0 < self.bn_momentum < 1:
+            raise ConfigError(f"bn momentum must be in (0, 1), got {self.bn_momentum}")
         if not 0 < self.alpha <= 2:
             raise ConfigError(f"alpha must be in (0, 2], got {self.alpha}")
         check_input_size(self.input_size, self.output_stride)
@@ -104,15 +110,16 @@ def build_deeplabv3plus(config: ModelConfig, backbone_weights: str | None = None
     separable = config.head == "separable"
     inputs = keras.Input((h, w, 3), name="image")
     x = L.Rescaling(list(spec.scale), list(spec.offset), name="preprocess")(inputs)
-    low, high = spec.build(x, config.output_stride, config.alpha)
+    low, high = spec.build(x, config.output_stride, config.alpha, config.bn_momentum)
+    bn = config.bn_momentum
 
-    y = aspp(high, config.aspp_filters, config.aspp_rates, separable, config.dropout)
+    y = aspp(high, config.aspp_filters, config.aspp_rates, separable, config.dropout, bn)
     up = config.output_stride // 4
     y = L.UpSampling2D(up, interpolation="bilinear", name="decoder_upsample")(y)
-    low = conv_bn_relu(low, config.low_level_filters, 1, "decoder_project")
+    low = conv_bn_relu(low, config.low_level_filters, 1, "decoder_project", bn_momentum=bn)
     y = L.Concatenate(name="decoder_concat")([y, low])
-    y = conv_bn_relu(y, config.decoder_filters, 3, "decoder_conv_1", separable=separable)
-    y = conv_bn_relu(y, config.decoder_filters, 3, "decoder_conv_2", separable=separable)
+    y = conv_bn_relu(y, config.decoder_filters, 3, "decoder_conv_1", separable=separable, bn_momentum=bn)
+    y = conv_bn_relu(y, config.decoder_filters, 3, "decoder_conv_2", separable=separable, bn_momentum=bn)
     y = L.Conv2D(config.num_classes, 1, name="classifier")(y)
     if final_upsample:
         y = L.UpSampling2D(4, interpolation="bilinear", name="logits_upsample")(y)
