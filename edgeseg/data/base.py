@@ -141,9 +141,14 @@ def list_images(folder: Path) -> list[Path]:
 
 def pair_by_stem(images: list[Path], label_dir: Path, label_name) -> Pairs:
     """Pair each image with ``label_dir / label_name(image)``; collect images without one."""
+    return pair_files(images, lambda image: label_dir / label_name(image))
+
+
+def pair_files(images: list[Path], label_of) -> Pairs:
+    """Pair each image with the path ``label_of(image)``; collect images without one."""
     items, unpaired, expected = [], [], {}
     for image in images:
-        label = label_dir / label_name(image)
+        label = label_of(image)
         if label.is_file():
             items.append((image, label))
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, require_dir
+from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, pair_files, require_dir
 
 # (label id, train id) from cityscapesscripts/helpers/labels.py; every other id 0..33 is void.
 _TRAIN_IDS = {
@@ -43,13 +43,9 @@ def info(root: Path) -> DatasetInfo:
 def pairs(root: Path, split: str) -> Pairs:
     image_root = require_dir(root / "leftImg8bit" / split, f"Cityscapes split '{split}'")
     label_root = root / "gtFine" / split
-    items, unpaired, expected = [], [], {}
-    for image in sorted(image_root.glob(f"*/*{_IMAGE_SUFFIX}")):
+
+    def label_of(image: Path) -> Path:
         stem = image.name[: -len(_IMAGE_SUFFIX)]
-        label = label_root / image.parent.name / f"{stem}{_LABEL_SUFFIX}"
-        if label.is_file():
-            items.append((image, label))
-        else:
-            unpaired.append(image)
-            expected[image] = label
-    return Pairs(items, unpaired, expected)
+        return label_root / image.parent.name / f"{stem}{_LABEL_SUFFIX}"
+
+    return pair_files(sorted(image_root.glob(f"*/*{_IMAGE_SUFFIX}")), label_of)

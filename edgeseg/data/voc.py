@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, pack_rgb
+from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, pack_rgb, pair_by_stem
 from edgeseg.errors import DataError
 
 CLASS_NAMES = (
@@ -56,16 +56,8 @@ def pairs(root: Path, split: str) -> Pairs:
     listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not listing.is_file():
         raise DataError(f"VOC split list not found: {listing}")
-    label_dir = root / "SegmentationClass"
-    items, unpaired, expected = [], [], {}
-    for stem in listing.read_text().split():
-        image = root / "JPEGImages" / f"{stem}.jpg"
-        label = label_dir / f"{stem}.png"
-        if not image.is_file():
-            raise DataError(f"{listing} lists '{stem}' but {image} does not exist")
-        if label.is_file():
-            items.append((image, label))
-        else:
-            unpaired.append(image)
-            expected[image] = label
-    return Pairs(items, unpaired, expected)
+    images = [root / "JPEGImages" / f"{stem}.jpg" for stem in listing.read_text().split()]
+    missing = [image for image in images if not image.is_file()]
+    if missing:
+        raise DataError(f"{listing} lists '{missing[0].stem}' but {missing[0]} does not exist")
+    return pair_by_stem(images, root / "SegmentationClass", lambda image: image.stem + ".png")

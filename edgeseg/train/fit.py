@@ -47,15 +47,24 @@ def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
         size = (round_up(round(h * data.base_scale), os_), round_up(round(w * data.base_scale), os_))
         config = config.override(data__eval_size=list(size))
     if isinstance(loss.class_weights, str) and loss.class_weights != "none":
-        if isinstance(train_src, TFRecordSplit):
-            raise ConfigError("class weights from TFRecords are not computed; pass --class-weights none "
-                              "or an explicit list (see `edgeseg data stats`)")
-        counts = pixel_counts(train_src.info, train_src.label_paths)
+        counts = label_pixel_counts(train_src)
         weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
         config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])
     model_config(config, train_src.info.num_classes, config.data.crop_size)  # validates sizes early
     model_config(config, train_src.info.num_classes, config.data.eval_size)
     return config
+
+
+def label_pixel_counts(source) -> np.ndarray:
+    """Pixels per class over a split's labels (ignore pixels not counted)."""
+    if not isinstance(source, TFRecordSplit):
+        return pixel_counts(source.info, source.label_paths)
+    from edgeseg.data.pipeline import decoded_dataset
+
+    counts = np.zeros(source.info.num_classes, np.int64)
+    for _, label in decoded_dataset(source):
+        counts += np.bincount(label.numpy().ravel(), minlength=256)[: source.info.num_classes]
+    return counts
 
 
 def first_frame_size(source) -> tuple[int, int]:

@@ -1,0 +1,121 @@
+"""The command line: help, one-line errors with non-zero exits, data/model subcommands."""
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import error_lines, run_edgeseg
+from edgeseg.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error(result) -> str:
+    lines = error_lines(result.stderr)
+    assert result.exit_code != 0
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "evaluate", "data", "model"):
+        assert command in result.stdout
+
+
+def test_missing_dataset_folder(tmp_path):
+    result = invoke("train", "--data", tmp_path / "nope", "--format", "camvid")
+    assert "dataset folder not found" in one_error(result) and "nope" in result.stderr
+
+
+def test_unknown_backbone():
+    result = invoke("train", "--backbone", "vgg16")
+    assert one_error(result) == "edgeseg: error: unknown backbone 'vgg16'; choose one of: mobilenetv2, resnet50"
+
+
+def test_crop_not_divisible_by_output_stride(synth_root):
+    result = invoke("train", "--data", synth_root, "--crop-size", "100x100")
+    assert "input 100x100 is not divisible by output stride 16; use 112x112" in one_error(result)
+
+
+def test_image_without_label(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "labels").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / split / "images/a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "train/labels/a.png"), np.zeros((8, 8), np.uint8))
+    result = invoke("train", "--data", tmp_path, "--format", "camvid")
+    assert "a.jpg has no label" in one_error(result) and "val/labels/a.png" in result.stderr
+    result = invoke("data", "check", tmp_path, "--format", "camvid", "--split", "val")
+    assert result.exit_code == 1
+    assert "missing label" in result.stdout and "a.jpg" in result.stdout
+
+
+def test_label_id_out_of_range(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "labels").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / split / "images/a.jpg"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / split / "labels/a.png"), np.full((8, 8), 3, np.uint8))
+    cv2.imwrite(str(tmp_path / "val/labels/a.png"), np.full((8, 8), 77, np.uint8))
+    result = invoke("data", "check", tmp_path, "--format", "camvid")
+    assert result.exit_code == 1
+    assert "unknown label id(s) 77" in result.stdout
+    assert "1 problem(s) found" in one_error(result)
+
+
+def test_data_check_passes_on_good_data(synth_root):
+    result = invoke("data", "check", synth_root, "--format", "synthetic")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "train: 16 pairs" in result.stdout and result.stdout.strip().endswith("ok")
+
+
+def test_data_stats_prints_frequencies_and_weights(synth_root, tmp_path):
+    out = tmp_path / "stats.json"
+    result = invoke("data", "stats", synth_root, "--format", "synthetic", "--json", out)
+    assert result.exit_code == 0, result.stderr
+    assert "sky" in result.stdout and "--class-weights" in result.stdout
+    import json
+
+    stats = json.loads(out.read_text())
+    assert abs(sum(stats["share"]) - 1) < 1e-6 and len(stats["median_freq"]) == 7
+
+
+def test_model_summary_prints_parameter_count():
+    from edgeseg.models import ModelConfig, build_deeplabv3plus
+    from edgeseg.models.deeplabv3plus import count_params
+
+    result = invoke("model", "summary", "--alpha", "0.35", "--input-size", "64x64", "--num-classes", "5", "--no-macs")
+    assert result.exit_code == 0, result.stderr
+    expected = count_params(build_deeplabv3plus(ModelConfig(num_classes=5, alpha=0.35, input_size=(64, 64))))
+    assert f"parameters: {expected:,}" in result.stdout
+
+
+def test_macs_counted_from_graph_match_layer_arithmetic():
+    from edgeseg._tf import keras
+    from edgeseg.models.cost import count_macs
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    model = keras.Model(inp, x)
+    expected = 16 * 16 * (9 * 3 * 8 + 9 * 8)
+    assert count_macs(model) == expected
+
+
+def test_tfrecords_then_train_from_them(synth_root, tmp_path):
+    out = tmp_path / "records"
+    result = invoke("data", "tfrecords", synth_root, "--format", "synthetic", "--out", out, "--shard-size", "8")
+    assert result.exit_code == 0, result.stderr
+    assert len(list(out.glob("train-*.tfrecord"))) == 2
+    result = run_edgeseg("train", "--data", out, "--format", "tfrecord", "--run-dir", tmp_path / "run",
+                         "--alpha", "0.35", "--crop-size", "64x64", "--batch-size", "4", "--epochs", "1",
+                         "--steps-per-epoch", "2", "--aspp-filters", "16", "--decoder-filters", "16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "best val mIoU" in result.stdout
