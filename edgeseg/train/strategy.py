@@ -42,6 +42,10 @@ def is_chief() -> bool:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return True
-    task = json.loads(raw).get("task", {})
-    return task.get("type", "worker") in ("chief",) or (task.get("type") == "worker" and task.get("index", 0) == 0
-                                                         and "chief" not in json.loads(raw).get("cluster", {}))
+    tf_config = json.loads(raw)
+    task = tf_config.get("task", {})
+    if task.get("type") == "chief":
+        return True
+    # Without a chief task, worker 0 plays the chief (as in tf.distribute).
+    return (task.get("type") == "worker" and task.get("index", 0) == 0
+            and "chief" not in tf_config.get("cluster", {}))
