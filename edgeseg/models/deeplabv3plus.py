@@ -87,7 +87,7 @@ def check_input_size(size, output_stride: int) -> None:
 
 
 def build_deeplabv3plus(config: ModelConfig, backbone_weights: str | None = None,
-                        final_upsample: bool = True) -> keras.Model:
+                        final_upsample: bool = True, decoder_interpolation: str = "bilinear") -> keras.Model:
     """Build DeepLabv3+ for a fixed input size.
 
     The model takes RGB pixels in [0, 255] (float) and returns per-pixel logits
@@ -98,7 +98,10 @@ def build_deeplabv3plus(config: ModelConfig, backbone_weights: str | None = None
         backbone_weights: ``None``/``"none"``, ``"imagenet"`` (Keras Applications weights,
             needs internet the first time) or a path to a Keras weights file (``.h5``) whose
             layer names match.
-        final_upsample: include the last x4 bilinear upsample to the input size.
+        final_upsample: include the last x4 bilinear upsample to the input size (exports leave
+            it to the runtime and output stride-4 logits).
+        decoder_interpolation: ``bilinear`` (the paper) or ``nearest`` for the x4 upsample of
+            the ASPP output; int8 TFLite computes nearest exactly (same weights either way).
 
     Example:
         >>> model = build_deeplabv3plus(ModelConfig(num_classes=11, alpha=0.35, input_size=(64, 64)))
@@ -115,7 +118,9 @@ def build_deeplabv3plus(config: ModelConfig, backbone_weights: str | None = None
 
     y = aspp(high, config.aspp_filters, config.aspp_rates, separable, config.dropout, bn)
     up = config.output_stride // 4
-    y = L.UpSampling2D(up, interpolation="bilinear", name="decoder_upsample")(y)
+    if decoder_interpolation not in ("bilinear", "nearest"):
+        raise ConfigError(f"decoder interpolation must be bilinear or nearest, got '{decoder_interpolation}'")
+    y = L.UpSampling2D(up, interpolation=decoder_interpolation, name="decoder_upsample")(y)
     low = conv_bn_relu(low, config.low_level_filters, 1, "decoder_project", bn_momentum=bn)
     y = L.Concatenate(name="decoder_concat")([y, low])
     y = conv_bn_relu(y, config.decoder_filters, 3, "decoder_conv_1", separable=separable, bn_momentum=bn)

@@ -214,5 +214,6 @@ def load_run_model(run_dir: Path, input_size=None, weights: Path | None = None, 
     names = json.loads(run.dataset.read_text())["class_names"]
     size = tuple(input_size or config.data.eval_size)
     model = build_deeplabv3plus(model_config(config, len(names), size), **build_kwargs)
-    model.load_weights(str(weights or run.weights()))
+    # by_name: an export model without the final upsample has the same weighted layers.
+    model.load_weights(str(weights or run.weights()), by_name=True)
     return model, config

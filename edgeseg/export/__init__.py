@@ -1,0 +1,1 @@
+"""Export to TFLite: conversion, embedded metadata, delegate compatibility, parity checks."""

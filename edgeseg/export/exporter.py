@@ -1,0 +1,207 @@
+"""`edgeseg export`: a trained run -> TFLite files with metadata, a delegate report and parity
+checks, written atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg import __version__
+from edgeseg.config import TrainConfig
+from edgeseg.data import load_split
+from edgeseg.errors import ConfigError, ExportError
+from edgeseg.export.delegates import compatibility_report
+from edgeseg.export.metadata import embed_metadata
+from edgeseg.export.tflite import FORMATS, convert
+from edgeseg.models import get_backbone
+from edgeseg.quant.calibrate import (
+    check_calibration_size, load_calibration_frames, read_manifest, select_frames, write_manifest,
+)
+from edgeseg.rundir import RunDir, write_json_atomic
+from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.segmenter import Segmenter
+
+log = logging.getLogger("edgeseg")
+
+FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
+INT8_MIN_AGREEMENT = 0.90  # pixel agreement of int8 vs fp32 predictions
+
+
+@dataclass
+class ExportOptions:
+    formats: tuple[str, ...] = ("fp32", "int8")
+    out_dir: Path | None = None
+    io: str = "int8"
+    calib_data: Path | None = None
+    calib_format: str | None = None
+    calib_split: str = "train"
+    calib_size: int = 200
+    calib_select: str = "balanced"
+    calib_manifest: Path | None = None
+    manifest_dir: Path = Path("calibration")
+    parity_frames: int = 8
+    decoder_interpolation: str = "bilinear"
+    qat_model: object = None
+    force: bool = False
+    seed: int = 0
+    report: dict = field(default_factory=dict)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-")
+        probe.close()
+    except OSError as e:
+        raise ExportError(f"output folder {out_dir} is not writable: {e.strerror}") from None
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
+
+
+def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
+    """Export a training run; returns the report also written to ``export.json``."""
+    from edgeseg.train import load_run_model
+
+    run = RunDir(Path(run_dir)).require()
+    config = TrainConfig.load(run.config)
+    meta_ds = json.loads(run.dataset.read_text())
+    unknown = [f for f in options.formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
+    if "qat" in options.formats and options.qat_model is None:
+        raise ConfigError("the qat format needs a quantization-aware-trained model (--qat)")
+    out_dir = Path(options.out_dir or run.path / "export")
+    stem = run.path.name
+    targets = {f: out_dir / f"{stem}{FORMATS[f].suffix}" for f in options.formats}
+    _prepare_out_dir(out_dir, [*targets.values(), out_dir / "export.json"], options.force)
+
+    size = tuple(config.data.eval_size)
+    model, _ = load_run_model(run.path, size, final_upsample=False,
+                              decoder_interpolation=options.decoder_interpolation)
+    spec = get_backbone(config.model.backbone)
+    best = run.read_json(run.best_json)
+
+    root = options.calib_data or meta_ds.get("root")
+    fmt = options.calib_format or meta_ds["format"]
+    val = _maybe_split(root, fmt, config.data.val_split)
+    parity_items = (val.items if val else [])[: options.parity_frames]
+
+    calib = None
+    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
+    if any(FORMATS[f].calibration for f in options.formats):
+        calib_items, manifest = _calibration_items(root, fmt, options, meta_ds)
+        check_calibration_size(len(calib_items))
+        expected = _frame_size(calib_items[0][0])
+        calib = load_calibration_frames(calib_items, size, expected_size=expected, progress=progress)
+        report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
+        if not parity_items:
+            parity_items = calib_items[: options.parity_frames]
+
+    frames = [_read_rgb(p) for p, _ in parity_items]
+    written = {}
+    for name in options.formats:
+        fmt_row = FORMATS[name]
+        t0 = time.perf_counter()
+        source = options.qat_model if fmt_row.qat else model
+        data = convert(source, fmt_row, calib, options.io)
+        meta = ModelMetadata(
+            class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
+            output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
+            precision=name, source_run=str(run.path), float_miou=best.get("miou"),
+            dataset=meta_ds.get("name"), edgeseg_version=__version__,
+            extra={"io": options.io if fmt_row.integer_io else "float",
+                   "decoder_interpolation": options.decoder_interpolation},
+        )
+        data = embed_metadata(data, meta)
+        _atomic_write(targets[name], data)
+        written[name] = targets[name]
+        report["files"][name] = {
+            "path": str(targets[name]), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
+            "description": fmt_row.description, **compatibility_report(data),
+        }
+        log.info("wrote %s (%.1f MB)", targets[name], len(data) / 1e6)
+
+    report["parity"] = parity_checks(model, written, frames)
+    write_json_atomic(out_dir / "export.json", report)
+    return report
+
+
+def parity_checks(model, written: dict, frames) -> dict:
+    """Keras vs fp32 TFLite (max abs logit difference) and every other file vs the float
+    reference (pixel agreement of the predictions), on real frames."""
+    from edgeseg.runtime.segmenter import letterbox
+
+    if not frames:
+        return {"skipped": "no frames to compare on"}
+    out: dict = {}
+    reference = None
+    if "fp32" in written:
+        seg = Segmenter(written["fp32"], threads=2)
+        worst, span = 0.0, 1e-6
+        for frame in frames:
+            x, _ = letterbox(frame, seg.input_size)
+            keras_logits = model(x[None], training=False).numpy()[0]
+            tfl, _ = seg.raw_output(frame)
+            worst = max(worst, float(np.abs(keras_logits - tfl).max()))
+            span = max(span, float(np.abs(keras_logits).max()))
+        ok = worst <= FP32_TOLERANCE * max(span, 1.0)
+        out["fp32"] = {"max_abs_diff_vs_keras": worst, "ok": ok}
+        if not ok:
+            log.error("PARITY FAILED: fp32 TFLite differs from Keras by %.4g", worst)
+        reference = [seg.predict(f) for f in frames]
+    for name, path in written.items():
+        if name == "fp32" or reference is None:
+            continue
+        seg = Segmenter(path, threads=2)
+        agree = float(np.mean([np.mean(seg.predict(f) == r) for f, r in zip(frames, reference)]))
+        ok = agree >= INT8_MIN_AGREEMENT or name in ("fp16", "dynamic") and agree >= 0.98
+        out[name] = {"pixel_agreement_vs_fp32": agree, "ok": ok}
+        if not ok:
+            log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
+    return out
+
+
+def _maybe_split(root, fmt, split):
+    try:
+        return load_split(root, fmt, split)
+    except Exception:  # noqa: BLE001 - parity frames are optional
+        return None
+
+
+def _calibration_items(root, fmt, options: ExportOptions, meta_ds):
+    split = load_split(root, fmt, options.calib_split)
+    if options.calib_manifest:
+        return read_manifest(Path(options.calib_manifest), split.root), options.calib_manifest
+    items = select_frames(split, options.calib_size, options.calib_select, options.seed)
+    name = f"{meta_ds.get('name', fmt)}_{options.calib_split}_{options.calib_select}_{len(items)}.txt"
+    manifest = write_manifest(options.manifest_dir / name, split, items, options.calib_select, options.seed)
+    return items, manifest
+
+
+def _read_rgb(path):
+    from edgeseg.data.check import read_image
+
+    return read_image(Path(path))
+
+
+def _frame_size(path) -> tuple[int, int]:
+    return _read_rgb(path).shape[:2]

@@ -1,0 +1,93 @@
+"""Keras -> TFLite conversion, from a concrete function with a fixed batch of 1.
+
+With a dynamic batch the converter leaves every dilated convolution as
+SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND with the BatchNorm unfolded and in float, and the int8
+model then fails to prepare under XNNPACK. A static [1, H, W, 3] signature lets it fold the
+dilation into the convolutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeseg._tf import tf
+from edgeseg.errors import ExportError
+
+IO_TYPES = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the export table.
+
+    Args:
+        name: what ``--formats`` calls it.
+        suffix: appended to the model name.
+        calibration: needs a representative dataset (full-integer PTQ).
+        qat: converts the quantization-aware-trained model.
+        integer_io: takes ``--io`` (int8 / uint8 / float input and output).
+        description: shown in the CLI help and the report.
+    """
+
+    name: str
+    suffix: str
+    calibration: bool = False
+    qat: bool = False
+    integer_io: bool = False
+    description: str = ""
+
+
+FORMATS = {f.name: f for f in (
+    ExportFormat("fp32", "_fp32.tflite", description="float32 reference (XNNPACK CPU)"),
+    ExportFormat("fp16", "_fp16.tflite", description="float16 weights (GPU delegate)"),
+    ExportFormat("dynamic", "_dynamic.tflite", description="int8 weights, float activations"),
+    ExportFormat("int8", "_int8.tflite", calibration=True, integer_io=True,
+                 description="full-integer PTQ, calibrated on training frames (CPU, NNAPI, Edge TPU)"),
+    ExportFormat("qat", "_qat_int8.tflite", qat=True, integer_io=True,
+                 description="full-integer from quantization-aware training"),
+)}
+
+TARGETS = {
+    "cpu": ("fp32", "int8"),
+    "gpu": ("fp32", "fp16"),
+    "nnapi": ("fp32", "int8"),
+    "edgetpu": ("int8",),
+}
+
+
+def concrete_function(model):
+    h, w = model.input_shape[1:3]
+    fn = tf.function(lambda image: model(image, training=False))
+    return fn.get_concrete_function(tf.TensorSpec([1, h, w, 3], tf.float32, name="image"))
+
+
+def convert(model, fmt: ExportFormat, representative=None, io: str = "int8") -> bytes:
+    """Convert ``model`` (a float model, or a tfmot QAT model for ``qat``) to TFLite bytes.
+
+    Args:
+        representative: for ``int8``: a list of float32 arrays shaped like the input.
+        io: input/output type of integer models: ``int8``, ``uint8`` or ``float``.
+    """
+    if io not in IO_TYPES:
+        raise ExportError(f"--io must be one of {', '.join(IO_TYPES)}, got '{io}'")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+    if fmt.name == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt.name == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif fmt.integer_io:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if fmt.calibration:
+            if not representative:
+                raise ExportError("int8 export needs calibration frames (--calib-data)")
+            converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = IO_TYPES[io]
+        converter.inference_output_type = IO_TYPES[io]
+    try:
+        return converter.convert()
+    except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and friends
+        raise ExportError(f"TFLite conversion to {fmt.name} failed: {str(e).strip().splitlines()[-1]}") from e
