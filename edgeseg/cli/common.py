@@ -42,9 +42,14 @@ def handle_errors(func):
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
-    logging.getLogger("edgeseg").setLevel(logging.DEBUG if verbose else logging.INFO)
+    """edgeseg's own messages on stderr; other libraries' loggers are left alone."""
+    log = logging.getLogger("edgeseg")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def quiet_tensorflow() -> None:

@@ -8,6 +8,7 @@ from edgeseg import __version__
 from edgeseg.cli import data as data_cli
 from edgeseg.cli import model as model_cli
 from edgeseg.cli.evaluate import evaluate
+from edgeseg.cli.export import export
 from edgeseg.cli.train import train
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command(no_args_is_help=False)(train)
 app.command()(evaluate)
+app.command()(export)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(model_cli.app, name="model")
 

@@ -45,7 +45,9 @@ FORMATS = {f.name: f for f in (
     ExportFormat("dynamic", "_dynamic.tflite", description="int8 weights, float activations"),
     ExportFormat("int8", "_int8.tflite", calibration=True, integer_io=True,
                  description="full-integer PTQ, calibrated on training frames (CPU, NNAPI, Edge TPU)"),
-    ExportFormat("qat", "_qat_int8.tflite", qat=True, integer_io=True,
+    # The converter takes the QAT ranges and wants representative frames for the few tensors
+    # tfmot leaves without fake-quant (the float32 logits cast), so QAT calibrates too.
+    ExportFormat("qat", "_qat_int8.tflite", calibration=True, qat=True, integer_io=True,
                  description="full-integer from quantization-aware training"),
 )}
 

@@ -1,0 +1,123 @@
+"""`edgeseg export`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+
+CALIB = "Calibration (int8)"
+QAT = "Quantization-aware training"
+
+
+class Target(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    nnapi = "nnapi"
+    edgetpu = "edgetpu"
+
+
+class IO(str, Enum):
+    int8 = "int8"
+    uint8 = "uint8"
+    float = "float"
+
+
+class Select(str, Enum):
+    balanced = "balanced"
+    random = "random"
+
+
+class Interp(str, Enum):
+    bilinear = "bilinear"
+    nearest = "nearest"
+
+
+@handle_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Training run directory.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Add the full-integer PTQ model.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Add the float16 model (GPU delegate).")] = False,
+    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware fine-tuning, then the QAT int8 model.", rich_help_panel=QAT)] = False,
+    formats: Annotated[Optional[str], typer.Option(help="Comma-separated: fp32,fp16,dynamic,int8,qat (overrides the flags).")] = None,
+    target: Annotated[Target, typer.Option(help="Defaults per device: cpu=fp32+int8, gpu=fp32+fp16, nnapi=fp32+int8, edgetpu=int8.")] = Target.cpu,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default RUN/export).")] = None,
+    io: Annotated[IO, typer.Option(help="Input/output type of integer models.")] = IO.int8,
+    calib_data: Annotated[Optional[Path], typer.Option(help="Dataset for calibration (default: the run's).", rich_help_panel=CALIB)] = None,
+    calib_format: Annotated[Optional[Format], typer.Option(help="Its format (default: the run's).", rich_help_panel=CALIB)] = None,
+    calib_size: Annotated[int, typer.Option(help="Calibration frames from the training split.", rich_help_panel=CALIB)] = 200,
+    calib_select: Annotated[Select, typer.Option(help="balanced: rare classes represented.", rich_help_panel=CALIB)] = Select.balanced,
+    calib_manifest: Annotated[Optional[Path], typer.Option(help="Reuse the frames listed in a manifest.", rich_help_panel=CALIB)] = None,
+    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 1000,
+    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.01,
+    decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+):
+    """Write TFLite models (fp32 / fp16 / dynamic / int8 / QAT int8) with embedded metadata, a
+    delegate compatibility report and parity checks.
+
+    [bold]Examples[/bold]
+
+      edgeseg export runs/camvid --int8
+      edgeseg export runs/camvid --int8 --qat --io uint8
+      edgeseg export runs/camvid --target gpu
+    """
+    setup_logging()
+    quiet_tensorflow()
+    from edgeseg.export.exporter import ExportOptions, export_run
+    from edgeseg.export.tflite import TARGETS
+
+    if formats:
+        chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
+    else:
+        chosen = list(TARGETS[target.value])
+        for flag, name in ((int8, "int8"), (fp16, "fp16"), (qat, "qat")):
+            if flag and name not in chosen:
+                chosen.append(name)
+        chosen = tuple(chosen)
+    qat_model = None
+    if "qat" in chosen:
+        from edgeseg.quant.qat import qat_finetune
+
+        qat_model = qat_finetune(run, steps=qat_steps, lr_factor=qat_lr_factor,
+                                 decoder_interpolation=decoder_upsample.value)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("calibration frames", total=None)
+        report = export_run(run, ExportOptions(
+            formats=chosen, out_dir=out, io=io.value, calib_data=calib_data,
+            calib_format=calib_format.value if calib_format else None, calib_size=calib_size,
+            calib_select=calib_select.value, calib_manifest=calib_manifest,
+            decoder_interpolation=decoder_upsample.value, qat_model=qat_model, force=force,
+        ), progress=lambda: progress.advance(task))
+    print_report(report)
+
+
+def print_report(report: dict) -> None:
+    typer.echo(f"\n{'format':<8} {'MB':>7}  {'parity':<28} file")
+    for name, info in report["files"].items():
+        parity = report["parity"].get(name, {})
+        if "max_abs_diff_vs_keras" in parity:
+            check = f"max|diff| {parity['max_abs_diff_vs_keras']:.2e}"
+        elif "pixel_agreement_vs_fp32" in parity:
+            check = f"{100 * parity['pixel_agreement_vs_fp32']:.2f}% pixels = fp32"
+        else:
+            check = "-"
+        flag = "" if parity.get("ok", True) else "  FAILED"
+        typer.echo(f"{name:<8} {info['bytes'] / 1e6:>7.2f}  {check + flag:<28} {info['path']}")
+    typer.echo("\nops a delegate cannot run (they fall back to the CPU):")
+    first = next(iter(report["files"].values()))
+    for delegate, ops in first["unsupported"].items():
+        listed = ", ".join(f"{k} x{v}" for k, v in ops.items()) or "none"
+        typer.echo(f"  {delegate:<8} {listed}")
+    if "calibration" in report:
+        c = report["calibration"]
+        typer.echo(f"\ncalibration: {c['frames']} frames ({c['select']}), manifest {c['manifest']}")
+    failed = [k for k, v in report["parity"].items() if isinstance(v, dict) and not v.get("ok", True)]
+    if failed:
+        typer.echo(f"edgeseg: warning: parity check failed for {', '.join(failed)}", err=True)

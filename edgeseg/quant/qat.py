@@ -1,0 +1,137 @@
+"""Quantization-aware training with tensorflow-model-optimization on the tf-keras DeepLabv3+.
+
+tfmot's default 8-bit scheme wraps every layer of the model except the input ``Rescaling``
+(normalisation), which gets :class:`OutputQuantizeConfig`: it fake-quantizes its output, so the
+converter folds the normalisation into the int8 input's scale and zero point.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from edgeseg._tf import keras, tf
+from edgeseg.errors import ExportError
+
+log = logging.getLogger("edgeseg")
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def _output_quantize_config_class():
+    tfmot = _tfmot()
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """No weights to quantize; an 8-bit asymmetric moving-average quantizer on the output."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputQuantizeConfig
+
+
+CUSTOM_CONFIGS = {keras.layers.Rescaling}
+
+
+def quantize_model(model: keras.Model) -> keras.Model:
+    """A QAT copy of ``model`` (same weights) with fake-quantization everywhere.
+
+    Raises:
+        ExportError naming the layer tfmot cannot wrap.
+    """
+    tfmot = _tfmot()
+    qk = tfmot.quantization.keras
+    OutputQuantizeConfig = _output_quantize_config_class()
+
+    def annotate(layer):
+        if type(layer) in CUSTOM_CONFIGS:
+            return qk.quantize_annotate_layer(layer, quantize_config=OutputQuantizeConfig())
+        return layer
+
+    try:
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        annotated = qk.quantize_annotate_model(annotated)
+        with qk.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig}):
+            return qk.quantize_apply(annotated)
+    except (RuntimeError, ValueError) as e:
+        msg = str(e).splitlines()[0]
+        raise ExportError(f"tensorflow-model-optimization cannot wrap the model: {msg}") from None
+
+
+def _stable_name(layer) -> str:
+    # tfmot names wrappers "quant_<layer>", but its input QuantizeLayer gets a counter suffix
+    # ("quantize_layer_1") in the second model built in the same process.
+    return "quantize_layer" if type(layer).__name__ == "QuantizeLayer" else layer.name
+
+
+def copy_by_layer_name(source: keras.Model, target: keras.Model) -> int:
+    """Copy weights (and quantizer ranges) between two QAT models built for different input sizes."""
+    by_name = {_stable_name(layer): layer for layer in source.layers}
+    copied = 0
+    for layer in target.layers:
+        match = by_name.get(_stable_name(layer))
+        if layer.weights and match is not None:
+            layer.set_weights(match.get_weights())
+            copied += 1
+    missing = [l.name for l in target.layers if l.weights and _stable_name(l) not in by_name]
+    if missing:
+        raise ExportError(f"QAT weights missing for layer {missing[0]}")
+    return copied
+
+
+def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size: int | None = None,
+                 export_size=None, decoder_interpolation: str = "bilinear", verbose: int = 2):
+    """Fine-tune a float run with fake quantization (published recipes: ~1/100 of the float
+    learning rate, a few thousand steps) and return a QAT model at the export size, logits at
+    stride 4, ready for the TFLite converter."""
+    from pathlib import Path
+
+    from edgeseg.config import TrainConfig
+    from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
+    from edgeseg.rundir import RunDir
+    from edgeseg.train import load_run_model
+    from edgeseg.train.fit import make_loss
+
+    run = RunDir(Path(run_dir)).require()
+    config = TrainConfig.load(run.config)
+    d = config.data
+    src = load_source(d.root, d.format, d.train_split)
+    float_train, _ = load_run_model(run.path, d.crop_size, decoder_interpolation=decoder_interpolation)
+    qat_train = quantize_model(float_train)
+    lr = config.optim.learning_rate * lr_factor
+    schedule = keras.optimizers.schedules.PolynomialDecay(lr, max(steps, 1), lr * 0.1, power=0.9)
+    qat_train.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=make_loss(config, src.info.num_classes))
+    ds = build_train_dataset(src, batch_size or d.batch_size,
+                             Augment(d.crop_size, d.scale_range, d.flip, d.base_scale), seed=config.seed + 1)
+    if steps > 0:
+        qat_train.fit(ds, epochs=1, steps_per_epoch=steps, verbose=verbose)
+
+    size = tuple(export_size or d.eval_size)
+    float_export, _ = load_run_model(run.path, size, final_upsample=False,
+                                     decoder_interpolation=decoder_interpolation)
+    qat_export = quantize_model(float_export)
+    copied = copy_by_layer_name(qat_train, qat_export)
+    log.info("QAT: %d steps at lr %.2g; %d layers copied to the %dx%d export model", steps, lr, copied, *size)
+    return qat_export
