@@ -1,0 +1,174 @@
+"""Export: TFLite files, metadata, delegate report, parity, atomic/no-overwrite, QAT, and the
+TF-free runtime that reads them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, error_lines, run_edgeseg
+from edgeseg.errors import ConfigError, DataError, ExportError
+
+
+@pytest.fixture(scope="module")
+def run_dir(synth_root, tmp_path_factory):
+    from edgeseg.config import TrainConfig
+    from edgeseg.train import train
+
+    run = tmp_path_factory.mktemp("export") / "tiny"
+    cfg = TrainConfig().override(
+        data__root=str(synth_root), data__crop_size=[64, 64], data__batch_size=4, model__alpha=0.35,
+        model__aspp_filters=32, model__decoder_filters=32, optim__epochs=2, optim__steps_per_epoch=15,
+        optim__learning_rate=5e-3)
+    train(cfg, run, verbose=0)
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    from edgeseg.export.exporter import ExportOptions, export_run
+
+    manifests = tmp_path_factory.mktemp("manifests")
+    return export_run(run_dir, ExportOptions(formats=("fp32", "fp16", "int8"), calib_size=12,
+                                             manifest_dir=manifests))
+
+
+def test_files_metadata_and_sizes(exported, run_dir):
+    from edgeseg.runtime.metadata import load_metadata
+
+    files = exported["files"]
+    assert set(files) == {"fp32", "fp16", "int8"}
+    meta = load_metadata(files["int8"]["path"])
+    assert meta.class_names[:2] == ["sky", "building"] and meta.input_size == [64, 64]
+    assert meta.precision == "int8" and meta.output == "logits" and meta.source_run == str(run_dir)
+    assert meta.float_miou == pytest.approx(json.loads((run_dir / "best.json").read_text())["miou"])
+    assert files["int8"]["bytes"] < 0.45 * files["fp32"]["bytes"]
+    assert files["fp16"]["bytes"] < 0.6 * files["fp32"]["bytes"]
+    assert json.loads((run_dir / "export" / "export.json").read_text())["files"].keys() == files.keys()
+
+
+def test_parity_checks_pass(exported):
+    parity = exported["parity"]
+    assert parity["fp32"]["ok"] and parity["fp32"]["max_abs_diff_vs_keras"] < 1e-4
+    assert parity["int8"]["pixel_agreement_vs_fp32"] > 0.8
+    assert parity["fp16"]["pixel_agreement_vs_fp32"] > 0.98
+
+
+def test_graph_ops_fixed_batch_and_delegate_report(exported):
+    ops = exported["files"]["int8"]["ops"]
+    assert "SPACE_TO_BATCH_ND" not in ops and "BATCH_TO_SPACE_ND" not in ops  # dilation folded
+    assert "ARG_MAX" not in ops  # argmax is the runtime's job
+    assert ops["CONV_2D"] > 10 and ops["DEPTHWISE_CONV_2D"] > 10
+    assert exported["files"]["int8"]["unsupported"]["gpu"] == {}
+    from edgeseg.export.delegates import unsupported_ops
+
+    assert unsupported_ops({"ARG_MAX": 1, "CONV_2D": 3}, "gpu") == {"ARG_MAX": 1}
+    assert unsupported_ops({"ARG_MAX": 1, "CONV_2D": 3}, "nnapi") == {}
+
+
+def test_int8_takes_raw_pixels(exported):
+    from edgeseg.runtime.segmenter import Segmenter
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    scale, zero = seg.input["quantization"]
+    assert seg.input["dtype"] == np.int8 and scale == pytest.approx(1.0, rel=0.02) and zero == -128
+
+
+def test_existing_files_are_not_overwritten(run_dir):
+    from edgeseg.export.exporter import ExportOptions, export_run
+
+    with pytest.raises(ExportError, match="exists; pass --force"):
+        export_run(run_dir, ExportOptions(formats=("fp32",)))
+
+
+def test_unwritable_output_leaves_nothing(run_dir, tmp_path):
+    from edgeseg.export.exporter import ExportOptions, export_run
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="not writable"):
+        export_run(run_dir, ExportOptions(formats=("fp32",), out_dir=blocker / "out"))
+
+
+def test_calibration_problems(run_dir, tmp_path, synth_root):
+    import cv2
+
+    from edgeseg.export.exporter import ExportOptions, export_run
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    with pytest.raises(DataError, match="lists no frames"):
+        export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path / "a", calib_manifest=empty))
+    odd = tmp_path / "odd"
+    (odd / "train/images").mkdir(parents=True)
+    (odd / "train/masks").mkdir(parents=True)
+    (odd / "classes.txt").write_text((synth_root / "classes.txt").read_text())
+    cv2.imwrite(str(odd / "train/images/a.jpg"), np.zeros((48, 80, 3), np.uint8))
+    cv2.imwrite(str(odd / "train/masks/a.png"), np.zeros((48, 80), np.uint8))
+    cv2.imwrite(str(odd / "train/images/b.jpg"), np.zeros((64, 64, 3), np.uint8))
+    cv2.imwrite(str(odd / "train/masks/b.png"), np.zeros((64, 64), np.uint8))
+    with pytest.raises(DataError, match=r"b\.jpg is 64x64, expected 80x48"):
+        export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path / "b", calib_data=odd,
+                                          calib_format="folder", manifest_dir=tmp_path))
+    assert not list((tmp_path / "b").glob("*.tflite"))
+    with pytest.raises(ConfigError, match="unknown export format 'onnx'"):
+        export_run(run_dir, ExportOptions(formats=("onnx",), out_dir=tmp_path / "c"))
+
+
+def test_manifest_reproduces_the_int8_model(run_dir, exported, tmp_path):
+    from edgeseg.export.exporter import ExportOptions, export_run
+
+    manifest = Path(exported["calibration"]["manifest"])
+    assert len([l for l in manifest.read_text().splitlines() if not l.startswith("#")]) == 12
+    again = export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path, calib_manifest=manifest))
+    first = Path(exported["files"]["int8"]["path"]).read_bytes()
+    assert Path(again["files"]["int8"]["path"]).read_bytes() == first
+
+
+def test_qat_model_wraps_and_exports(run_dir, tmp_path):
+    from edgeseg.export.exporter import ExportOptions, export_run
+    from edgeseg.quant.qat import qat_finetune
+
+    qat = qat_finetune(run_dir, steps=2, batch_size=2, verbose=0)
+    assert any(type(l).__name__ == "QuantizeWrapperV2" for l in qat.layers)
+    report = export_run(run_dir, ExportOptions(formats=("fp32", "qat"), out_dir=tmp_path, qat_model=qat,
+                                               calib_size=4, manifest_dir=tmp_path))
+    assert report["files"]["qat"]["bytes"] < 0.45 * report["files"]["fp32"]["bytes"]
+    assert "pixel_agreement_vs_fp32" in report["parity"]["qat"]
+
+
+def test_runtime_imports_no_tensorflow():
+    code = ("import sys; import edgeseg.runtime.segmenter, edgeseg.runtime.evaluate, edgeseg.runtime.metadata, "
+            "edgeseg.metrics; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runtime_rejects_bad_files(tmp_path, exported):
+    from edgeseg.runtime.metadata import MetadataError, load_metadata
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(MetadataError, match="not a TFLite model"):
+        load_metadata(junk)
+
+
+def test_cli_export_then_drop_table(run_dir, synth_root, tmp_path):
+    out = tmp_path / "models"
+    result = run_edgeseg("export", run_dir, "--int8", "--out", out, "--calib-size", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ops a delegate cannot run" in result.stdout
+    md = tmp_path / "drop.md"
+    result = run_edgeseg("evaluate", run_dir, out / "tiny_fp32.tflite", out / "tiny_int8.tflite",
+                         "--markdown", md, "--chart", tmp_path / "iou.png", "--json", tmp_path / "m.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "m.json").read_text())["models"]
+    assert [r["kind"] for r in rows] == ["keras", "fp32", "int8"]
+    assert abs(rows[1]["drop_points"]) < 0.5  # fp32 TFLite matches Keras
+    assert "| tiny_int8.tflite | int8 |" in md.read_text()
+    again = run_edgeseg("export", run_dir, "--int8", "--out", out)
+    assert again.returncode != 0 and "exists; pass --force" in error_lines(again.stderr)[0]
