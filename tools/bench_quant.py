@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Quantization benchmark on a trained run, measured in one process:
+
+mIoU on ``val`` of fp32, fp16, PTQ int8 and QAT int8 TFLite models (evaluated with the TF-free
+runtime), the drop of each versus fp32, file sizes, and median ``invoke()`` latency at the
+model's input size (368x480 for CamVid) on LiteRT's XNNPACK CPU path with ``--threads``.
+Latency rounds are interleaved across models so machine noise hits all of them alike.
+
+    .venv/bin/python tools/bench_quant.py runs/camvid-mbv2-sep [--qat-steps 1000] [--json out.json]
+
+With ``--peers`` it also times segmentation_models_pytorch DeepLabV3Plus (MobileNetV2 encoder,
+random weights) under PyTorch and ONNX Runtime (fp32 and static int8) at the same size and
+thread count (``pip install -e '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3) -> dict:
+    """Median / p90 ms of interpreter.invoke() per model, interleaved."""
+    from edgeseg.runtime.backend import make_interpreter
+
+    interps = {}
+    for name, path in models.items():
+        it = make_interpreter(path, threads)
+        d = it.get_input_details()[0]
+        x = np.zeros(d["shape"], d["dtype"])
+        it.set_tensor(d["index"], x)
+        for _ in range(warmup):
+            it.invoke()
+        interps[name] = it
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, it in interps.items():
+            t = time.perf_counter()
+            it.invoke()
+            times[name].append(1000 * (time.perf_counter() - t))
+    return {n: {"median_ms": statistics.median(t), "p90_ms": float(np.percentile(t, 90))} for n, t in times.items()}
+
+
+def peer_latency(size, threads: int, rounds: int = 15) -> dict:
+    """segmentation_models_pytorch DeepLabV3Plus-MobileNetV2 under PyTorch and ONNX Runtime."""
+    out = {}
+    try:
+        import segmentation_models_pytorch as smp
+        import torch
+    except ImportError as e:
+        return {"skipped": f"peers need the bench extra ({e.name} missing)"}
+    torch.set_num_threads(threads)
+    h, w = size
+    model = smp.DeepLabV3Plus(encoder_name="mobilenet_v2", encoder_weights=None, classes=11).eval()
+    x = torch.rand(1, 3, h, w)
+
+    def timeit(fn):
+        for _ in range(3):
+            fn()
+        t = []
+        for _ in range(rounds):
+            s = time.perf_counter()
+            fn()
+            t.append(1000 * (time.perf_counter() - s))
+        return statistics.median(t)
+
+    with torch.inference_mode():
+        out["smp DeepLabV3Plus-MobileNetV2, PyTorch fp32"] = timeit(lambda: model(x))
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+    except ImportError:
+        out["onnxruntime"] = "skipped (not installed)"
+        return out
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    fp32 = tmp / "smp.onnx"
+    torch.onnx.export(model, x, str(fp32), input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"x": np.random.rand(1, 3, h, w).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    int8 = tmp / "smp_int8.onnx"
+    quantize_static(str(fp32), str(int8), Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    feed = {"x": x.numpy()}
+    for name, path in (("fp32", fp32), ("static int8", int8)):
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        out[f"smp DeepLabV3Plus-MobileNetV2, ONNX Runtime {name}"] = timeit(lambda: sess.run(None, feed))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--out", type=Path, help="export folder (default RUN/bench_quant)")
+    ap.add_argument("--qat-steps", type=int, default=1000)
+    ap.add_argument("--calib-size", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--decoder-upsample", default="bilinear", choices=["bilinear", "nearest"])
+    ap.add_argument("--formats", default="fp32,fp16,int8,qat")
+    ap.add_argument("--peers", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    from edgeseg.data import load_split
+    from edgeseg.export.exporter import ExportOptions, export_run
+    from edgeseg.metrics import mean_iou, per_class_iou
+    from edgeseg.runtime.evaluate import evaluate_tflite
+
+    formats = tuple(args.formats.split(","))
+    out = args.out or args.run / f"bench_quant_{args.decoder_upsample}"
+    qat_model = None
+    if "qat" in formats:
+        from edgeseg.quant.qat import qat_finetune
+
+        t = time.perf_counter()
+        qat_model = qat_finetune(args.run, steps=args.qat_steps, decoder_interpolation=args.decoder_upsample)
+        print(f"QAT fine-tuning: {args.qat_steps} steps in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+    report = export_run(args.run, ExportOptions(
+        formats=formats, out_dir=out, calib_size=args.calib_size, qat_model=qat_model, force=True,
+        decoder_interpolation=args.decoder_upsample, manifest_dir=out))
+    meta = json.loads((args.run / "dataset.json").read_text())
+    val = load_split(meta["root"], meta["format"], "val")
+    paths = {name: Path(info["path"]) for name, info in report["files"].items()}
+    results = {}
+    for name, path in paths.items():
+        r = evaluate_tflite(path, val.items, val.info, threads=args.threads)
+        results[name] = {"miou": mean_iou(r["cm"]), "per_class_iou": per_class_iou(r["cm"]).tolist(),
+                         "bytes": path.stat().st_size}
+        print(f"evaluated {name}: mIoU {results[name]['miou']:.4f}", file=sys.stderr, flush=True)
+    lat = invoke_latency(paths, args.threads)
+    ref = results.get("fp32", next(iter(results.values())))
+    h, w = report["input_size"]
+    print(f"\n{args.run} on {meta['format']} val ({len(val.items)} frames), input {h}x{w}, "
+          f"XNNPACK CPU, {args.threads} threads, decoder upsample {args.decoder_upsample}\n")
+    print(f"{'model':<8} {'mIoU':>7} {'drop':>7} {'MB':>7} {'size/fp32':>9} {'median ms':>10} {'p90 ms':>8} {'lat/fp32':>9}")
+    for name, r in results.items():
+        r.update(lat[name])
+        r["drop_points"] = 100 * (ref["miou"] - r["miou"])
+        r["size_vs_fp32"] = r["bytes"] / ref["bytes"]
+        r["latency_vs_fp32"] = r["median_ms"] / lat.get("fp32", lat[name])["median_ms"]
+        print(f"{name:<8} {r['miou']:>7.4f} {r['drop_points']:>6.2f}p {r['bytes'] / 1e6:>7.2f} {r['size_vs_fp32']:>9.2f} "
+              f"{r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {r['latency_vs_fp32']:>9.2f}")
+    peers = peer_latency((h, w), args.threads) if args.peers else {}
+    if peers:
+        print(f"\npeers at {h}x{w}, {args.threads} threads (median ms):")
+        for name, ms in peers.items():
+            print(f"  {name:<60} {ms if isinstance(ms, str) else f'{ms:.1f}'}")
+    if args.json:
+        args.json.write_text(json.dumps({"run": str(args.run), "results": results, "peers": peers,
+                                         "parity": report["parity"], "threads": args.threads,
+                                         "decoder_upsample": args.decoder_upsample}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
