@@ -21,7 +21,10 @@ demo: $(STAMP)
 	$(BIN)/edgeseg data synth
 	$(BIN)/edgeseg train --run-dir runs/demo --alpha 0.5 --crop-size 96x128 --batch-size 8 \
 	  --epochs 8 --steps-per-epoch 50 --lr 3e-3 --scale-range 0.75,1.5 --val-every 2
-	$(BIN)/edgeseg evaluate runs/demo --json runs/demo/eval.json --overlays runs/demo/overlays.png
+	$(BIN)/edgeseg export runs/demo --int8 --qat --qat-steps 200 --calib-size 100 --force
+	$(BIN)/edgeseg evaluate runs/demo runs/demo/export/demo_fp32.tflite runs/demo/export/demo_int8.tflite \
+	  runs/demo/export/demo_qat_int8.tflite --json runs/demo/eval.json --markdown runs/demo/drop.md \
+	  --chart runs/demo/iou.png --overlays runs/demo/overlays.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -172,3 +172,18 @@ def test_cli_export_then_drop_table(run_dir, synth_root, tmp_path):
     assert "| tiny_int8.tflite | int8 |" in md.read_text()
     again = run_edgeseg("export", run_dir, "--int8", "--out", out)
     assert again.returncode != 0 and "exists; pass --force" in error_lines(again.stderr)[0]
+
+
+def test_debug_lists_worst_layers_and_keep_float_leaves_them_in_float(run_dir, tmp_path):
+    from edgeseg.export.exporter import ExportOptions, export_run
+
+    report = export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path / "d", calib_size=4,
+                                               manifest_dir=tmp_path, debug=True))
+    worst = report["int8_debug"]["worst"]
+    assert worst and worst[0]["rmse_over_scale"] >= worst[-1]["rmse_over_scale"]
+    assert Path(report["int8_debug"]["csv"]).is_file()
+    name = next(r["tensor"] for r in worst if "block_" in r["tensor"])
+    kept = export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path / "k", calib_size=4,
+                                             manifest_dir=tmp_path, keep_float=(name,)))
+    ops = kept["files"]["int8"]["ops"]
+    assert ops.get("DEQUANTIZE", 0) >= 1 and ops.get("QUANTIZE", 0) >= 1  # a float island in the graph

@@ -55,6 +55,8 @@ def export(
     qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 1000,
     qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.01,
     decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
+    debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
+    keep_float: Annotated[Optional[list[str]], typer.Option(help="Keep this tensor/node in float in the int8 model (repeatable; names from --debug).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ):
     """Write TFLite models (fp32 / fp16 / dynamic / int8 / QAT int8) with embedded metadata, a
@@ -94,6 +96,7 @@ def export(
             calib_format=calib_format.value if calib_format else None, calib_size=calib_size,
             calib_select=calib_select.value, calib_manifest=calib_manifest,
             decoder_interpolation=decoder_upsample.value, qat_model=qat_model, force=force,
+            debug=debug, keep_float=tuple(keep_float or ()),
         ), progress=lambda: progress.advance(task))
     print_report(report)
 
@@ -118,6 +121,10 @@ def print_report(report: dict) -> None:
     if "calibration" in report:
         c = report["calibration"]
         typer.echo(f"\ncalibration: {c['frames']} frames ({c['select']}), manifest {c['manifest']}")
+    if "int8_debug" in report:
+        typer.echo(f"\nworst int8 layers (RMSE / scale), all in {report['int8_debug']['csv']}:")
+        for row in report["int8_debug"]["worst"][:8]:
+            typer.echo(f"  {row['rmse_over_scale']:8.3f}  {row['op']:<18} {row['tensor'][:90]}")
     failed = [k for k, v in report["parity"].items() if isinstance(v, dict) and not v.get("ok", True)]
     if failed:
         typer.echo(f"edgeseg: warning: parity check failed for {', '.join(failed)}", err=True)

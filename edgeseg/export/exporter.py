@@ -49,6 +49,8 @@ class ExportOptions:
     parity_frames: int = 8
     decoder_interpolation: str = "bilinear"
     qat_model: object = None
+    debug: bool = False
+    keep_float: tuple[str, ...] = ()
     force: bool = False
     seed: int = 0
     report: dict = field(default_factory=dict)
@@ -122,7 +124,12 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         fmt_row = FORMATS[name]
         t0 = time.perf_counter()
         source = options.qat_model if fmt_row.qat else model
-        data = convert(source, fmt_row, calib, options.io)
+        if name == "int8" and options.keep_float:
+            from edgeseg.export.debug import convert_keeping_float
+
+            data = convert_keeping_float(model, calib, options.keep_float, options.io)
+        else:
+            data = convert(source, fmt_row, calib, options.io)
         meta = ModelMetadata(
             class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
             output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
@@ -140,6 +147,11 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         }
         log.info("wrote %s (%.1f MB)", targets[name], len(data) / 1e6)
 
+    if options.debug and calib:
+        from edgeseg.export.debug import layer_errors, write_csv
+
+        rows = layer_errors(model, calib)
+        report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
     report["parity"] = parity_checks(model, written, frames)
     write_json_atomic(out_dir / "export.json", report)
     return report

@@ -1,0 +1,64 @@
+"""Per-layer int8 error (``tf.lite.experimental.QuantizationDebugger``) and selective
+quantization: named layers kept in float."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg._tf import tf
+from edgeseg.errors import ExportError
+from edgeseg.export.tflite import IO_TYPES, concrete_function
+
+
+def _debugger(model, representative, keep_float=(), io: str = "int8"):
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative)
+    if keep_float:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = IO_TYPES[io]
+    converter.inference_output_type = IO_TYPES[io]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float) or None)
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([np.asarray(x, np.float32)] for x in representative),
+        debug_options=options)
+
+
+def layer_errors(model, representative, frames: int = 8) -> list[dict]:
+    """Per quantized tensor: RMSE between float and int8 outputs, relative to its scale,
+    worst first."""
+    debugger = _debugger(model, representative[:frames])
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    out = []
+    for r in rows:
+        scale = float(r.get("scale") or 0) or 1.0
+        mse = float(r.get("mean_squared_error") or 0)
+        out.append({"op": r.get("op_name"), "tensor": r.get("tensor_name"),
+                    "rmse_over_scale": float(np.sqrt(mse)) / scale,
+                    "max_abs_error": float(r.get("max_abs_error") or 0)})
+    return sorted(out, key=lambda r: -r["rmse_over_scale"])
+
+
+def convert_keeping_float(model, representative, keep_float, io: str = "int8") -> bytes:
+    """An int8 model with the named tensors/nodes left in float (selective quantization)."""
+    try:
+        return bytes(_debugger(model, representative, keep_float, io).get_nondebug_quantized_model())
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"selective quantization failed: {str(e).strip().splitlines()[-1]}") from e
+
+
+def write_csv(rows, path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["op"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
