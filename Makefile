@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-train-dev
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# Peer tools for tools/bench_quant.py --peers, kept out of the TensorFlow environment.
+bench-env:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

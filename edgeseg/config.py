@@ -20,7 +20,7 @@ CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 
 
-def _pair(value, name: str) -> tuple[int, int]:
+def parse_size(value, name: str) -> tuple[int, int]:
     if isinstance(value, (int, float)):
         value = (value, value)
     if isinstance(value, str):
@@ -62,9 +62,9 @@ class DataSection:
     cache: str = "memory"
 
     def __post_init__(self):
-        object.__setattr__(self, "crop_size", _pair(self.crop_size, "crop size"))
+        object.__setattr__(self, "crop_size", parse_size(self.crop_size, "crop size"))
         if self.eval_size is not None:
-            object.__setattr__(self, "eval_size", _pair(self.eval_size, "eval size"))
+            object.__setattr__(self, "eval_size", parse_size(self.eval_size, "eval size"))
         lo, hi = (float(v) for v in self.scale_range)
         if not 0 < lo <= hi:
             raise ConfigError(f"scale range must satisfy 0 < min <= max, got {lo}-{hi}")

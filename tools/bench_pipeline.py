@@ -65,12 +65,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from edgeseg._tf import keras, tf
-    from edgeseg.config import _pair
+    from edgeseg.config import parse_size
     from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
     from edgeseg.losses import SegmentationLoss
     from edgeseg.models import ModelConfig, build_deeplabv3plus
 
-    crop = _pair(args.crop, "--crop")
+    crop = parse_size(args.crop, "--crop")
     split = load_source(args.data, args.format, "train")
     aug = Augment(crop, scale_range=(0.5, 2.0))
     rows = []

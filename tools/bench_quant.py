@@ -10,7 +10,7 @@ Latency rounds are interleaved across models so machine noise hits all of them a
 
 With ``--peers`` it also times segmentation_models_pytorch DeepLabV3Plus (MobileNetV2 encoder,
 random weights) under PyTorch and ONNX Runtime (fp32 and static int8) at the same size and
-thread count (``pip install -e '.[bench]'``).
+thread count, in the same run, through tools/bench_peers.py in ``.venv-bench`` (``make bench-env``).
 """
 
 from __future__ import annotations
@@ -49,59 +49,20 @@ def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3
     return {n: {"median_ms": statistics.median(t), "p90_ms": float(np.percentile(t, 90))} for n, t in times.items()}
 
 
-def peer_latency(size, threads: int, rounds: int = 15) -> dict:
-    """segmentation_models_pytorch DeepLabV3Plus-MobileNetV2 under PyTorch and ONNX Runtime."""
-    out = {}
-    try:
-        import segmentation_models_pytorch as smp
-        import torch
-    except ImportError as e:
-        return {"skipped": f"peers need the bench extra ({e.name} missing)"}
-    torch.set_num_threads(threads)
-    h, w = size
-    model = smp.DeepLabV3Plus(encoder_name="mobilenet_v2", encoder_weights=None, classes=11).eval()
-    x = torch.rand(1, 3, h, w)
-
-    def timeit(fn):
-        for _ in range(3):
-            fn()
-        t = []
-        for _ in range(rounds):
-            s = time.perf_counter()
-            fn()
-            t.append(1000 * (time.perf_counter() - s))
-        return statistics.median(t)
-
-    with torch.inference_mode():
-        out["smp DeepLabV3Plus-MobileNetV2, PyTorch fp32"] = timeit(lambda: model(x))
-    try:
-        import onnxruntime as ort
-        from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
-    except ImportError:
-        out["onnxruntime"] = "skipped (not installed)"
-        return out
+def peer_latency(size, threads: int, python: Path) -> dict:
+    """Run tools/bench_peers.py in the torch environment; its rows, or why they are missing."""
+    import subprocess
     import tempfile
 
-    tmp = Path(tempfile.mkdtemp())
-    fp32 = tmp / "smp.onnx"
-    torch.onnx.export(model, x, str(fp32), input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.data = iter([{"x": np.random.rand(1, 3, h, w).astype(np.float32)} for _ in range(8)])
-
-        def get_next(self):
-            return next(self.data, None)
-
-    int8 = tmp / "smp_int8.onnx"
-    quantize_static(str(fp32), str(int8), Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    feed = {"x": x.numpy()}
-    for name, path in (("fp32", fp32), ("static int8", int8)):
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        out[f"smp DeepLabV3Plus-MobileNetV2, ONNX Runtime {name}"] = timeit(lambda: sess.run(None, feed))
-    return out
+    if not python.exists():
+        return {"skipped": f"{python} not found: run `make bench-env` first"}
+    out = Path(tempfile.mkdtemp()) / "peers.json"
+    cmd = [str(python), str(Path(__file__).with_name("bench_peers.py")), "--size", f"{size[0]}x{size[1]}",
+           "--threads", str(threads), "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        return {"skipped": f"bench_peers.py failed: {result.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(out.read_text())["rows"]
 
 
 def main(argv=None):
@@ -113,7 +74,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decoder-upsample", default="bilinear", choices=["bilinear", "nearest"])
     ap.add_argument("--formats", default="fp32,fp16,int8,qat")
-    ap.add_argument("--peers", action="store_true")
+    ap.add_argument("--peers", action="store_true", help="also time the smp/PyTorch/ONNX Runtime peers")
+    ap.add_argument("--peers-python", type=Path, default=Path(".venv-bench/bin/python"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -156,11 +118,16 @@ def main(argv=None):
         r["latency_vs_fp32"] = r["median_ms"] / lat.get("fp32", lat[name])["median_ms"]
         print(f"{name:<8} {r['miou']:>7.4f} {r['drop_points']:>6.2f}p {r['bytes'] / 1e6:>7.2f} {r['size_vs_fp32']:>9.2f} "
               f"{r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {r['latency_vs_fp32']:>9.2f}")
-    peers = peer_latency((h, w), args.threads) if args.peers else {}
+    peers = peer_latency((h, w), args.threads, args.peers_python) if args.peers else {}
     if peers:
-        print(f"\npeers at {h}x{w}, {args.threads} threads (median ms):")
-        for name, ms in peers.items():
-            print(f"  {name:<60} {ms if isinstance(ms, str) else f'{ms:.1f}'}")
+        print(f"\npeers (smp DeepLabV3Plus-MobileNetV2, random weights) at {h}x{w}, {args.threads} threads:")
+        for name, r in peers.items():
+            shown = r if isinstance(r, str) else f"median {r['median_ms']:.1f} ms"
+            print(f"  {name:<28} {shown}")
+        timed = [r["median_ms"] for r in peers.values() if isinstance(r, dict)]
+        shipped = results.get("qat", results.get("int8"))
+        if timed and shipped:
+            print(f"  edgeseg shipped int8 / fastest peer: {shipped['median_ms'] / min(timed):.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"run": str(args.run), "results": results, "peers": peers,
                                          "parity": report["parity"], "threads": args.threads,

@@ -130,9 +130,9 @@ def synth(
     seed: Annotated[int, typer.Option()] = 0,
 ):
     """Generate the synthetic road-scene dataset (the embedded default)."""
-    from edgeseg.config import _pair
+    from edgeseg.config import parse_size
     from edgeseg.data import synthetic
 
     root = synthetic.generate(out or synthetic.default_root(), {"train": train, "val": val},
-                              _pair(size, "--size"), seed)
+                              parse_size(size, "--size"), seed)
     typer.echo(f"synthetic dataset ({train} train / {val} val, {size}) in {root}")

@@ -15,7 +15,7 @@ from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_lo
 
 def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples):
     quiet_tensorflow()
-    from edgeseg.config import TrainConfig, _pair
+    from edgeseg.config import TrainConfig, parse_size
     from edgeseg.data.pipeline import build_eval_dataset, load_source
     from edgeseg.errors import DataError
     from edgeseg.evaluate import confusion_over, save_overlays
@@ -31,7 +31,7 @@ def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, 
     source = load_source(data if data is not None else meta.get("root"), fmt or meta["format"], split)
     if list(source.info.class_names) != meta["class_names"]:
         raise DataError(f"dataset classes {list(source.info.class_names)} differ from the run's {meta['class_names']}")
-    size = _pair(eval_size, "--eval-size") if eval_size else config.data.eval_size
+    size = parse_size(eval_size, "--eval-size") if eval_size else config.data.eval_size
     model, _ = load_run_model(run, size, weights)
     dataset = build_eval_dataset(source, batch_size, size, config.data.base_scale)
     n = len(source.items) if hasattr(source, "items") else source.count

@@ -26,13 +26,13 @@ def summary(
 ):
     """Parameters and multiply-adds of a DeepLabv3+ configuration."""
     quiet_tensorflow()
-    from edgeseg.config import _pair
+    from edgeseg.config import parse_size
     from edgeseg.models import ModelConfig, build_deeplabv3plus
     from edgeseg.models.deeplabv3plus import count_params
 
     config = ModelConfig(num_classes=num_classes, backbone=backbone, alpha=alpha,
                          output_stride=output_stride, head=head.value,
-                         input_size=_pair(input_size, "--input-size"))
+                         input_size=parse_size(input_size, "--input-size"))
     model = build_deeplabv3plus(config)
     if layers:
         model.summary(print_fn=typer.echo)
