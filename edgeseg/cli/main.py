@@ -9,6 +9,7 @@ from edgeseg.cli import data as data_cli
 from edgeseg.cli import model as model_cli
 from edgeseg.cli.evaluate import evaluate
 from edgeseg.cli.export import export
+from edgeseg.cli.run import benchmark, run
 from edgeseg.cli.train import train
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app = typer.Typer(
 app.command(no_args_is_help=False)(train)
 app.command()(evaluate)
 app.command()(export)
+app.command()(run)
+app.command()(benchmark)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(model_cli.app, name="model")
 

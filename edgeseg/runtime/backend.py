@@ -38,3 +38,32 @@ def make_interpreter(model_path, threads: int | None = None, delegates=()):
     except (ValueError, RuntimeError) as e:
         raise BackendError(f"cannot load {model_path}: {str(e).splitlines()[0]}") from None
     return interpreter
+
+
+DELEGATE_LIBRARIES = {
+    "gpu": "libtensorflowlite_gpu_delegate.so",
+    "nnapi": "libnnapi_delegate.so",
+    "edgetpu": "libedgetpu.so.1",
+}
+
+
+def load_delegates(name: str | None, strict: bool = False) -> list:
+    """Delegates for ``--delegate``: ``xnnpack`` (LiteRT's default CPU path: nothing to load),
+    ``gpu``, ``nnapi``, ``edgetpu`` or a path to a delegate ``.so``.
+
+    A delegate that cannot be loaded is reported in one line and the CPU is used instead,
+    unless ``strict``.
+    """
+    if name in (None, "", "cpu", "xnnpack"):
+        return []
+    _, load_delegate, _ = interpreter_api()
+    library = DELEGATE_LIBRARIES.get(name, name)
+    try:
+        return [load_delegate(library)]
+    except (ValueError, OSError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = f"cannot load the {name} delegate ({library}): {reason}"
+        if strict:
+            raise BackendError(message) from None
+        log.warning("%s; running on the CPU (XNNPACK) instead", message)
+        return []

@@ -78,10 +78,32 @@ class Segmenter:
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (uint8) at the frame's own resolution."""
+        return self.segment(frame)[0]
+
+    def segment(self, frame: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Class ids at the frame's resolution, and milliseconds spent per stage."""
+        import time
+
+        t0 = time.perf_counter()
+        x, box = letterbox(frame, self.input_size, self.meta.pad_value)
+        self.interpreter.set_tensor(self.input["index"], self._quantize_input(x))
+        t1 = time.perf_counter()
+        self.interpreter.invoke()
+        t2 = time.perf_counter()
+        y = self.interpreter.get_tensor(self.output["index"])[0]
+        labels = self._postprocess(y, box, frame.shape[:2])
+        t3 = time.perf_counter()
+        return labels, {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
+                        "postprocess": 1000 * (t3 - t2)}
+
+    def _postprocess(self, y: np.ndarray, box: Letterbox, frame_hw) -> np.ndarray:
         import cv2
 
-        y, box = self.raw_output(frame)
-        h, w = frame.shape[:2]
+        # argmax is unchanged by a positive scale, so integer logits need no dequantization
+        # except for the zero point, which is per-tensor and cancels too.
+        if y.dtype != np.float32:
+            y = y.astype(np.float32)
+        h, w = frame_hw
         if self.meta.output == "labels":
             labels = y.astype(np.uint8)[: box.height, : box.width]
             if labels.shape != (h, w):

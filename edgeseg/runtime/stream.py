@@ -1,0 +1,196 @@
+"""Frame sources: camera, video file, RTSP/HTTP stream, image folder or glob.
+
+Live sources (cameras, network streams) are read by :class:`LatestFrameReader` in a daemon
+thread that keeps only the newest frame, counts the frames it had to drop, and reconnects with
+back-off when the signal is lost. Files and folders are read in order, every frame, and end the
+run when they end.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger("edgeseg")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class SourceError(RuntimeError):
+    pass
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # RGB uint8
+    name: str
+    index: int
+    captured: float  # time.perf_counter() when read
+    capture_ms: float = 0.0
+
+
+def _open_capture(spec):
+    import cv2
+
+    cap = cv2.VideoCapture(spec)
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+class LatestFrameReader:
+    """Reads a live source in a daemon thread and keeps only the latest frame.
+
+    Args:
+        spec: camera index or stream URL (anything ``cv2.VideoCapture`` opens).
+        open_capture: factory returning an object with ``read()`` / ``release()`` (tests pass a fake).
+        backoff: first reconnect delay in seconds; doubles up to ``max_backoff``.
+    """
+
+    def __init__(self, spec, open_capture=_open_capture, backoff: float = 0.5, max_backoff: float = 8.0):
+        self.spec = spec
+        self._open = open_capture
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self._lock = threading.Condition()
+        self._frame: Frame | None = None
+        self._fresh = False
+        self.dropped = 0
+        self.reconnects = 0
+        self.read_count = 0
+        self._stop = threading.Event()
+        self._cap = self._open(spec)
+        if self._cap is None:
+            raise SourceError(f"cannot open video source {spec!r}")
+        self._thread = threading.Thread(target=self._loop, name="edgeseg-capture", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        import cv2
+
+        delay = self.backoff
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            ok, bgr = self._cap.read() if self._cap is not None else (False, None)
+            if not ok or bgr is None:
+                if self._cap is not None:
+                    self._cap.release()
+                    self._cap = None
+                    log.warning("source %r lost; reconnecting", self.spec)
+                if self._stop.wait(delay):
+                    break
+                self._cap = self._open(self.spec)
+                if self._cap is None:
+                    delay = min(delay * 2, self.max_backoff)
+                    log.warning("source %r unavailable; retrying in %.1fs", self.spec, delay)
+                else:
+                    self.reconnects += 1
+                    delay = self.backoff
+                    log.warning("source %r reconnected", self.spec)
+                continue
+            frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"frame{self.read_count:06d}",
+                          self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0))
+            with self._lock:
+                if self._fresh:
+                    self.dropped += 1
+                self._frame, self._fresh = frame, True
+                self.read_count += 1
+                self._lock.notify_all()
+        if self._cap is not None:
+            self._cap.release()
+
+    def read(self, timeout: float = 5.0) -> Frame | None:
+        """The newest frame not returned before; None if none arrives within ``timeout``."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._fresh or self._stop.is_set(), timeout):
+                return None
+            if not self._fresh:
+                return None
+            self._fresh = False
+            return self._frame
+
+    def stop(self):
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        self._thread.join(timeout=2.0)
+
+
+def video_frames(path: str) -> Iterator[Frame]:
+    """Every frame of a video file, in order; ends with the file."""
+    import cv2
+
+    cap = _open_capture(path)
+    if cap is None:
+        raise SourceError(f"cannot open video file {path}")
+    i = 0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{Path(path).stem}_{i:06d}", i,
+                        time.perf_counter(), 1000 * (time.perf_counter() - t0))
+            i += 1
+    finally:
+        cap.release()
+
+
+def image_frames(paths: list[Path]) -> Iterator[Frame]:
+    """Images in order; an unreadable one is reported and skipped."""
+    import cv2
+
+    for i, path in enumerate(paths):
+        t0 = time.perf_counter()
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            log.warning("skipping unreadable image %s", path)
+            continue
+        yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), path.stem, i, time.perf_counter(),
+                    1000 * (time.perf_counter() - t0))
+
+
+def live_frames(reader: LatestFrameReader, timeout: float = 10.0) -> Iterator[Frame]:
+    try:
+        while True:
+            frame = reader.read(timeout)
+            if frame is None:
+                log.warning("no frame from %r for %.0fs; stopping", reader.spec, timeout)
+                return
+            yield frame
+    finally:
+        reader.stop()
+
+
+def open_source(camera: int | None = None, source: str | None = None):
+    """``(frames iterator, reader or None)`` for ``--camera N`` or ``--source``."""
+    if camera is not None:
+        reader = LatestFrameReader(camera)
+        return live_frames(reader), reader
+    if source is None:
+        raise SourceError("give --camera N or --source FILE|URL|DIR|GLOB")
+    if "://" in source:
+        reader = LatestFrameReader(source)
+        return live_frames(reader), reader
+    path = Path(source)
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise SourceError(f"no images in {path}")
+        return image_frames(images), None
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return image_frames([path]), None
+        return video_frames(str(path)), None
+    matches = sorted(Path(p) for p in glob.glob(source))
+    if matches:
+        return image_frames([p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]), None
+    raise SourceError(f"source not found: {source}")
