@@ -13,29 +13,6 @@ from conftest import REPO, error_lines, run_edgeseg
 from edgeseg.errors import ConfigError, DataError, ExportError
 
 
-@pytest.fixture(scope="module")
-def run_dir(synth_root, tmp_path_factory):
-    from edgeseg.config import TrainConfig
-    from edgeseg.train import train
-
-    run = tmp_path_factory.mktemp("export") / "tiny"
-    cfg = TrainConfig().override(
-        data__root=str(synth_root), data__crop_size=[64, 64], data__batch_size=4, model__alpha=0.35,
-        model__aspp_filters=32, model__decoder_filters=32, optim__epochs=2, optim__steps_per_epoch=15,
-        optim__learning_rate=5e-3)
-    train(cfg, run, verbose=0)
-    return run
-
-
-@pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory):
-    from edgeseg.export.exporter import ExportOptions, export_run
-
-    manifests = tmp_path_factory.mktemp("manifests")
-    return export_run(run_dir, ExportOptions(formats=("fp32", "fp16", "int8"), calib_size=12,
-                                             manifest_dir=manifests))
-
-
 def test_files_metadata_and_sizes(exported, run_dir):
     from edgeseg.runtime.metadata import load_metadata
 

@@ -78,7 +78,11 @@ class LatestFrameReader:
         delay = self.backoff
         while not self._stop.is_set():
             t0 = time.perf_counter()
-            ok, bgr = self._cap.read() if self._cap is not None else (False, None)
+            try:
+                ok, bgr = self._cap.read() if self._cap is not None else (False, None)
+            except Exception as e:  # noqa: BLE001 - a driver error is a lost signal too
+                log.warning("reading %r failed: %s", self.spec, e)
+                ok, bgr = False, None
             if not ok or bgr is None:
                 if self._cap is not None:
                     self._cap.release()

@@ -1,0 +1,218 @@
+"""The device runtime: sources, capture thread with reconnect, `edgeseg run` outputs, bad
+inputs, delegates, and no TensorFlow anywhere on its import path."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, error_lines, run_edgeseg
+from edgeseg.runtime.stream import LatestFrameReader, SourceError, open_source
+
+
+class FakeCapture:
+    """A camera that delivers ``frames`` frames, then fails ``read()`` (signal lost)."""
+
+    opened = 0
+
+    def __init__(self, frames=5, delay=0.002):
+        FakeCapture.opened += 1
+        self.left, self.delay = frames, delay
+
+    def read(self):
+        time.sleep(self.delay)
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.full((4, 6, 3), self.left % 256, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_reader_reconnects_after_signal_loss():
+    FakeCapture.opened = 0
+    reader = LatestFrameReader(0, open_capture=lambda spec: FakeCapture(), backoff=0.01)
+    try:
+        got = [reader.read(timeout=2.0) for _ in range(8)]
+    finally:
+        reader.stop()
+    assert all(f is not None for f in got)
+    assert reader.reconnects >= 1 and FakeCapture.opened >= 2
+
+
+def test_reader_keeps_only_the_latest_frame_and_counts_drops():
+    reader = LatestFrameReader(0, open_capture=lambda spec: FakeCapture(frames=10**6, delay=0.001))
+    try:
+        time.sleep(0.2)  # a slow consumer
+        first = reader.read()
+        second = reader.read()
+    finally:
+        reader.stop()
+    assert reader.dropped > 10
+    assert second.index > first.index
+
+
+def test_reader_gives_up_cleanly_when_the_source_stays_down():
+    attempts = []
+
+    def never(spec):
+        attempts.append(spec)
+        return FakeCapture(frames=1) if len(attempts) == 1 else None
+
+    reader = LatestFrameReader("rtsp://cam", open_capture=never, backoff=0.01, max_backoff=0.02)
+    try:
+        assert reader.read(timeout=1.0) is not None
+        t0 = time.perf_counter()
+        assert reader.read(timeout=0.3) is None  # no hang
+        assert time.perf_counter() - t0 < 1.0
+    finally:
+        reader.stop()
+    assert len(attempts) > 2
+
+
+def test_source_errors(tmp_path):
+    with pytest.raises(SourceError, match="source not found"):
+        open_source(source=str(tmp_path / "missing.mp4"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no images"):
+        open_source(source=str(tmp_path / "empty"))
+
+
+@pytest.fixture(scope="module")
+def video(synth_root, tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    frames = sorted((synth_root / "val" / "images").glob("*.jpg"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for f in frames * 2:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    return path
+
+
+def test_run_video_writes_overlay_masks_and_stats(exported, video, tmp_path):
+    int8 = exported["files"]["int8"]["path"]
+    fp32 = exported["files"]["fp32"]["path"]
+    out, masks, stats = tmp_path / "out.mp4", tmp_path / "masks", tmp_path / "stats.json"
+    result = run_edgeseg("run", int8, "--source", video, "--save", out, "--save-masks", masks,
+                         "--stats-json", stats, "--compare", fp32, "--compare-every", "2", "--threads", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == 8 and not summary["interrupted"]
+    assert {"capture", "preprocess", "inference", "postprocess", "overlay"} <= set(summary["stages"])
+    assert summary["compare"]["frames"] == 4 and 0 <= summary["compare"]["agreement_miou"] <= 1
+    assert len(list(masks.glob("*.png"))) == 8
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    assert "FPS end to end" in result.stdout
+
+
+def test_run_folder_with_labels_odd_sizes_and_a_corrupt_image(exported, synth_root, tmp_path):
+    frames, labels = tmp_path / "frames", tmp_path / "labels"
+    frames.mkdir()
+    labels.mkdir()
+    for i, f in enumerate(sorted((synth_root / "val" / "images").glob("*.jpg"))):
+        image = cv2.imread(str(f))
+        if i == 1:  # another size: letterboxed in, mask comes back at the frame's size
+            image = cv2.resize(image, (80, 48))
+        cv2.imwrite(str(frames / f.name), image)
+        mask = cv2.imread(str(synth_root / "val" / "masks" / f"{f.stem}.png"), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(labels / f"{f.stem}.png"), cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST))
+    (frames / "zz_corrupt.jpg").write_bytes(b"not a jpeg")
+    masks = tmp_path / "masks"
+    result = run_edgeseg("run", exported["files"]["int8"]["path"], "--source", frames, "--labels", labels,
+                         "--compare", exported["files"]["fp32"]["path"], "--compare-every", "1",
+                         "--save-masks", masks)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipping unreadable image" in result.stderr and "zz_corrupt" in result.stderr
+    assert cv2.imread(str(masks / "00001.png"), cv2.IMREAD_UNCHANGED).shape == (48, 80)
+    assert "mIoU on 4 labelled frames" in result.stdout
+    assert "drop" in result.stdout
+
+
+def test_bad_models_and_sources(exported, tmp_path, video):
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    result = run_edgeseg("run", junk, "--source", video)
+    assert result.returncode != 0 and "not a TFLite model" in error_lines(result.stderr)[0]
+    result = run_edgeseg("run", exported["files"]["int8"]["path"], "--source", tmp_path / "nope.mp4")
+    assert result.returncode != 0 and "source not found" in error_lines(result.stderr)[0]
+    result = run_edgeseg("run", exported["files"]["int8"]["path"])
+    assert result.returncode != 0 and "--camera N or --source" in error_lines(result.stderr)[0]
+
+
+def test_model_without_metadata_needs_flags(exported, tmp_path, synth_root, video):
+    from edgeseg.export.tflite import FORMATS  # noqa: F401  (TF side only builds the file)
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(exported["files"]["fp32"]["path"]).read_bytes()))
+    model.metadata = [m for m in model.metadata if m.name not in (b"edgeseg", "edgeseg")]
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    result = run_edgeseg("run", bare, "--source", video)
+    assert result.returncode != 0 and "no edgeseg metadata" in error_lines(result.stderr)[0]
+    result = run_edgeseg("run", bare, "--source", video, "--input-size", "64x64", "--classes",
+                         synth_root / "classes.txt", "--max-frames", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("3 frames")
+
+
+def test_missing_delegate_falls_back_unless_strict(exported, video):
+    model = exported["files"]["int8"]["path"]
+    result = run_edgeseg("run", model, "--source", video, "--delegate", "/nonexistent/libdelegate.so", "--max-frames", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cannot load the /nonexistent/libdelegate.so delegate" in result.stderr and "running on the CPU" in result.stderr
+    result = run_edgeseg("run", model, "--source", video, "--delegate", "gpu", "--strict", "--max-frames", "2")
+    assert result.returncode != 0 and "cannot load the gpu delegate" in error_lines(result.stderr)[0]
+
+
+def test_show_without_display_runs_headless(exported, video):
+    result = run_edgeseg("run", exported["files"]["int8"]["path"], "--source", video, "--show",
+                         "--max-frames", "2", env={"DISPLAY": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "running headless" in result.stderr or "GUI build of OpenCV" in result.stderr
+
+
+def test_mjpeg_server_serves_page_stats_and_frames():
+    import urllib.request
+
+    from edgeseg.runtime.serve import MJPEGServer
+    from edgeseg.runtime.stats import RunStats
+
+    server = MJPEGServer("127.0.0.1", 0)
+    try:
+        host, port = server.address
+        assert host == "127.0.0.1"
+        server.publish(np.zeros((8, 8, 3), np.uint8), RunStats())
+        base = f"http://127.0.0.1:{port}"
+        assert b"stream.mjpg" in urllib.request.urlopen(base + "/", timeout=5).read()
+        assert "fps" in json.loads(urllib.request.urlopen(base + "/stats", timeout=5).read())
+        stream = urllib.request.urlopen(base + "/stream.mjpg", timeout=5)
+        server.publish(np.zeros((8, 8, 3), np.uint8), RunStats())
+        chunk = stream.read(64)
+        assert chunk.startswith(b"--frame")
+    finally:
+        server.close()
+
+
+def test_benchmark_table(exported, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_edgeseg("benchmark", exported["files"]["int8"]["path"], exported["files"]["fp32"]["path"],
+                         "--threads", "1,2", "--runs", "3", "--json", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert len(rows) == 4 and all(r["median_ms"] > 0 for r in rows)
+
+
+def test_cli_and_runtime_import_no_tensorflow():
+    code = ("import sys; import edgeseg.cli.main, edgeseg.runtime.app, edgeseg.runtime.serve, "
+            "edgeseg.runtime.stream, edgeseg.runtime.segmenter, edgeseg.runtime.evaluate; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
