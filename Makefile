@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-train-dev
+# The device install (no TensorFlow): the runtime tests run there too.
+RT_VENV  := .venv-runtime
+RT_STAMP := $(RT_VENV)/.installed-runtime
+TEST_MODELS := build/test-models
 PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: demo test test-slow bench-env clean
@@ -26,8 +30,16 @@ demo: $(STAMP)
 	  runs/demo/export/demo_qat_int8.tflite --json runs/demo/eval.json --markdown runs/demo/drop.md \
 	  --chart runs/demo/iou.png --overlays runs/demo/overlays.png
 
-test: $(STAMP)
+$(RT_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RT_VENV)
+	$(RT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RT_VENV)/bin/pip install -q -e . pytest
+	touch $@
+
+test: $(STAMP) $(RT_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python tools/make_test_models.py $(TEST_MODELS)
+	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
@@ -38,4 +50,4 @@ bench-env:
 	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(RT_VENV) runs build .pytest_cache

@@ -12,6 +12,9 @@ import typer
 from edgeseg.errors import EdgesegError
 
 
+TRAINING_MODULES = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
+
+
 class Format(str, Enum):
     camvid = "camvid"
     cityscapes = "cityscapes"
@@ -35,6 +38,10 @@ def handle_errors(func):
             return func(*args, **kwargs)
         except EdgesegError as e:
             fail(str(e), e.exit_code)
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] in TRAINING_MODULES:
+                fail(f"this command needs TensorFlow ({e.name} is not installed): pip install 'edgeseg[train]'")
+            raise
         except KeyboardInterrupt:
             typer.echo("edgeseg: interrupted", err=True)
             raise typer.Exit(130)

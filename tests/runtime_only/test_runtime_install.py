@@ -1,0 +1,60 @@
+"""Runs in .venv-runtime (`pip install .` without the train extra): the device install works
+with no TensorFlow at all. Models come from tools/make_test_models.py ($EDGESEG_TEST_MODELS)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODELS = Path(os.environ.get("EDGESEG_TEST_MODELS", "build/test-models"))
+
+
+@pytest.fixture(scope="module")
+def models():
+    if not (MODELS / "tiny_int8.tflite").is_file():
+        pytest.fail(f"no test models in {MODELS}: run tools/make_test_models.py first")
+    return MODELS
+
+
+def edgeseg(*args):
+    exe = Path(sys.executable).with_name("edgeseg")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_tensorflow_is_not_installed():
+    assert importlib.util.find_spec("tensorflow") is None
+    assert importlib.util.find_spec("tf_keras") is None
+
+
+def test_run_and_compare_on_a_video(models, tmp_path):
+    stats = tmp_path / "stats.json"
+    result = edgeseg("run", models / "tiny_int8.tflite", "--source", models / "clip.mp4", "--compare",
+                     models / "tiny_fp32.tflite", "--compare-every", "1", "--stats-json", stats, "--save", tmp_path / "o.mp4")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == 4 and summary["compare"]["frames"] == 4
+
+
+def test_evaluate_tflite_with_labels(models, tmp_path):
+    out = tmp_path / "m.json"
+    result = edgeseg("evaluate", models / "tiny_fp32.tflite", models / "tiny_int8.tflite", "--data",
+                     models / "data", "--format", "synthetic", "--json", out)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["models"]
+    assert [r["kind"] for r in rows] == ["fp32", "int8"]
+
+
+def test_benchmark(models):
+    result = edgeseg("benchmark", models / "tiny_int8.tflite", "--threads", "1", "--runs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "tiny_int8.tflite" in result.stdout
+
+
+def test_training_commands_say_what_is_missing(tmp_path):
+    result = edgeseg("train", "--epochs", "1")
+    assert result.returncode != 0
+    assert "pip install" in result.stderr and "train" in result.stderr

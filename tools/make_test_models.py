@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Train a tiny DeepLabv3+ on generated data and export fp32 + int8 TFLite models plus a short
+video and labelled frames, for the runtime tests that run without TensorFlow
+(`make test` runs them in .venv-runtime, which has only the runtime install).
+
+    .venv/bin/python tools/make_test_models.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(out: Path) -> None:
+    import cv2
+
+    from edgeseg.config import TrainConfig
+    from edgeseg.data import synthetic
+    from edgeseg.export.exporter import ExportOptions, export_run
+    from edgeseg.train import train
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = synthetic.generate(out / "data", {"train": 16, "val": 4}, size=(64, 64))
+    run = out / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    cfg = TrainConfig().override(
+        data__root=str(data), data__crop_size=[64, 64], data__batch_size=4, model__alpha=0.35,
+        model__aspp_filters=32, model__decoder_filters=32, optim__epochs=1, optim__steps_per_epoch=10)
+    train(cfg, run, verbose=0)
+    report = export_run(run, ExportOptions(formats=("fp32", "int8"), out_dir=out, calib_size=8,
+                                           manifest_dir=out, force=True))
+    for name, info in report["files"].items():
+        shutil.copy(info["path"], out / f"tiny_{name}.tflite")
+    frames = sorted((data / "val" / "images").glob("*.jpg"))
+    writer = cv2.VideoWriter(str(out / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for f in frames:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    print(f"test models in {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "build/test-models"))
