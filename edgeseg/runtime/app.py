@@ -31,6 +31,7 @@ class RunOptions:
     max_frames: int | None = None
     status_every: float = 2.0
     alpha: float = 0.5
+    draw: bool = False  # draw the overlay even with no window, video or server (benchmarks)
     fps_hint: float = 15.0
     serve: object = None  # an MJPEGServer
     echo: object = print
@@ -166,7 +167,7 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
                 comparison.add(pred, compare.predict(frame.image), label)
             if options.save_masks:
                 cv2.imwrite(str(Path(options.save_masks) / f"{frame.name}.png"), pred)
-            if video or show or options.serve:
+            if video or show or options.serve or options.draw:
                 t0 = time.perf_counter()
                 view = blend(frame.image, pred, table, options.alpha)
                 draw_legend(view, meta.class_names, meta.colors, np.bincount(pred.ravel(), minlength=meta.num_classes) > 0)

@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Runtime benchmark on real frames, in one run:
+
+- pure inference FPS of a model (``invoke()`` only) on frames of a video made from CamVid val;
+- end-to-end FPS of the `edgeseg run` loop on that video (decode + letterbox + inference +
+  upsample/argmax + overlay, headless) and its ratio to the pure-inference FPS;
+- import time and peak resident memory of the TF-free runtime versus ``import tensorflow``
+  (each in a fresh interpreter).
+
+    .venv/bin/python tools/bench_runtime.py MODEL.tflite [--data ../shared/data/camvid] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+IMPORT_PROBE = """
+import resource, sys, time
+t = time.perf_counter()
+{stmt}
+dt = time.perf_counter() - t
+print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def import_cost(stmt: str, python: str = sys.executable, repeats: int = 3) -> dict:
+    times, rss = [], []
+    for _ in range(repeats):
+        out = subprocess.run([python, "-c", IMPORT_PROBE.format(stmt=stmt)], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""})
+        if out.returncode != 0:
+            return {"error": out.stderr.strip().splitlines()[-1]}
+        t, r = out.stdout.split()[-2:]
+        times.append(float(t))
+        rss.append(float(r))
+    return {"seconds": float(np.median(times)), "peak_rss_mb": float(np.median(rss))}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/camvid")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=101)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    from edgeseg.runtime.app import RunOptions, run_stream
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.stream import video_frames
+
+    images = sorted((args.data / "val" / "images").glob("*.jpg"))[: args.frames]
+    tmp = Path(tempfile.mkdtemp())
+    video = tmp / "camvid_val.mp4"
+    first = cv2.imread(str(images[0]))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, first.shape[1::-1])
+    for p in images:
+        writer.write(cv2.imread(str(p)))
+    writer.release()
+
+    seg = Segmenter(args.model, threads=args.threads)
+    frames = [f.image for f in video_frames(str(video))]
+    for f in frames[:3]:
+        seg.predict(f)
+    invoke_ms = []
+    for f in frames:
+        seg.raw_output(f)  # sets the input
+        t = time.perf_counter()
+        seg.interpreter.invoke()
+        invoke_ms.append(1000 * (time.perf_counter() - t))
+    pure_fps = 1000 / float(np.mean(invoke_ms))
+    summary = run_stream(seg, video_frames(str(video)), RunOptions(draw=True, status_every=1e9, echo=lambda *_: None))
+    e2e_fps = summary["fps"]
+
+    runtime = import_cost("import edgeseg.runtime.app, edgeseg.runtime.segmenter, cv2, numpy")
+    tf = import_cost("import tensorflow")
+    print(f"\n{args.model.name}: {len(frames)} CamVid val frames {first.shape[0]}x{first.shape[1]}, "
+          f"input {seg.input_size[0]}x{seg.input_size[1]}, {args.threads} threads\n")
+    print(f"{'measure':<44} {'value':>10}")
+    print(f"{'pure inference FPS (invoke only)':<44} {pure_fps:>10.1f}")
+    print(f"{'end-to-end FPS (edgeseg run loop, headless)':<44} {e2e_fps:>10.1f}")
+    print(f"{'end-to-end / pure inference':<44} {e2e_fps / pure_fps:>10.2f}")
+    for stage, v in summary["stages"].items():
+        print(f"{'  ' + stage + ' p50 ms':<44} {v['p50_ms']:>10.1f}")
+    print(f"{'import runtime: seconds / peak RSS MB':<44} {runtime.get('seconds', float('nan')):>6.2f} / {runtime.get('peak_rss_mb', float('nan')):.0f}")
+    print(f"{'import tensorflow: seconds / peak RSS MB':<44} {tf.get('seconds', float('nan')):>6.2f} / {tf.get('peak_rss_mb', float('nan')):.0f}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), "pure_fps": pure_fps, "e2e_fps": e2e_fps,
+                                         "ratio": e2e_fps / pure_fps, "stages": summary["stages"],
+                                         "import_runtime": runtime, "import_tensorflow": tf}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
