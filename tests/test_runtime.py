@@ -216,3 +216,17 @@ def test_cli_and_runtime_import_no_tensorflow():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_int8_logits_upsampled_as_uint8_match_dequantized_floats(exported, synth_root):
+    from edgeseg.data.check import read_image
+    from edgeseg.runtime.segmenter import Segmenter, _resize_channels
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    frame = read_image(sorted((synth_root / "val" / "images").glob("*.jpg"))[0])
+    fast = Segmenter(exported["files"]["int8"]["path"], upsample="fast").predict(frame)
+    exact = seg.predict(frame)
+    y, _ = seg.raw_output(frame)  # dequantized float logits
+    reference = _resize_channels(y, seg.input_size)[:64, :64].argmax(-1)
+    assert np.mean(exact == reference) > 0.99
+    assert np.mean(fast == exact) > 0.85 and fast.shape == exact.shape

@@ -83,6 +83,9 @@ def main(argv=None):
     pure_fps = 1000 / float(np.mean(invoke_ms))
     summary = run_stream(seg, video_frames(str(video)), RunOptions(draw=True, status_every=1e9, echo=lambda *_: None))
     e2e_fps = summary["fps"]
+    fast = Segmenter(args.model, threads=args.threads, upsample="fast")
+    fast_summary = run_stream(fast, video_frames(str(video)), RunOptions(draw=True, status_every=1e9, echo=lambda *_: None))
+    agree = float(np.mean([np.mean(seg.predict(f) == fast.predict(f)) for f in frames[:10]]))
 
     runtime = import_cost("import edgeseg.runtime.app, edgeseg.runtime.segmenter, cv2, numpy")
     tf = import_cost("import tensorflow")
@@ -94,11 +97,17 @@ def main(argv=None):
     print(f"{'end-to-end / pure inference':<44} {e2e_fps / pure_fps:>10.2f}")
     for stage, v in summary["stages"].items():
         print(f"{'  ' + stage + ' p50 ms':<44} {v['p50_ms']:>10.1f}")
+    print(f"{'end-to-end FPS, --upsample fast':<44} {fast_summary['fps']:>10.1f}")
+    print(f"{'  fast / pure inference':<44} {fast_summary['fps'] / pure_fps:>10.2f}")
+    print(f"{'  postprocess p50 ms (fast)':<44} {fast_summary['stages']['postprocess']['p50_ms']:>10.1f}")
+    print(f"{'  pixels equal to exact upsampling':<44} {100 * agree:>9.1f}%")
     print(f"{'import runtime: seconds / peak RSS MB':<44} {runtime.get('seconds', float('nan')):>6.2f} / {runtime.get('peak_rss_mb', float('nan')):.0f}")
     print(f"{'import tensorflow: seconds / peak RSS MB':<44} {tf.get('seconds', float('nan')):>6.2f} / {tf.get('peak_rss_mb', float('nan')):.0f}")
     if args.json:
         args.json.write_text(json.dumps({"model": str(args.model), "pure_fps": pure_fps, "e2e_fps": e2e_fps,
                                          "ratio": e2e_fps / pure_fps, "stages": summary["stages"],
+                                         "fast_fps": fast_summary["fps"], "fast_ratio": fast_summary["fps"] / pure_fps,
+                                         "fast_pixel_agreement": agree,
                                          "import_runtime": runtime, "import_tensorflow": tf}, indent=2))
 
 

@@ -12,7 +12,7 @@ from edgeseg.cli.common import fail, handle_errors, setup_logging
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
-               classes: Optional[Path]):
+               classes: Optional[Path], upsample: str = "exact"):
     from edgeseg.runtime.backend import BackendError, load_delegates
     from edgeseg.runtime.metadata import MetadataError, ModelMetadata, load_metadata
     from edgeseg.runtime.segmenter import Segmenter
@@ -33,7 +33,7 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
         meta = ModelMetadata(class_names=list(names), colors=[list(c) for c in colors],
                              input_size=list(parse_size(input_size, "--input-size")))
     try:
-        return Segmenter(model, threads, meta, load_delegates(delegate, strict))
+        return Segmenter(model, threads, meta, load_delegates(delegate, strict), upsample=upsample)
     except BackendError as e:
         fail(str(e))
 
@@ -53,6 +53,7 @@ def run(
     compare: Annotated[Optional[Path], typer.Option(help="Float .tflite model to compare the predictions with.")] = None,
     compare_every: Annotated[int, typer.Option(help="Run the float model on every Nth frame.")] = 10,
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
+    upsample: Annotated[str, typer.Option(help="exact: bilinear logits then argmax (as evaluated); fast: argmax at stride 4, nearest labels.")] = "exact",
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="HxW, for a model without metadata.")] = None,
@@ -73,7 +74,9 @@ def run(
 
     if camera is None and source is None:
         fail("give --camera N or --source FILE|URL|DIR|GLOB")
-    seg = _segmenter(model, threads, delegate, strict, input_size, classes)
+    if upsample not in ("exact", "fast"):
+        fail(f"--upsample must be exact or fast, got {upsample!r}")
+    seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample)
     float_seg = _segmenter(compare, threads, None, False, input_size, classes) if compare else None
     try:
         frames, reader = open_source(camera, source)

@@ -12,10 +12,12 @@ def palette(colors) -> np.ndarray:
 
 
 def blend(frame: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """RGB frame with the label colours blended in (integer arithmetic, no float copy)."""
-    colored = table[labels]
-    a = int(round(alpha * 256))
-    return ((frame.astype(np.uint16) * (256 - a) + colored.astype(np.uint16) * a) >> 8).astype(np.uint8)
+    """RGB frame with the label colours blended in (OpenCV LUT + addWeighted: SIMD, no floats)."""
+    import cv2
+
+    lut = table.reshape(256, 1, 3)
+    colored = cv2.LUT(cv2.merge([labels, labels, labels]), lut)
+    return cv2.addWeighted(frame, 1.0 - alpha, colored, alpha, 0.0)
 
 
 def draw_legend(image: np.ndarray, class_names, colors, present=None) -> np.ndarray:
