@@ -164,3 +164,17 @@ def test_debug_lists_worst_layers_and_keep_float_leaves_them_in_float(run_dir, t
                                              manifest_dir=tmp_path, keep_float=(name,)))
     ops = kept["files"]["int8"]["ops"]
     assert ops.get("DEQUANTIZE", 0) >= 1 and ops.get("QUANTIZE", 0) >= 1  # a float island in the graph
+
+
+def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
+    from edgeseg.quant.qat import init_quantizer_ranges, quantize_model
+    from edgeseg.train import load_run_model
+
+    model, _ = load_run_model(run_dir, (64, 64))
+    qat = quantize_model(model)
+    frames = [np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)]
+    assert init_quantizer_ranges(qat, model, frames) > 20
+    ranges = {v.name.split("/")[-1].split(":")[0]: float(v.numpy()) for v in qat.get_layer("quantize_layer").weights}
+    assert ranges["quantize_layer_min"] == 0.0 and ranges["quantize_layer_max"] == 255.0
+    logits = [v for v in qat.get_layer("quant_classifier").weights if "output_max" in v.name]
+    assert not logits or float(logits[0].numpy()) != 6.0
