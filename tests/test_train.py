@@ -52,8 +52,9 @@ def test_evaluate_reports_the_same_miou_as_training(trained_run, tmp_path):
     png = tmp_path / "overlays.png"
     result = run_edgeseg("evaluate", run_dir, "--json", out, "--overlays", png, "--samples", "2")
     assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads(out.read_text())
+    metrics = json.loads(out.read_text())["models"][0]
     best = json.loads((run_dir / "best.json").read_text())
+    assert metrics["kind"] == "keras" and metrics["drop_points"] == 0.0
     assert metrics["miou"] == pytest.approx(best["miou"], abs=1e-6)
     assert metrics["frames"] == 4
     import cv2
