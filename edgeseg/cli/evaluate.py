@@ -54,7 +54,7 @@ def _tflite_result(path: Path, data, fmt, split, threads):
     from edgeseg.errors import ConfigError
     from edgeseg.runtime.evaluate import evaluate_tflite
 
-    if data is None or fmt is None:
+    if fmt is None:
         raise ConfigError(f"evaluating {path.name} needs --data and --format (or a run directory first)")
     source = load_split(data, fmt, split)
     from rich.progress import Progress
