@@ -175,7 +175,7 @@ def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
     frames = [np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)]
     assert init_quantizer_ranges(qat, model, frames) > 20
     quantize_input = next(l for l in qat.layers if type(l).__name__ == "QuantizeLayer")
-    ranges = {v.name.split("/")[-1].split(":")[0].rstrip("_0123456789"): float(v.numpy()) for v in quantize_input.weights}
-    assert ranges["quantize_layer_min"] == 0.0 and ranges["quantize_layer_max"] == 255.0
+    ranges = {v.name.split("/")[-1].split(":")[0][-4:]: float(v.numpy()) for v in quantize_input.weights}
+    assert ranges["_min"] == 0.0 and ranges["_max"] == 255.0
     logits = [v for v in qat.get_layer("quant_classifier").weights if "output_max" in v.name]
     assert not logits or float(logits[0].numpy()) != 6.0

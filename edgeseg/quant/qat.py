@@ -117,11 +117,12 @@ def init_quantizer_ranges(qat_model: keras.Model, float_model: keras.Model, fram
         for v in ranges:
             v.assign(min(a, 0.0) if v.name.split("/")[-1].startswith(("output_min", "post_activation_min")) else max(b, 0.0))
     for layer in qat_model.layers:
-        if type(layer).__name__ == "QuantizeLayer":
+        if type(layer).__name__ == "QuantizeLayer":  # the model input: RGB pixels 0-255
             for v in layer.weights:
-                if v.name.split("/")[-1].startswith("quantize_layer_min"):
+                name = v.name.split("/")[-1].split(":")[0]  # quantize_layer[_N]_min / _max
+                if name.endswith("_min"):
                     v.assign(0.0)
-                elif v.name.split("/")[-1].startswith("quantize_layer_max"):
+                elif name.endswith("_max"):
                     v.assign(255.0)
     return len(targets)
 

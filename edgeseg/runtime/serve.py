@@ -46,9 +46,12 @@ class MJPEGServer:
                     self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                     self.end_headers()
                     try:
+                        first = True
                         while True:
                             with server._cond:
-                                server._cond.wait(timeout=5.0)
+                                if not first:  # the newest frame at once, then each new one
+                                    server._cond.wait(timeout=5.0)
+                                first = False
                                 jpeg, closed = server._jpeg, server._closed
                             if closed:
                                 return
