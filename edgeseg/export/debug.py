@@ -11,19 +11,11 @@ import numpy as np
 
 from edgeseg._tf import tf
 from edgeseg.errors import ExportError
-from edgeseg.export.tflite import IO_TYPES, concrete_function
+from edgeseg.export.tflite import full_integer_converter
 
 
 def _debugger(model, representative, keep_float=(), io: str = "int8"):
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative)
-    if keep_float:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    else:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = IO_TYPES[io]
-    converter.inference_output_type = IO_TYPES[io]
+    converter = full_integer_converter(model, representative, io, allow_float=bool(keep_float))
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float) or None)
     return tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=lambda: ([np.asarray(x, np.float32)] for x in representative),

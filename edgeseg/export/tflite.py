@@ -65,6 +65,24 @@ def concrete_function(model):
     return fn.get_concrete_function(tf.TensorSpec([1, h, w, 3], tf.float32, name="image"))
 
 
+def full_integer_converter(model, representative=None, io: str = "int8", allow_float: bool = False):
+    """A converter for a full-integer model: int8 ops only (``allow_float``: float ops may
+    remain, for layers kept in float), ``io``-typed input and output, calibrated on
+    ``representative`` (a list of float32 arrays shaped like the input) when given."""
+    if io not in IO_TYPES:
+        raise ExportError(f"--io must be one of {', '.join(IO_TYPES)}, got '{io}'")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative:
+        converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if allow_float:
+        converter.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+    converter.inference_input_type = IO_TYPES[io]
+    converter.inference_output_type = IO_TYPES[io]
+    return converter
+
+
 def convert(model, fmt: ExportFormat, representative=None, io: str = "int8") -> bytes:
     """Convert ``model`` (a float model, or a tfmot QAT model for ``qat``) to TFLite bytes.
 
@@ -72,23 +90,16 @@ def convert(model, fmt: ExportFormat, representative=None, io: str = "int8") -> 
         representative: for ``int8``: a list of float32 arrays shaped like the input.
         io: input/output type of integer models: ``int8``, ``uint8`` or ``float``.
     """
-    if io not in IO_TYPES:
-        raise ExportError(f"--io must be one of {', '.join(IO_TYPES)}, got '{io}'")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
-    if fmt.name == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif fmt.name == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif fmt.integer_io:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if fmt.calibration:
-            if not representative:
-                raise ExportError("int8 export needs calibration frames (--calib-data)")
-            converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = IO_TYPES[io]
-        converter.inference_output_type = IO_TYPES[io]
+    if fmt.integer_io:
+        if fmt.calibration and not representative:
+            raise ExportError("int8 export needs calibration frames (--calib-data)")
+        converter = full_integer_converter(model, representative if fmt.calibration else None, io)
+    else:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+        if fmt.name in ("fp16", "dynamic"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if fmt.name == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
     try:
         return converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and friends

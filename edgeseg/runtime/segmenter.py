@@ -71,12 +71,21 @@ class Segmenter:
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)[None]
 
-    def raw_output(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """The model's output for one RGB frame (dequantized), and the letterbox used."""
+    def _invoke(self, frame: np.ndarray):
+        """Letterbox, quantize, run; returns the raw output, the letterbox and stage times (s)."""
+        import time
+
+        t0 = time.perf_counter()
         x, box = letterbox(frame, self.input_size, self.meta.pad_value)
         self.interpreter.set_tensor(self.input["index"], self._quantize_input(x))
+        t1 = time.perf_counter()
         self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])[0]
+        t2 = time.perf_counter()
+        return self.interpreter.get_tensor(self.output["index"])[0], box, (t0, t1, t2)
+
+    def raw_output(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """The model's output for one RGB frame (dequantized), and the letterbox used."""
+        y, box, _ = self._invoke(frame)
         if self.output["dtype"] != np.float32:
             scale, zero = self.output["quantization"]
             y = (y.astype(np.float32) - zero) * scale
@@ -90,13 +99,7 @@ class Segmenter:
         """Class ids at the frame's resolution, and milliseconds spent per stage."""
         import time
 
-        t0 = time.perf_counter()
-        x, box = letterbox(frame, self.input_size, self.meta.pad_value)
-        self.interpreter.set_tensor(self.input["index"], self._quantize_input(x))
-        t1 = time.perf_counter()
-        self.interpreter.invoke()
-        t2 = time.perf_counter()
-        y = self.interpreter.get_tensor(self.output["index"])[0]
+        y, box, (t0, t1, t2) = self._invoke(frame)
         labels = self._postprocess(y, box, frame.shape[:2])
         t3 = time.perf_counter()
         return labels, {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
