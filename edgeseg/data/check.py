@@ -12,6 +12,10 @@ from edgeseg.data.base import DatasetInfo
 from edgeseg.errors import DataError
 
 
+class UnreadableLabel(DataError):
+    """A label file that is missing or cannot be decoded as an image."""
+
+
 @dataclass
 class CheckReport:
     """Problems found in one split. ``ok`` when there are none."""
@@ -39,15 +43,20 @@ def read_image(path: Path) -> np.ndarray:
 
 def read_label(path: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
     """Train ids and the mask of unknown raw values; DataError naming the file if unreadable."""
+    return read_label_map(path, info.label_map)
+
+
+def read_label_map(path: Path, label_map) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_label` with a bare :class:`LabelMap` (the runtime has no DatasetInfo)."""
     import cv2
 
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
-        raise DataError(f"cannot read label {path}")
+        raise UnreadableLabel(f"cannot read label {path}")
     if raw.ndim == 3:
         raw = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
     try:
-        return info.label_map.encode(raw)
+        return label_map.encode(raw)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
 

@@ -90,15 +90,13 @@ class LabelLookup:
             LabelMap(ids={**{i: i for i in range(num_classes)}, IGNORE_LABEL: IGNORE_LABEL})
 
     def get(self, name: str):
-        import cv2
+        """The frame's train ids, or None when it has no (readable) label file."""
+        from edgeseg.data.check import UnreadableLabel, read_label_map
 
-        path = self.folder / f"{name}.png"
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
+        try:
+            return read_label_map(self.folder / f"{name}.png", self.label_map)[0]
+        except UnreadableLabel:
             return None
-        if raw.ndim == 3:
-            raw = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
-        return self.label_map.encode(raw)[0]
 
 
 @dataclass
