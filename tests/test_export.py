@@ -179,3 +179,26 @@ def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
     assert ranges["_min"] == 0.0 and ranges["_max"] == 255.0
     logits = [v for v in qat.get_layer("quant_classifier").weights if "output_max" in v.name]
     assert not logits or float(logits[0].numpy()) != 6.0
+
+
+def test_qat_model_computes_the_float_model_before_fine_tuning(run_dir):
+    """Fake quantization must only add rounding noise: same wiring (tfmot's concat transforms
+    reorder ASPP's inputs, tensorflow/model-optimization#1061) and weight ranges that fit."""
+    from edgeseg.quant.qat import init_quantizer_ranges, quantize_model
+    from edgeseg.train import load_run_model
+
+    model, _ = load_run_model(run_dir, (64, 64), final_upsample=False)
+    qat = quantize_model(model)
+
+    def concat_inputs(m):
+        return [getattr(x, "layer", x).name
+                for x in m.get_layer(next(l.name for l in m.layers if l.name.endswith("aspp_concat")))
+                .inbound_nodes[0].inbound_layers]
+
+    assert concat_inputs(qat) == concat_inputs(model)
+    frames = np.random.default_rng(1).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+    init_quantizer_ranges(qat, model, [frames])
+    want = model(frames, training=False).numpy()
+    got = qat(frames, training=False).numpy()
+    assert np.abs(got - want).mean() < 0.1 * np.abs(want).mean()
+    assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
