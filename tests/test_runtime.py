@@ -218,15 +218,50 @@ def test_cli_and_runtime_import_no_tensorflow():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_int8_logits_upsampled_as_uint8_match_dequantized_floats(exported, synth_root):
+def _resize_bilinear(x, size):
+    """Reference: every channel resized (cv2 half-pixel bilinear, float)."""
+    import cv2
+
+    h, w = size
+    return np.stack([cv2.resize(x[..., c].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                     for c in range(x.shape[-1])], axis=-1)
+
+
+def test_int8_logits_argmax_matches_upsampled_dequantized_floats(exported, synth_root):
     from edgeseg.data.check import read_image
-    from edgeseg.runtime.segmenter import Segmenter, _resize_channels
+    from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
     frame = read_image(sorted((synth_root / "val" / "images").glob("*.jpg"))[0])
     fast = Segmenter(exported["files"]["int8"]["path"], upsample="fast").predict(frame)
     exact = seg.predict(frame)
     y, _ = seg.raw_output(frame)  # dequantized float logits
-    reference = _resize_channels(y, seg.input_size)[:64, :64].argmax(-1)
+    reference = _resize_bilinear(y, seg.input_size)[:64, :64].argmax(-1)
     assert np.mean(exact == reference) > 0.99
     assert np.mean(fast == exact) > 0.85 and fast.shape == exact.shape
+
+
+@pytest.mark.parametrize("frame_hw", [(64, 96), (45, 70), (128, 100)])
+def test_bilinear_argmax_equals_full_upsampling(frame_hw):
+    """The boundary-only shortcut gives the argmax of fully upsampled logits, at any letterbox
+    scale; small integer logits make ties common."""
+    from edgeseg.runtime.segmenter import AxisTaps, Letterbox, bilinear_argmax, letterbox
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(-3, 4, (16, 24, 5)).astype(np.int8)
+    small = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)[:16, :24]  # regions, not noise
+    _, box = letterbox(np.zeros((*frame_hw, 3), np.uint8), (64, 96))
+    h, w = frame_hw
+    taps = (AxisTaps.make(h, 16, box.height / h / 4), AxisTaps.make(w, 24, box.width / w / 4))
+    got = bilinear_argmax(small, taps)
+    ty, tx = taps
+    f, wy, wx = small.astype(np.float64), ty.w.astype(np.float64), tx.w.astype(np.float64)
+    rows = f[ty.i0] * (1 - wy[:, None, None]) + f[ty.i1] * wy[:, None, None]
+    full = rows[:, tx.i0] * (1 - wx[None, :, None]) + rows[:, tx.i1] * wx[None, :, None]
+    top2 = np.sort(full, axis=-1)[..., -2:]
+    decided = top2[..., 1] - top2[..., 0] > 1e-5  # float32 rounding may break exact ties either way
+    assert got.shape == (h, w) and decided.mean() > 0.5
+    assert np.array_equal(got[decided], full.argmax(-1)[decided])
+    if box == Letterbox(1.0, h, w):  # unscaled: the same as resizing to the input and cropping
+        ref = _resize_bilinear(small, (64, 96))[:h, :w].argmax(-1)
+        assert np.mean(got == ref) > 0.995

@@ -62,6 +62,7 @@ class Segmenter:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
+        self._tap_cache: dict = {}
 
     def _quantize_input(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]
@@ -116,26 +117,60 @@ class Segmenter:
             if labels.shape != (h, w):
                 labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
             return labels
-        # Bilinear resizing and argmax commute with the per-tensor affine dequantization, so
-        # integer logits are resized as uint8 (int8 flipped to uint8 keeps the order).
-        if y.dtype == np.int8:
-            y = y.view(np.uint8) ^ np.uint8(0x80)
-        logits = _resize_channels(y, (H, W))[: box.height, : box.width]
-        if (box.height, box.width) != (h, w):
-            logits = _resize_channels(logits, (h, w))
-        return logits.argmax(-1).astype(np.uint8)
+        return bilinear_argmax(y, self._taps(box, (h, w)))
+
+    def _taps(self, box: Letterbox, frame_hw) -> tuple["AxisTaps", "AxisTaps"]:
+        key = (box, tuple(frame_hw))
+        if key not in self._tap_cache:
+            h, w = frame_hw
+            # frame pixel -> input pixel (undo the letterbox scale) -> stride-4 logits
+            self._tap_cache[key] = (AxisTaps.make(h, self.input_size[0] // 4, box.height / h / 4),
+                                    AxisTaps.make(w, self.input_size[1] // 4, box.width / w / 4))
+        return self._tap_cache[key]
+
+
+@dataclass(frozen=True)
+class AxisTaps:
+    """Bilinear taps along one axis (half-pixel centres, edges clamped, as tf.image.resize):
+    output index -> source indices ``i0``, ``i1`` and the weight ``w`` of ``i1``."""
+
+    i0: np.ndarray
+    i1: np.ndarray
+    w: np.ndarray
+
+    @classmethod
+    def make(cls, n_out: int, n_src: int, ratio: float) -> "AxisTaps":
+        s = np.clip((np.arange(n_out) + 0.5) * ratio - 0.5, 0, n_src - 1)
+        i0 = np.floor(s).astype(np.intp)
+        return cls(i0, np.minimum(i0 + 1, n_src - 1), (s - i0).astype(np.float32))
+
+
+def bilinear_argmax(logits: np.ndarray, taps: tuple[AxisTaps, AxisTaps]) -> np.ndarray:
+    """argmax over classes of the bilinearly upsampled ``logits`` (h x w x C), without upsampling
+    them: an upsampled logit vector is a convex combination of its 2x2 source vectors, so where
+    those four share their argmax c, c is also the argmax of the combination (ties included, with
+    argmax taking the first maximum). Only pixels between differing source labels (object
+    boundaries, a few percent of the frame) are interpolated. Any affine per-tensor dequantization
+    with a positive scale leaves the argmax alone, so integer logits are used as they are.
+    """
+    ty, tx = taps
+    small = logits.argmax(-1).astype(np.uint8)
+    # same[i, j]: the 2x2 block starting at (i, j) (edge-clamped) holds a single label
+    pad = np.pad(small, ((0, 1), (0, 1)), mode="edge")
+    same = (pad[:-1, :-1] == pad[1:, :-1]) & (pad[:-1, :-1] == pad[:-1, 1:]) & (pad[:-1, :-1] == pad[1:, 1:])
+    labels = small.take(ty.i0, axis=0).take(tx.i0, axis=1)
+    ys, xs = np.nonzero(~same.take(ty.i0, axis=0).take(tx.i0, axis=1))
+    if len(ys):
+        h, w, c = logits.shape
+        r0, r1, c0, c1 = ty.i0[ys] * w, ty.i1[ys] * w, tx.i0[xs], tx.i1[xs]
+        wy, wx = ty.w[ys], tx.w[xs]
+        corners = np.concatenate([r0 + c0, r0 + c1, r1 + c0, r1 + c1])
+        weights = np.concatenate([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx])
+        flat = logits.reshape(-1, c).astype(np.float32, copy=False)
+        mixed = (flat[corners] * weights[:, None]).reshape(4, -1, c).sum(0)
+        labels[ys, xs] = mixed.argmax(-1)
+    return labels
 
 
 UPSAMPLE_MODES = ("exact", "fast")
 
-
-def _resize_channels(x: np.ndarray, size) -> np.ndarray:
-    """Bilinear resize (half-pixel centres, as tf.image.resize) of an HxWxC array."""
-    import cv2
-
-    H, W = size
-    if x.shape[:2] == (H, W):
-        return x
-    chunks = [cv2.resize(x[..., i:i + 4], (W, H), interpolation=cv2.INTER_LINEAR) for i in range(0, x.shape[-1], 4)]
-    chunks = [c[..., None] if c.ndim == 2 else c for c in chunks]
-    return np.concatenate(chunks, axis=-1)
