@@ -265,3 +265,57 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
     if box == Letterbox(1.0, h, w):  # unscaled: the same as resizing to the input and cropping
         ref = _resize_bilinear(small, (64, 96))[:h, :w].argmax(-1)
         assert np.mean(got == ref) > 0.995
+
+
+@pytest.mark.parametrize("frame_hw", [(64, 64), (50, 90), (200, 120)])
+def test_integer_input_lookup_table_matches_float_quantization(exported, frame_hw):
+    from edgeseg.runtime.segmenter import Segmenter, letterbox
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    assert seg.input["dtype"] != np.float32
+    frame = np.random.default_rng(2).integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    x, box = seg._prepare(frame)
+    reference, ref_box = letterbox(frame, seg.input_size, seg.meta.pad_value)
+    assert box == ref_box and x.dtype == seg.input["dtype"]
+    assert np.array_equal(x, seg._quantize_input(reference))
+
+
+def test_pipelined_loop_matches_sequential_and_reports_errors(exported, video, tmp_path):
+    from edgeseg.runtime.app import RunOptions, run_stream
+    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.stream import prefetch, video_frames
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    for pipeline in (True, False):
+        masks = tmp_path / f"masks_{pipeline}"
+        summary = run_stream(seg, video_frames(str(video)), RunOptions(save_masks=masks, draw=True, pipeline=pipeline,
+                                                                      echo=lambda *_: None))
+        assert summary["frames"] == 8
+    names = sorted(p.name for p in (tmp_path / "masks_True").glob("*.png"))
+    assert names == sorted(p.name for p in (tmp_path / "masks_False").glob("*.png")) and len(names) == 8
+    for name in names:
+        assert np.array_equal(cv2.imread(str(tmp_path / "masks_True" / name)),
+                              cv2.imread(str(tmp_path / "masks_False" / name)))
+
+    class Broken(Exception):
+        pass
+
+    def frames():
+        yield from video_frames(str(video))
+        raise Broken("decoder died")
+
+    with pytest.raises(Broken):  # a source error surfaces in the caller, after the frames before it
+        run_stream(seg, frames(), RunOptions(echo=lambda *_: None))
+    with pytest.raises(Broken):
+        list(prefetch(frames()))
+
+    def fail(*_):
+        raise Broken("sink died")
+
+    seg_finish = seg.finish
+    seg.finish = fail  # a post-processing error stops the run and is raised, not lost in a thread
+    try:
+        with pytest.raises(Broken):
+            run_stream(seg, video_frames(str(video)), RunOptions(echo=lambda *_: None))
+    finally:
+        seg.finish = seg_finish

@@ -20,23 +20,46 @@ def blend(frame: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float
     return cv2.addWeighted(frame, 1.0 - alpha, colored, alpha, 0.0)
 
 
-def draw_legend(image: np.ndarray, class_names, colors, present=None) -> np.ndarray:
-    """A legend in the top-right corner (only the classes ``present``, when given)."""
+class Legend:
+    """A legend of the classes present in a frame, drawn in its top-right corner. Rendered
+    legends are kept: the classes present change rarely from one frame to the next, and
+    drawing text is a large part of the overlay's cost."""
+
+    def __init__(self, class_names, colors):
+        self.class_names, self.colors = list(class_names), colors
+        self._patches: dict = {}
+
+    def draw(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        present = np.bincount(labels.ravel(), minlength=len(self.class_names))[: len(self.class_names)] > 0
+        key = present.tobytes()
+        if key not in self._patches:
+            if len(self._patches) > 256:
+                self._patches.clear()
+            self._patches[key] = legend_patch(self.class_names, self.colors, present)
+        patch = self._patches[key]
+        if patch is not None:  # top-right corner, clipped to the image
+            h, w = patch.shape[:2]
+            x0 = max(image.shape[1] - w - 6, 0)
+            w, h = min(w, image.shape[1] - x0), min(h, image.shape[0] - 6)
+            image[6:6 + h, x0:x0 + w] = patch[:h, :w]
+        return image
+
+
+def legend_patch(class_names, colors, present=None) -> np.ndarray | None:
+    """The legend box (RGB) for the classes ``present``; None when there is none to show."""
     import cv2
 
     idx = [i for i in range(len(class_names)) if present is None or present[i]]
     if not idx:
-        return image
+        return None
     w = 12 + 8 * max(len(class_names[i]) for i in idx) + 22
-    h0 = 6
-    x0 = max(image.shape[1] - w - 6, 0)
-    cv2.rectangle(image, (x0, h0), (x0 + w, h0 + 16 * len(idx) + 6), (0, 0, 0), -1)
+    patch = np.zeros((16 * len(idx) + 7, w + 1, 3), np.uint8)
     for k, i in enumerate(idx):
-        y = h0 + 6 + 16 * k
-        cv2.rectangle(image, (x0 + 6, y), (x0 + 18, y + 11), tuple(int(c) for c in colors[i]), -1)
-        cv2.putText(image, class_names[i], (x0 + 24, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+        y = 6 + 16 * k
+        cv2.rectangle(patch, (6, y), (18, y + 11), tuple(int(c) for c in colors[i]), -1)
+        cv2.putText(patch, class_names[i], (24, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                     (255, 255, 255), 1, cv2.LINE_AA)
-    return image
+    return patch
 
 
 def draw_status(image: np.ndarray, text: str) -> np.ndarray:

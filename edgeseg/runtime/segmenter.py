@@ -20,9 +20,8 @@ class Letterbox:
     width: int
 
 
-def letterbox(frame: np.ndarray, size, pad_value: float = 127.5) -> tuple[np.ndarray, Letterbox]:
-    """Fit ``frame`` (HxWx3 RGB) into ``size`` keeping its aspect ratio, never enlarging it,
-    and pad bottom/right, as the training pipeline's evaluation transform does."""
+def fit(frame: np.ndarray, size) -> tuple[np.ndarray, Letterbox]:
+    """``frame`` resized to fit inside ``size`` keeping its aspect ratio, never enlarged."""
     import cv2
 
     h, w = frame.shape[:2]
@@ -30,9 +29,26 @@ def letterbox(frame: np.ndarray, size, pad_value: float = 127.5) -> tuple[np.nda
     scale = min(1.0, H / h, W / w)
     nh, nw = int(round(h * scale)), int(round(w * scale))
     resized = frame if (nh, nw) == (h, w) else cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    out = np.full((H, W, 3), pad_value, np.float32)
-    out[:nh, :nw] = resized
-    return out, Letterbox(scale, nh, nw)
+    return resized, Letterbox(scale, nh, nw)
+
+
+def letterbox(frame: np.ndarray, size, pad_value: float = 127.5) -> tuple[np.ndarray, Letterbox]:
+    """Fit ``frame`` (HxWx3 RGB) into ``size`` and pad bottom/right (float32), as the training
+    pipeline's evaluation transform does."""
+    resized, box = fit(frame, size)
+    out = np.full((*size, 3), pad_value, np.float32)
+    out[: box.height, : box.width] = resized
+    return out, box
+
+
+@dataclass
+class Pending:
+    """A frame's raw model output, waiting for post-processing (possibly in another thread)."""
+
+    output: np.ndarray
+    box: Letterbox
+    frame_hw: tuple[int, int]
+    times: dict  # milliseconds per stage
 
 
 class Segmenter:
@@ -63,6 +79,7 @@ class Segmenter:
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
         self._tap_cache: dict = {}
+        self._lut = self._pad = None
 
     def _quantize_input(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]
@@ -72,39 +89,62 @@ class Segmenter:
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)[None]
 
-    def _invoke(self, frame: np.ndarray):
-        """Letterbox, quantize, run; returns the raw output, the letterbox and stage times (s)."""
+    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """The input tensor for ``frame``. Integer-input models get their pixels through a
+        256-entry lookup table (the same rounding as ``_quantize_input``, without floats)."""
+        dtype = self.input["dtype"]
+        if dtype == np.float32 or frame.dtype != np.uint8:
+            x, box = letterbox(frame, self.input_size, self.meta.pad_value)
+            return self._quantize_input(x), box
+        import cv2
+
+        if self._lut is None:
+            self._lut = self._quantize_input(np.arange(256, dtype=np.float32))[0].view(np.uint8)
+            self._pad = self._quantize_input(np.float32(self.meta.pad_value))[0]
+        resized, box = fit(frame, self.input_size)
+        x = np.full((1, *self.input_size, 3), self._pad, dtype)
+        x[0, : box.height, : box.width] = cv2.LUT(resized, self._lut).view(dtype)
+        return x, box
+
+    def infer(self, frame: np.ndarray) -> Pending:
+        """Letterbox, quantize and run one RGB frame; post-process the result with ``finish``."""
         import time
 
         t0 = time.perf_counter()
-        x, box = letterbox(frame, self.input_size, self.meta.pad_value)
-        self.interpreter.set_tensor(self.input["index"], self._quantize_input(x))
+        x, box = self._prepare(frame)
+        self.interpreter.set_tensor(self.input["index"], x)
         t1 = time.perf_counter()
         self.interpreter.invoke()
         t2 = time.perf_counter()
-        return self.interpreter.get_tensor(self.output["index"])[0], box, (t0, t1, t2)
+        return Pending(self.interpreter.get_tensor(self.output["index"])[0], box, frame.shape[:2],
+                       {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
+
+    def finish(self, pending: Pending) -> np.ndarray:
+        """Class ids (uint8) at the frame's resolution; adds the post-processing time."""
+        import time
+
+        t0 = time.perf_counter()
+        labels = self._postprocess(pending.output, pending.box, pending.frame_hw)
+        pending.times["postprocess"] = 1000 * (time.perf_counter() - t0)
+        return labels
 
     def raw_output(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """The model's output for one RGB frame (dequantized), and the letterbox used."""
-        y, box, _ = self._invoke(frame)
+        p = self.infer(frame)
+        y = p.output
         if self.output["dtype"] != np.float32:
             scale, zero = self.output["quantization"]
             y = (y.astype(np.float32) - zero) * scale
-        return y, box
+        return y, p.box
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (uint8) at the frame's own resolution."""
-        return self.segment(frame)[0]
+        return self.finish(self.infer(frame))
 
     def segment(self, frame: np.ndarray) -> tuple[np.ndarray, dict]:
         """Class ids at the frame's resolution, and milliseconds spent per stage."""
-        import time
-
-        y, box, (t0, t1, t2) = self._invoke(frame)
-        labels = self._postprocess(y, box, frame.shape[:2])
-        t3 = time.perf_counter()
-        return labels, {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1),
-                        "postprocess": 1000 * (t3 - t2)}
+        p = self.infer(frame)
+        return self.finish(p), p.times
 
     def _postprocess(self, y: np.ndarray, box: Letterbox, frame_hw) -> np.ndarray:
         import cv2

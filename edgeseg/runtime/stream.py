@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -172,6 +173,58 @@ def live_frames(reader: LatestFrameReader, timeout: float = 10.0) -> Iterator[Fr
             yield frame
     finally:
         reader.stop()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_END = object()
+
+
+def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
+    """Iterate ``frames`` (a file or folder source) in a daemon thread, up to ``depth`` frames
+    ahead, so decoding overlaps inference; no frame is dropped and the order is kept. An error
+    in the source is raised here, in the consumer."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for frame in frames:
+                if not put(frame):
+                    break
+            else:
+                put(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put(_Failed(e))
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="edgeseg-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
 
 
 def open_source(camera: int | None = None, source: str | None = None):
