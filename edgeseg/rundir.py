@@ -6,6 +6,7 @@
     RUN/dataset.json        class names, colours, dataset format and root
     RUN/best.h5             weights with the best validation mIoU; RUN/best.json its scores
     RUN/last.h5             weights at the end of training
+    RUN/qat.npz, qat.json   quantization-aware fine-tuned weights (`edgeseg train --qat --from RUN`)
     RUN/backup/             BackupAndRestore state while a run is in progress
     RUN/history.csv, RUN/logs/ (TensorBoard), RUN/summary.json
 """
@@ -42,6 +43,14 @@ class RunDir:
     @property
     def last_weights(self) -> Path:
         return self.path / "last.h5"
+
+    @property
+    def qat_weights(self) -> Path:
+        return self.path / "qat.npz"
+
+    @property
+    def qat_json(self) -> Path:
+        return self.path / "qat.json"
 
     @property
     def backup(self) -> Path:

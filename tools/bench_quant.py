@@ -70,6 +70,7 @@ def main(argv=None):
     ap.add_argument("run", type=Path)
     ap.add_argument("--out", type=Path, help="export folder (default RUN/bench_quant)")
     ap.add_argument("--qat-steps", type=int, default=1000)
+    ap.add_argument("--qat-lr-factor", type=float, default=0.01)
     ap.add_argument("--calib-size", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decoder-upsample", default="bilinear", choices=["bilinear", "nearest"])
@@ -86,15 +87,14 @@ def main(argv=None):
 
     formats = tuple(args.formats.split(","))
     out = args.out or args.run / f"bench_quant_{args.decoder_upsample}"
-    qat_model = None
     if "qat" in formats:
         from edgeseg.quant.qat import qat_finetune
 
-        t = time.perf_counter()
-        qat_model = qat_finetune(args.run, steps=args.qat_steps, decoder_interpolation=args.decoder_upsample)
-        print(f"QAT fine-tuning: {args.qat_steps} steps in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+        info = qat_finetune(args.run, steps=args.qat_steps, lr_factor=args.qat_lr_factor,
+                            decoder_interpolation=args.decoder_upsample)
+        print(f"QAT fine-tuning: {args.qat_steps} steps in {info['seconds']:.0f}s", file=sys.stderr)
     report = export_run(args.run, ExportOptions(
-        formats=formats, out_dir=out, calib_size=args.calib_size, qat_model=qat_model, force=True,
+        formats=formats, out_dir=out, calib_size=args.calib_size, force=True,
         decoder_interpolation=args.decoder_upsample, manifest_dir=out))
     meta = json.loads((args.run / "dataset.json").read_text())
     val = load_split(meta["root"], meta["format"], "val")

@@ -42,7 +42,7 @@ def export(
     run: Annotated[Path, typer.Argument(help="Training run directory.")],
     int8: Annotated[bool, typer.Option("--int8", help="Add the full-integer PTQ model.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Add the float16 model (GPU delegate).")] = False,
-    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware fine-tuning, then the QAT int8 model.", rich_help_panel=QAT)] = False,
+    qat: Annotated[bool, typer.Option("--qat", help="The QAT int8 model; fine-tunes first unless the run has QAT weights (edgeseg train --qat --from RUN).", rich_help_panel=QAT)] = False,
     formats: Annotated[Optional[str], typer.Option(help="Comma-separated: fp32,fp16,dynamic,int8,qat (overrides the flags).")] = None,
     target: Annotated[Target, typer.Option(help="Defaults per device: cpu=fp32+int8, gpu=fp32+fp16, nnapi=fp32+int8, edgetpu=int8.")] = Target.cpu,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default RUN/export).")] = None,
@@ -52,7 +52,7 @@ def export(
     calib_size: Annotated[int, typer.Option(help="Calibration frames from the training split.", rich_help_panel=CALIB)] = 200,
     calib_select: Annotated[Select, typer.Option(help="balanced: rare classes represented.", rich_help_panel=CALIB)] = Select.balanced,
     calib_manifest: Annotated[Optional[Path], typer.Option(help="Reuse the frames listed in a manifest.", rich_help_panel=CALIB)] = None,
-    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 1000,
+    qat_steps: Annotated[Optional[int], typer.Option(help="QAT fine-tuning steps [default: 1000]; given, redoes QAT saved with another count.", rich_help_panel=QAT)] = None,
     qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.01,
     decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
     debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
@@ -81,12 +81,8 @@ def export(
             if flag and name not in chosen:
                 chosen.append(name)
         chosen = tuple(chosen)
-    qat_model = None
     if "qat" in chosen:
-        from edgeseg.quant.qat import qat_finetune
-
-        qat_model = qat_finetune(run, steps=qat_steps, lr_factor=qat_lr_factor,
-                                 decoder_interpolation=decoder_upsample.value)
+        ensure_qat(run, qat_steps, qat_lr_factor, decoder_upsample.value)
     from rich.progress import Progress
 
     with Progress(transient=True) as progress:
@@ -95,10 +91,25 @@ def export(
             formats=chosen, out_dir=out, io=io.value, calib_data=calib_data,
             calib_format=calib_format.value if calib_format else None, calib_size=calib_size,
             calib_select=calib_select.value, calib_manifest=calib_manifest,
-            decoder_interpolation=decoder_upsample.value, qat_model=qat_model, force=force,
+            decoder_interpolation=decoder_upsample.value, force=force,
             debug=debug, keep_float=tuple(keep_float or ()),
         ), progress=lambda: progress.advance(task))
     print_report(report)
+
+
+def ensure_qat(run: Path, steps: int | None, lr_factor: float, decoder_upsample: str) -> None:
+    """Fine-tune with QAT unless the run already has QAT weights that fit the request."""
+    from edgeseg.quant.qat import qat_finetune
+    from edgeseg.rundir import RunDir
+
+    rd = RunDir(run).require()
+    saved = rd.read_json(rd.qat_json) if rd.qat_weights.is_file() else None
+    if saved and (steps is None or steps == saved.get("steps")) \
+            and saved.get("decoder_interpolation") == decoder_upsample:
+        typer.echo(f"using the QAT weights in {rd.qat_weights} ({saved['steps']} steps)")
+        return
+    qat_finetune(run, steps=1000 if steps is None else steps, lr_factor=lr_factor,
+                 decoder_interpolation=decoder_upsample)
 
 
 def print_report(report: dict) -> None:

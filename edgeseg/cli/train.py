@@ -49,6 +49,8 @@ DATA = "Data"
 MODEL = "Model"
 OPTIM = "Optimization"
 RUN = "Run"
+QAT = "Quantization-aware training (--qat --from RUN)"
+QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "decoder_upsample", "batch_size"}
 
 
 @handle_errors
@@ -90,6 +92,11 @@ def train(
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Reproducible batches and ops (slower).", rich_help_panel=RUN)] = None,
     backup_every_steps: Annotated[Optional[int], typer.Option(help="Also back up every N steps (default: each epoch).", rich_help_panel=RUN)] = None,
     seed: Annotated[Optional[int], typer.Option(rich_help_panel=RUN)] = None,
+    qat: Annotated[bool, typer.Option("--qat", help="Fine-tune the float run given by --from with fake quantization (tfmot); `edgeseg export --qat` uses the result.", rich_help_panel=QAT)] = False,
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="The trained float run (QAT weights are saved in it).", rich_help_panel=QAT)] = None,
+    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 1000,
+    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.01,
+    decoder_upsample: Annotated[Optional[str], typer.Option(help="bilinear | nearest: the decoder's x4 upsample in the QAT (and exported) graph.", rich_help_panel=QAT)] = None,
 ):
     """Train DeepLabv3+ and keep the checkpoint with the best validation mIoU.
 
@@ -98,11 +105,25 @@ def train(
       edgeseg train                                   # synthetic demo data
       edgeseg train --data data/camvid --format camvid --crop-size 256x256 --epochs 40
       edgeseg train --run-dir runs/camvid --resume    # after a crash
+      edgeseg train --qat --from runs/camvid          # then: edgeseg export runs/camvid --qat
     """
+    given = {k for k, v in locals().items() if v not in (None, False)}
     setup_logging()
     quiet_tensorflow()
     from edgeseg.config import TrainConfig
     from edgeseg.errors import ConfigError
+
+    if qat or from_run is not None:
+        extra = sorted(given - QAT_OPTIONS - {"qat_steps", "qat_lr_factor"})
+        if not qat or from_run is None:
+            raise ConfigError("quantization-aware training needs both --qat and --from RUN")
+        if extra:
+            raise ConfigError(f"--qat fine-tunes an existing run; --{extra[0].replace('_', '-')} does not apply "
+                              "(it takes --from, --qat-steps, --qat-lr-factor, --decoder-upsample, --batch-size)")
+        _train_qat(from_run, qat_steps, qat_lr_factor, decoder_upsample or "bilinear", batch_size)
+        return
+    if decoder_upsample is not None or "qat_steps" in given and qat_steps != 1000:
+        raise ConfigError("--decoder-upsample and --qat-steps apply only with --qat --from RUN")
 
     if resume and run_dir is None and name is None:
         raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
@@ -147,3 +168,23 @@ def train(
             typer.echo(f"  {cls:<16} {'-' if iou is None else f'{iou:.4f}'}")
     if summary.get("sec_per_step"):
         typer.echo(f"sec/step: {summary['sec_per_step']:.3f}  wall: {summary['wall_seconds_this_session']:.0f}s")
+
+
+def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, batch_size: int | None) -> None:
+    from edgeseg.errors import ConfigError
+    from edgeseg.quant.qat import evaluate_qat, qat_finetune
+    from edgeseg.rundir import RunDir
+
+    if decoder_upsample not in ("bilinear", "nearest"):
+        raise ConfigError(f"--decoder-upsample must be bilinear or nearest, got {decoder_upsample!r}")
+    rd = RunDir(run).require()
+    info = qat_finetune(run, steps=steps, lr_factor=lr_factor, batch_size=batch_size,
+                        decoder_interpolation=decoder_upsample)
+    result = evaluate_qat(run)
+    best = rd.read_json(rd.best_json).get("miou")
+    typer.echo(f"\nQAT weights: {rd.qat_weights} ({info['steps']} steps, {info['seconds']:.0f}s)")
+    line = f"val mIoU with fake quantization: {result['miou']:.4f}"
+    if best is not None:
+        line += f" (float {best:.4f}, drop {100 * (best - result['miou']):.2f} points)"
+    typer.echo(line)
+    typer.echo(f"next: edgeseg export {run} --qat")

@@ -48,7 +48,6 @@ class ExportOptions:
     manifest_dir: Path = Path("calibration")
     parity_frames: int = 8
     decoder_interpolation: str = "bilinear"
-    qat_model: object = None
     debug: bool = False
     keep_float: tuple[str, ...] = ()
     force: bool = False
@@ -89,8 +88,6 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     unknown = [f for f in options.formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
-    if "qat" in options.formats and options.qat_model is None:
-        raise ConfigError("the qat format needs a quantization-aware-trained model (--qat)")
     out_dir = Path(options.out_dir or run.path / "export")
     stem = run.path.name
     targets = {f: out_dir / f"{stem}{FORMATS[f].suffix}" for f in options.formats}
@@ -99,6 +96,11 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     size = tuple(config.data.eval_size)
     model, _ = load_run_model(run.path, size, final_upsample=False,
                               decoder_interpolation=options.decoder_interpolation)
+    qat_model = None
+    if "qat" in options.formats:
+        from edgeseg.quant.qat import load_qat_model
+
+        qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
     spec = get_backbone(config.model.backbone)
     best = run.read_json(run.best_json)
 
@@ -123,7 +125,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     for name in options.formats:
         fmt_row = FORMATS[name]
         t0 = time.perf_counter()
-        source = options.qat_model if fmt_row.qat else model
+        source = qat_model if fmt_row.qat else model
         if name == "int8" and options.keep_float:
             from edgeseg.export.debug import convert_keeping_float
 

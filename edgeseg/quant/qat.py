@@ -7,12 +7,15 @@ converter folds the normalisation into the int8 input's scale and zero point.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from pathlib import Path
 
 import numpy as np
 
 from edgeseg._tf import keras, tf
-from edgeseg.errors import ExportError
+from edgeseg.errors import ConfigError, ExportError
 
 log = logging.getLogger("edgeseg")
 
@@ -184,35 +187,56 @@ def _stable_name(layer) -> str:
     return "quantize_layer" if type(layer).__name__ == "QuantizeLayer" else layer.name
 
 
-def copy_by_layer_name(source: keras.Model, target: keras.Model) -> int:
-    """Copy weights (and quantizer ranges) between two QAT models built for different input sizes."""
-    by_name = {_stable_name(layer): layer for layer in source.layers}
-    copied = 0
-    for layer in target.layers:
-        match = by_name.get(_stable_name(layer))
-        if layer.weights and match is not None:
-            layer.set_weights(match.get_weights())
-            copied += 1
-    missing = [l.name for l in target.layers if l.weights and _stable_name(l) not in by_name]
-    if missing:
-        raise ExportError(f"QAT weights missing for layer {missing[0]}")
-    return copied
+def save_qat_weights(model: keras.Model, path: Path) -> None:
+    """Weights and quantizer ranges of a QAT model, by layer name (``.npz``, written atomically):
+    they load into a QAT model of any input size."""
+    arrays = {f"{_stable_name(layer)}/{i}": w for layer in model.layers for i, w in enumerate(layer.get_weights())}
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_qat_weights(model: keras.Model, path: Path) -> int:
+    """Set ``model``'s weights from :func:`save_qat_weights`'s file; the number of layers set.
+
+    Raises:
+        ExportError naming the first layer the file lacks or does not fit.
+    """
+    with np.load(path) as data:
+        by_layer: dict[str, dict[int, np.ndarray]] = {}
+        for key in data.files:
+            name, i = key.rsplit("/", 1)
+            by_layer.setdefault(name, {})[int(i)] = data[key]
+    done = 0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        saved = by_layer.get(_stable_name(layer))
+        if saved is None:
+            raise ExportError(f"{path}: no QAT weights for layer {layer.name}")
+        try:
+            layer.set_weights([saved[i] for i in range(len(saved))])
+        except (ValueError, KeyError) as e:
+            raise ExportError(f"{path}: QAT weights do not fit layer {layer.name}: {e}") from None
+        done += 1
+    return done
 
 
 def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size: int | None = None,
-                 export_size=None, decoder_interpolation: str = "bilinear", verbose: int = 2):
+                 decoder_interpolation: str = "bilinear", verbose: int = 2) -> dict:
     """Fine-tune a float run with fake quantization (published recipes: ~1/100 of the float
-    learning rate, a few thousand steps) and return a QAT model at the export size, logits at
-    stride 4, ready for the TFLite converter."""
-    from pathlib import Path
-
+    learning rate, a few thousand steps) on its training data and crops, and save the QAT
+    weights in the run (``RUN/qat.npz``, described by ``RUN/qat.json``, which is returned).
+    ``load_qat_model`` rebuilds the model at the export size from them."""
     from edgeseg.config import TrainConfig
     from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
-    from edgeseg.rundir import RunDir
+    from edgeseg.rundir import RunDir, write_json_atomic
     from edgeseg.train import load_run_model
     from edgeseg.train.fit import make_loss
 
     run = RunDir(Path(run_dir)).require()
+    if steps < 0:
+        raise ConfigError(f"--qat-steps must be >= 0, got {steps}")
     config = TrainConfig.load(run.config)
     d = config.data
     src = load_source(d.root, d.format, d.train_split)
@@ -227,13 +251,68 @@ def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size
     schedule = keras.optimizers.schedules.PolynomialDecay(lr, max(steps, 1), lr * 0.1, power=0.9)
     qat_train.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss=make_loss(config, src.info.num_classes))
+    t = time.perf_counter()
     if steps > 0:
         qat_train.fit(ds, epochs=1, steps_per_epoch=steps, verbose=verbose)
+    save_qat_weights(qat_train, run.qat_weights)
+    info = {"steps": steps, "learning_rate": lr, "lr_factor": lr_factor, "batch_size": batch_size or d.batch_size,
+            "decoder_interpolation": decoder_interpolation, "seconds": time.perf_counter() - t,
+            "float_weights": run.weights().name}
+    write_json_atomic(run.qat_json, info)
+    log.info("QAT: %d steps at lr %.2g in %.0fs; weights in %s", steps, lr, info["seconds"], run.qat_weights)
+    return info
 
-    size = tuple(export_size or d.eval_size)
-    float_export, _ = load_run_model(run.path, size, final_upsample=False,
-                                     decoder_interpolation=decoder_interpolation)
-    qat_export = quantize_model(float_export)
-    copied = copy_by_layer_name(qat_train, qat_export)
-    log.info("QAT: %d steps at lr %.2g; %d layers copied to the %dx%d export model", steps, lr, copied, *size)
-    return qat_export
+
+def load_qat_model(run_dir, size=None, decoder_interpolation: str | None = None) -> keras.Model:
+    """The run's QAT model (from ``qat_finetune``) at ``size`` (default: its evaluation size),
+    logits at stride 4, ready for the TFLite converter.
+
+    Raises:
+        ExportError when the run has no QAT weights or they were trained with another decoder
+        upsampling than ``decoder_interpolation``.
+    """
+    from edgeseg.rundir import RunDir
+    from edgeseg.train import load_run_model
+
+    run = RunDir(Path(run_dir)).require()
+    if not run.qat_weights.is_file():
+        raise ExportError(f"run {run.path} has no QAT weights; run `edgeseg train --qat --from {run.path}` "
+                          "or `edgeseg export --qat`")
+    info = run.read_json(run.qat_json)
+    trained = info.get("decoder_interpolation", "bilinear")
+    if decoder_interpolation is not None and decoder_interpolation != trained:
+        raise ExportError(f"{run.qat_weights} was fine-tuned with {trained} decoder upsampling, not "
+                          f"{decoder_interpolation}; pass --decoder-upsample {trained} or redo QAT")
+    float_export, _ = load_run_model(run.path, size, final_upsample=False, decoder_interpolation=trained)
+    model = quantize_model(float_export)
+    load_qat_weights(model, run.qat_weights)
+    return model
+
+
+def evaluate_qat(run_dir, batch_size: int = 4) -> dict:
+    """mIoU of the run's QAT model (fake quantization in TensorFlow) on its validation split,
+    logits upsampled bilinearly as the runtime does; also stored in ``RUN/qat.json``."""
+    from edgeseg import metrics
+    from edgeseg.config import TrainConfig
+    from edgeseg.data.pipeline import build_eval_dataset, load_source
+    from edgeseg.evaluate import confusion_over
+    from edgeseg.rundir import RunDir, write_json_atomic
+
+    run = RunDir(Path(run_dir)).require()
+    config = TrainConfig.load(run.config)
+    d = config.data
+    size = tuple(d.eval_size)
+    model = load_qat_model(run.path, size)
+    names = json.loads(run.dataset.read_text())["class_names"]
+
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        logits = tf.image.resize(model(images, training=False), size, method="bilinear")
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    ds = build_eval_dataset(load_source(d.root, d.format, d.val_split), batch_size, size, d.base_scale)
+    result = metrics.summarize(confusion_over(model, ds, len(names), predict), names)
+    info = run.read_json(run.qat_json)
+    info["val"] = result
+    write_json_atomic(run.qat_json, info)
+    return result
