@@ -223,11 +223,13 @@ def load_qat_weights(model: keras.Model, path: Path) -> int:
 
 
 def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size: int | None = None,
-                 decoder_interpolation: str = "bilinear", verbose: int = 2) -> dict:
+                 decoder_interpolation: str = "bilinear", freeze_bn: bool = False, verbose: int = 2) -> dict:
     """Fine-tune a float run with fake quantization (published recipes: ~1/100 of the float
     learning rate, a few thousand steps) on its training data and crops, and save the QAT
     weights in the run (``RUN/qat.npz``, described by ``RUN/qat.json``, which is returned).
-    ``load_qat_model`` rebuilds the model at the export size from them."""
+    ``load_qat_model`` rebuilds the model at the export size from them. ``freeze_bn`` keeps
+    BatchNorm in inference mode (moving statistics, no updates), as QAT recipes do late in
+    fine-tuning."""
     from edgeseg.config import TrainConfig
     from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
     from edgeseg.rundir import RunDir, write_json_atomic
@@ -247,6 +249,11 @@ def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size
     calibration = [images for images, _ in ds.take(8)]
     n = init_quantizer_ranges(qat_train, float_train, calibration)
     log.info("QAT: %d activation ranges initialised from the float model", n)
+    if freeze_bn:
+        for layer in qat_train.layers:
+            inner = getattr(layer, "layer", layer)
+            if isinstance(inner, keras.layers.BatchNormalization):
+                inner.trainable = False  # tf.keras: a frozen BN also runs in inference mode
     lr = config.optim.learning_rate * lr_factor
     schedule = keras.optimizers.schedules.PolynomialDecay(lr, max(steps, 1), lr * 0.1, power=0.9)
     qat_train.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -256,7 +263,8 @@ def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size
         qat_train.fit(ds, epochs=1, steps_per_epoch=steps, verbose=verbose)
     save_qat_weights(qat_train, run.qat_weights)
     info = {"steps": steps, "learning_rate": lr, "lr_factor": lr_factor, "batch_size": batch_size or d.batch_size,
-            "decoder_interpolation": decoder_interpolation, "seconds": time.perf_counter() - t,
+            "decoder_interpolation": decoder_interpolation, "freeze_bn": freeze_bn,
+            "seconds": time.perf_counter() - t,
             "float_weights": run.weights().name}
     write_json_atomic(run.qat_json, info)
     log.info("QAT: %d steps at lr %.2g in %.0fs; weights in %s", steps, lr, info["seconds"], run.qat_weights)
