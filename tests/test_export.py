@@ -216,6 +216,9 @@ def test_qat_model_computes_the_float_model_before_fine_tuning(run_dir):
                 .inbound_nodes[0].inbound_layers]
 
     assert concat_inputs(qat) == concat_inputs(model)
+    depthwise = qat.get_layer("quant_expanded_conv_depthwise")
+    ranges = [v for v in depthwise.weights if v.name.split("/")[-1].startswith("depthwise_kernel_min")]
+    assert ranges and ranges[0].shape == (depthwise.layer.depthwise_kernel.shape[2],)  # per channel (tfmot#808)
     frames = np.random.default_rng(1).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
     init_quantizer_ranges(qat, model, [frames])
     want = model(frames, training=False).numpy()

@@ -11,7 +11,7 @@ from edgeseg.models.deeplabv3plus import count_params
 
 ALLOWED_LAYERS = {
     "InputLayer", "Rescaling", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
-    "Activation", "Add", "AveragePooling2D", "MaxPooling2D", "UpSampling2D", "Concatenate", "Dropout",
+    "Activation", "Add", "GlobalAveragePooling2D", "MaxPooling2D", "UpSampling2D", "Concatenate", "Dropout",
 }
 
 
@@ -24,7 +24,8 @@ def test_output_and_feature_shapes(tiny):
     assert tiny.output_shape == (None, 64, 96, 5)
     assert tiny.get_layer("aspp_conv_0").output_shape == (None, 4, 6, 256)  # stride 16
     assert tiny.get_layer("decoder_project").output_shape == (None, 16, 24, 48)  # stride 4
-    assert tiny.get_layer("aspp_pool").pool_size == (4, 6)
+    assert tiny.get_layer("aspp_pool").output_shape == (None, 1, 1, 112)  # image pooling (alpha 0.35)
+    assert tiny.get_layer("aspp_pool_upsample").output_shape == (None, 4, 6, 256)
 
 
 def test_only_layers_that_quantize(tiny):

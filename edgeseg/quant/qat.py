@@ -58,8 +58,60 @@ def _output_quantize_config_class():
 CUSTOM_CONFIGS = {keras.layers.Rescaling}
 
 
+def _depthwise_classes():
+    """A per-channel weight quantizer for depthwise kernels and the quantize config using it.
+
+    tfmot sizes its per-axis ranges by the kernel's last axis, which for a depthwise kernel
+    (kh, kw, channels, 1) is the depth multiplier: every depthwise layer was simulated with one
+    range for all channels (tensorflow/model-optimization#808), while TFLite and PTQ quantize
+    them per channel.
+    """
+    tfmot = _tfmot()
+    qk = tfmot.quantization.keras
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
+
+    class DepthwiseKernelQuantizer(qk.quantizers.Quantizer):
+        """8-bit symmetric narrow-range ranges per channel (axis -2), last value while training."""
+
+        def build(self, tensor_shape, name, layer):
+            channels = int(tensor_shape[-2]) * int(tensor_shape[-1])
+            make = lambda suffix, v: layer.add_weight(  # noqa: E731
+                f"{name}_{suffix}", shape=(channels,), initializer=keras.initializers.Constant(v), trainable=False)
+            return {"min_var": make("min", -6.0), "max_var": make("max", 6.0)}
+
+        def __call__(self, inputs, training, weights, **kwargs):
+            kh, kw, c, m = inputs.shape
+            flat = tf.reshape(inputs, (kh, kw, c * m))
+            lo, hi = weights["min_var"], weights["max_var"]
+            if training:
+                r = tf.maximum(-tf.reduce_min(flat, axis=[0, 1]), tf.reduce_max(flat, axis=[0, 1]))
+                lo, hi = lo.assign(-r), hi.assign(r)
+            q = tf.quantization.fake_quant_with_min_max_vars_per_channel(flat, lo, hi, num_bits=8, narrow_range=True)
+            return tf.reshape(q, (kh, kw, c, m))
+
+        def get_config(self):
+            return {}
+
+    class DepthwiseQuantizeConfig(registry.Default8BitConvQuantizeConfig):
+        def __init__(self, weight_attrs=("depthwise_kernel",), activation_attrs=("activation",),
+                     quantize_output=False):
+            super().__init__(list(weight_attrs), list(activation_attrs), quantize_output)
+            self.weight_quantizer = DepthwiseKernelQuantizer()
+
+    class Registry(registry.Default8BitQuantizeRegistry):
+        def _get_quantize_config(self, layer_type):
+            if layer_type is keras.layers.DepthwiseConv2D:
+                return DepthwiseQuantizeConfig()
+            return super()._get_quantize_config(layer_type)
+
+    return DepthwiseKernelQuantizer, DepthwiseQuantizeConfig, Registry
+
+
 def _quantize_scheme():
-    """tfmot's default 8-bit scheme without its Concatenate layout transforms.
+    """tfmot's default 8-bit scheme without its Concatenate layout transforms, and with
+    per-channel depthwise weights (see ``_depthwise_classes``).
 
     Those transforms reorder the inputs of a concatenation with more than two inputs
     (tensorflow/model-optimization#1061): the ASPP concat came out with the image-pooling
@@ -98,9 +150,14 @@ def _quantize_scheme():
             return model_transformer.ModelTransformer(
                 model, transforms, set(layer_quantize_map.keys()), layer_quantize_map).transform()
 
+    _, _, Registry = _depthwise_classes()
+
     class Scheme(scheme.Default8BitQuantizeScheme):
         def get_layout_transformer(self):
             return LayoutTransform()
+
+        def get_quantize_registry(self):
+            return Registry(disable_per_axis=self._disable_per_axis)
 
     return Scheme()
 
@@ -124,7 +181,9 @@ def quantize_model(model: keras.Model) -> keras.Model:
         annotated = keras.models.clone_model(model, clone_function=annotate)
         annotated.set_weights(model.get_weights())
         annotated = qk.quantize_annotate_model(annotated)
-        with qk.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig}):
+        quantizer, config, _ = _depthwise_classes()
+        with qk.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig, "DepthwiseKernelQuantizer": quantizer,
+                                "DepthwiseQuantizeConfig": config}):
             return qk.quantize_apply(annotated, scheme=_quantize_scheme())
     except (RuntimeError, ValueError) as e:
         msg = str(e).splitlines()[0]
