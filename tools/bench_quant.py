@@ -6,7 +6,7 @@ runtime), the drop of each versus fp32, file sizes, and median ``invoke()`` late
 model's input size (368x480 for CamVid) on LiteRT's XNNPACK CPU path with ``--threads``.
 Latency rounds are interleaved across models so machine noise hits all of them alike.
 
-    .venv/bin/python tools/bench_quant.py runs/camvid-mbv2-sep [--qat-steps 1000] [--json out.json]
+    .venv/bin/python tools/bench_quant.py runs/camvid-mbv2-sep [--qat-steps 300] [--json out.json]
 
 With ``--peers`` it also times segmentation_models_pytorch DeepLabV3Plus (MobileNetV2 encoder,
 random weights) under PyTorch and ONNX Runtime (fp32 and static int8) at the same size and
@@ -69,8 +69,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
     ap.add_argument("--out", type=Path, help="export folder (default RUN/bench_quant)")
-    ap.add_argument("--qat-steps", type=int, default=1000)
-    ap.add_argument("--qat-lr-factor", type=float, default=0.01)
+    ap.add_argument("--qat-steps", type=int, default=300)
+    ap.add_argument("--qat-lr-factor", type=float, default=0.001)
     ap.add_argument("--calib-size", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decoder-upsample", default="bilinear", choices=["bilinear", "nearest"])

@@ -50,7 +50,7 @@ MODEL = "Model"
 OPTIM = "Optimization"
 RUN = "Run"
 QAT = "Quantization-aware training (--qat --from RUN)"
-QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "decoder_upsample", "batch_size"}
+QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "qat_freeze_bn", "decoder_upsample", "batch_size"}
 
 
 @handle_errors
@@ -94,8 +94,9 @@ def train(
     seed: Annotated[Optional[int], typer.Option(rich_help_panel=RUN)] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Fine-tune the float run given by --from with fake quantization (tfmot); `edgeseg export --qat` uses the result.", rich_help_panel=QAT)] = False,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="The trained float run (QAT weights are saved in it).", rich_help_panel=QAT)] = None,
-    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 1000,
-    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.01,
+    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 300,
+    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.001,
+    qat_freeze_bn: Annotated[bool, typer.Option("--qat-freeze-bn/--qat-train-bn", help="BatchNorm in inference mode during QAT.", rich_help_panel=QAT)] = True,
     decoder_upsample: Annotated[Optional[str], typer.Option(help="bilinear | nearest: the decoder's x4 upsample in the QAT (and exported) graph.", rich_help_panel=QAT)] = None,
 ):
     """Train DeepLabv3+ and keep the checkpoint with the best validation mIoU.
@@ -120,9 +121,9 @@ def train(
         if extra:
             raise ConfigError(f"--qat fine-tunes an existing run; --{extra[0].replace('_', '-')} does not apply "
                               "(it takes --from, --qat-steps, --qat-lr-factor, --decoder-upsample, --batch-size)")
-        _train_qat(from_run, qat_steps, qat_lr_factor, decoder_upsample or "bilinear", batch_size)
+        _train_qat(from_run, qat_steps, qat_lr_factor, decoder_upsample or "bilinear", batch_size, qat_freeze_bn)
         return
-    if decoder_upsample is not None or "qat_steps" in given and qat_steps != 1000:
+    if decoder_upsample is not None or qat_steps != 300:
         raise ConfigError("--decoder-upsample and --qat-steps apply only with --qat --from RUN")
 
     if resume and run_dir is None and name is None:
@@ -170,7 +171,8 @@ def train(
         typer.echo(f"sec/step: {summary['sec_per_step']:.3f}  wall: {summary['wall_seconds_this_session']:.0f}s")
 
 
-def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, batch_size: int | None) -> None:
+def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, batch_size: int | None,
+               freeze_bn: bool = True) -> None:
     from edgeseg.errors import ConfigError
     from edgeseg.quant.qat import evaluate_qat, qat_finetune
     from edgeseg.rundir import RunDir
@@ -179,7 +181,7 @@ def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, b
         raise ConfigError(f"--decoder-upsample must be bilinear or nearest, got {decoder_upsample!r}")
     rd = RunDir(run).require()
     info = qat_finetune(run, steps=steps, lr_factor=lr_factor, batch_size=batch_size,
-                        decoder_interpolation=decoder_upsample)
+                        decoder_interpolation=decoder_upsample, freeze_bn=freeze_bn)
     result = evaluate_qat(run)
     best = rd.read_json(rd.best_json).get("miou")
     typer.echo(f"\nQAT weights: {rd.qat_weights} ({info['steps']} steps, {info['seconds']:.0f}s)")

@@ -281,14 +281,19 @@ def load_qat_weights(model: keras.Model, path: Path) -> int:
     return done
 
 
-def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size: int | None = None,
-                 decoder_interpolation: str = "bilinear", freeze_bn: bool = False, verbose: int = 2) -> dict:
-    """Fine-tune a float run with fake quantization (published recipes: ~1/100 of the float
-    learning rate, a few thousand steps) on its training data and crops, and save the QAT
+def qat_finetune(run_dir, steps: int = 300, lr_factor: float = 0.001, batch_size: int | None = None,
+                 decoder_interpolation: str = "bilinear", freeze_bn: bool = True, verbose: int = 2) -> dict:
+    """Fine-tune a float run with fake quantization on its training data and crops, and save the QAT
     weights in the run (``RUN/qat.npz``, described by ``RUN/qat.json``, which is returned).
     ``load_qat_model`` rebuilds the model at the export size from them. ``freeze_bn`` keeps
     BatchNorm in inference mode (moving statistics, no updates), as QAT recipes do late in
-    fine-tuning."""
+    fine-tuning.
+
+    The defaults are what measured best on CamVid (val mIoU of the QAT int8 model, fp32 0.6090):
+    300 steps at 1/1000 of the float learning rate with BN frozen 0.6083; 500 steps at 1/100
+    (published recipes) with BN training 0.6026 and at 1/1000 0.6046; no fine-tuning 0.6068.
+    Longer fine-tuning drifts from the validation-selected float checkpoint faster than it
+    recovers quantization error."""
     from edgeseg.config import TrainConfig
     from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
     from edgeseg.rundir import RunDir, write_json_atomic
@@ -308,11 +313,13 @@ def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size
     calibration = [images for images, _ in ds.take(8)]
     n = init_quantizer_ranges(qat_train, float_train, calibration)
     log.info("QAT: %d activation ranges initialised from the float model", n)
+    frozen = []
     if freeze_bn:
         for layer in qat_train.layers:
             inner = getattr(layer, "layer", layer)
             if isinstance(inner, keras.layers.BatchNormalization):
                 inner.trainable = False  # tf.keras: a frozen BN also runs in inference mode
+                frozen.append(inner)
     lr = config.optim.learning_rate * lr_factor
     schedule = keras.optimizers.schedules.PolynomialDecay(lr, max(steps, 1), lr * 0.1, power=0.9)
     qat_train.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -320,6 +327,8 @@ def qat_finetune(run_dir, steps: int = 1000, lr_factor: float = 0.01, batch_size
     t = time.perf_counter()
     if steps > 0:
         qat_train.fit(ds, epochs=1, steps_per_epoch=steps, verbose=verbose)
+    for inner in frozen:  # back to the weight order of a freshly built model before saving
+        inner.trainable = True
     save_qat_weights(qat_train, run.qat_weights)
     info = {"steps": steps, "learning_rate": lr, "lr_factor": lr_factor, "batch_size": batch_size or d.batch_size,
             "decoder_interpolation": decoder_interpolation, "freeze_bn": freeze_bn,
