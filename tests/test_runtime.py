@@ -245,7 +245,7 @@ def test_int8_logits_argmax_matches_upsampled_dequantized_floats(exported, synth
 def test_bilinear_argmax_equals_full_upsampling(frame_hw):
     """The boundary-only shortcut gives the argmax of fully upsampled logits, at any letterbox
     scale; small integer logits make ties common."""
-    from edgeseg.runtime.segmenter import AxisTaps, Letterbox, bilinear_argmax, letterbox
+    from edgeseg.runtime.segmenter import AxisTaps, Letterbox, bilinear_argmax, bilinear_argmax_x4, letterbox
 
     rng = np.random.default_rng(0)
     small = rng.integers(-3, 4, (16, 24, 5)).astype(np.int8)
@@ -265,6 +265,8 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
     if box == Letterbox(1.0, h, w):  # unscaled: the same as resizing to the input and cropping
         ref = _resize_bilinear(small, (64, 96))[:h, :w].argmax(-1)
         assert np.mean(got == ref) > 0.995
+        tiled = bilinear_argmax_x4(small)[:h, :w]  # the by-cell version used for unscaled frames
+        assert np.array_equal(tiled[decided], full.argmax(-1)[decided])
 
 
 @pytest.mark.parametrize("frame_hw", [(64, 64), (50, 90), (200, 120)])

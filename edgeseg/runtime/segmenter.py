@@ -157,6 +157,8 @@ class Segmenter:
             if labels.shape != (h, w):
                 labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
             return labels
+        if (box.height, box.width) == (h, w) and (H, W) == (4 * y.shape[0], 4 * y.shape[1]):
+            return bilinear_argmax_x4(y)[:h, :w]  # frame not resized: logits map 1:4 onto it
         return bilinear_argmax(y, self._taps(box, (h, w)))
 
     def _taps(self, box: Letterbox, frame_hw) -> tuple["AxisTaps", "AxisTaps"]:
@@ -210,6 +212,42 @@ def bilinear_argmax(logits: np.ndarray, taps: tuple[AxisTaps, AxisTaps]) -> np.n
         mixed = (flat[corners] * weights[:, None]).reshape(4, -1, c).sum(0)
         labels[ys, xs] = mixed.argmax(-1)
     return labels
+
+
+def _x4_weights() -> np.ndarray:
+    """(16, 4): for each of the 4x4 output pixels of a source cell, the bilinear weights of its
+    four corners (top-left, top-right, bottom-left, bottom-right); half-pixel centres."""
+    w = (np.arange(4) + 0.5) / 4
+    wy, wx = np.repeat(w, 4), np.tile(w, 4)
+    return np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx], axis=1).astype(np.float32)
+
+
+X4_WEIGHTS = _x4_weights()
+
+
+def bilinear_argmax_x4(logits: np.ndarray) -> np.ndarray:
+    """:func:`bilinear_argmax` for an exact x4 upsample (h x w x C -> 4h x 4w), by cells.
+
+    With the logits edge-padded by one, output pixel y lies between padded rows (y+2)//4 and
+    (y+2)//4 + 1 at a fixed offset, so the output splits into 4x4 tiles that each interpolate
+    one 2x2 cell with the same 16x4 weights. Tiles whose four corners agree are filled with
+    their label; the others (object boundaries) take one small matrix product.
+    """
+    h, w, c = logits.shape
+    small = np.pad(logits.argmax(-1).astype(np.uint8), 1, mode="edge")
+    same = (small[:-1, :-1] == small[1:, :-1]) & (small[:-1, :-1] == small[:-1, 1:]) & (small[:-1, :-1] == small[1:, 1:])
+    tiles = np.empty((h + 1, 4, w + 1, 4), np.uint8)
+    tiles[...] = small[:-1, None, :-1, None]
+    a, b = np.nonzero(~same)
+    if len(a):
+        padded = np.pad(logits, ((1, 1), (1, 1), (0, 0)), mode="edge").astype(np.float32, copy=False)
+        corners = np.stack([padded[a, b], padded[a, b + 1], padded[a + 1, b], padded[a + 1, b + 1]])
+        corners = corners.reshape(4, 1, -1)
+        # elementwise, not a matrix product: numpy's BLAS would start threads that keep
+        # spinning and slow the interpreter's own threads down by half
+        mixed = sum(X4_WEIGHTS[:, k, None] * corners[k] for k in range(4)).reshape(16, len(a), c)
+        tiles[a, :, b, :] = mixed.argmax(-1).T.reshape(len(a), 4, 4)
+    return tiles.reshape(4 * (h + 1), 4 * (w + 1))[2:2 + 4 * h, 2:2 + 4 * w]
 
 
 UPSAMPLE_MODES = ("exact", "fast")
