@@ -104,6 +104,9 @@ def ensure_qat(run: Path, steps: int | None, lr_factor: float, decoder_upsample:
 
     rd = RunDir(run).require()
     saved = rd.read_json(rd.qat_json) if rd.qat_weights.is_file() else None
+    if saved and rd.weights().stat().st_mtime > rd.qat_weights.stat().st_mtime:
+        typer.echo(f"{rd.qat_weights} is older than the float weights; redoing QAT")
+        saved = None
     if saved and (steps is None or steps == saved.get("steps")) \
             and saved.get("decoder_interpolation") == decoder_upsample:
         typer.echo(f"using the QAT weights in {rd.qat_weights} ({saved['steps']} steps)")
