@@ -7,6 +7,7 @@ converter folds the normalisation into the int8 input's scale and zero point.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ def _tfmot():
     return tfmot
 
 
+@functools.cache  # one class per process: tfmot deserializes configs by class name
 def _output_quantize_config_class():
     tfmot = _tfmot()
     quantizers = tfmot.quantization.keras.quantizers
@@ -58,6 +60,7 @@ def _output_quantize_config_class():
 CUSTOM_CONFIGS = {keras.layers.Rescaling}
 
 
+@functools.cache
 def _depthwise_classes():
     """A per-channel weight quantizer for depthwise kernels and the quantize config using it.
 
