@@ -18,6 +18,10 @@ OPTIMIZERS = ("adamw", "sgd")
 LOSSES = ("hybrid", "ce")
 CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
+# Quantization-aware fine-tuning defaults (`edgeseg train --qat`, `edgeseg export --qat`); chosen
+# on CamVid val, see edgeseg.quant.qat.qat_finetune.
+QAT_STEPS = 300
+QAT_LR_FACTOR = 0.001
 
 
 def parse_size(value, name: str) -> tuple[int, int]:

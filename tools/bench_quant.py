@@ -66,11 +66,13 @@ def peer_latency(size, threads: int, python: Path) -> dict:
 
 
 def main(argv=None):
+    from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
     ap.add_argument("--out", type=Path, help="export folder (default RUN/bench_quant)")
-    ap.add_argument("--qat-steps", type=int, default=300)
-    ap.add_argument("--qat-lr-factor", type=float, default=0.001)
+    ap.add_argument("--qat-steps", type=int, default=QAT_STEPS)
+    ap.add_argument("--qat-lr-factor", type=float, default=QAT_LR_FACTOR)
     ap.add_argument("--calib-size", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decoder-upsample", default="bilinear", choices=["bilinear", "nearest"])

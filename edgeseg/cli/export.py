@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
 
 CALIB = "Calibration (int8)"
 QAT = "Quantization-aware training"
@@ -52,8 +53,8 @@ def export(
     calib_size: Annotated[int, typer.Option(help="Calibration frames from the training split.", rich_help_panel=CALIB)] = 200,
     calib_select: Annotated[Select, typer.Option(help="balanced: rare classes represented.", rich_help_panel=CALIB)] = Select.balanced,
     calib_manifest: Annotated[Optional[Path], typer.Option(help="Reuse the frames listed in a manifest.", rich_help_panel=CALIB)] = None,
-    qat_steps: Annotated[Optional[int], typer.Option(help="QAT fine-tuning steps [default: 300]; given, redoes QAT saved with another count.", rich_help_panel=QAT)] = None,
-    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.001,
+    qat_steps: Annotated[Optional[int], typer.Option(help=f"QAT fine-tuning steps [default: {QAT_STEPS}]; given, redoes QAT saved with another count.", rich_help_panel=QAT)] = None,
+    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = QAT_LR_FACTOR,
     decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
     debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(help="Keep this tensor/node in float in the int8 model (repeatable; names from --debug).")] = None,
@@ -111,7 +112,7 @@ def ensure_qat(run: Path, steps: int | None, lr_factor: float, decoder_upsample:
             and saved.get("decoder_interpolation") == decoder_upsample:
         typer.echo(f"using the QAT weights in {rd.qat_weights} ({saved['steps']} steps)")
         return
-    qat_finetune(run, steps=300 if steps is None else steps, lr_factor=lr_factor,
+    qat_finetune(run, steps=QAT_STEPS if steps is None else steps, lr_factor=lr_factor,
                  decoder_interpolation=decoder_upsample)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
 
 
 class Head(str, Enum):
@@ -94,8 +95,8 @@ def train(
     seed: Annotated[Optional[int], typer.Option(rich_help_panel=RUN)] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Fine-tune the float run given by --from with fake quantization (tfmot); `edgeseg export --qat` uses the result.", rich_help_panel=QAT)] = False,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="The trained float run (QAT weights are saved in it).", rich_help_panel=QAT)] = None,
-    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = 300,
-    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = 0.001,
+    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = QAT_STEPS,
+    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = QAT_LR_FACTOR,
     qat_freeze_bn: Annotated[bool, typer.Option("--qat-freeze-bn/--qat-train-bn", help="BatchNorm in inference mode during QAT.", rich_help_panel=QAT)] = True,
     decoder_upsample: Annotated[Optional[str], typer.Option(help="bilinear | nearest: the decoder's x4 upsample in the QAT (and exported) graph.", rich_help_panel=QAT)] = None,
 ):
@@ -115,7 +116,7 @@ def train(
     from edgeseg.errors import ConfigError
 
     if qat or from_run is not None:
-        extra = sorted(given - QAT_OPTIONS - {"qat_steps", "qat_lr_factor"})
+        extra = sorted(given - QAT_OPTIONS)
         if not qat or from_run is None:
             raise ConfigError("quantization-aware training needs both --qat and --from RUN")
         if extra:
@@ -123,7 +124,7 @@ def train(
                               "(it takes --from, --qat-steps, --qat-lr-factor, --decoder-upsample, --batch-size)")
         _train_qat(from_run, qat_steps, qat_lr_factor, decoder_upsample or "bilinear", batch_size, qat_freeze_bn)
         return
-    if decoder_upsample is not None or qat_steps != 300:
+    if decoder_upsample is not None or qat_steps != QAT_STEPS:
         raise ConfigError("--decoder-upsample and --qat-steps apply only with --qat --from RUN")
 
     if resume and run_dir is None and name is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._tf import keras, tf
+from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
 from edgeseg.errors import ConfigError, ExportError
 
 log = logging.getLogger("edgeseg")
@@ -284,7 +285,7 @@ def load_qat_weights(model: keras.Model, path: Path) -> int:
     return done
 
 
-def qat_finetune(run_dir, steps: int = 300, lr_factor: float = 0.001, batch_size: int | None = None,
+def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACTOR, batch_size: int | None = None,
                  decoder_interpolation: str = "bilinear", freeze_bn: bool = True, verbose: int = 2) -> dict:
     """Fine-tune a float run with fake quantization on its training data and crops, and save the QAT
     weights in the run (``RUN/qat.npz``, described by ``RUN/qat.json``, which is returned).
