@@ -18,6 +18,7 @@ OPTIMIZERS = ("adamw", "sgd")
 LOSSES = ("hybrid", "ce")
 CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
+DATASET_FORMATS = ("camvid", "cityscapes", "voc", "folder", "synthetic", "tfrecord")
 # Quantization-aware fine-tuning defaults (`edgeseg train --qat`, `edgeseg export --qat`); chosen
 # on CamVid val, see edgeseg.quant.qat.qat_finetune.
 QAT_STEPS = 300
@@ -44,7 +45,8 @@ class DataSection:
 
     Args:
         root: dataset folder (``None`` for the generated synthetic default).
-        format: camvid | cityscapes | voc | folder | synthetic | tfrecord.
+        format: camvid | cityscapes | voc | folder | synthetic | tfrecord; ``None``: synthetic
+            without ``root``, else detected from the folder's layout when training starts.
         crop_size: training crop (HxW); must be a multiple of the output stride.
         eval_size: padded evaluation size; ``None``: the first val frame, rounded up.
         scale_range: random scale range of the training augmentation.
@@ -54,7 +56,7 @@ class DataSection:
     """
 
     root: str | None = None
-    format: str = "synthetic"
+    format: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     crop_size: tuple[int, int] = (96, 128)
@@ -66,6 +68,8 @@ class DataSection:
     cache: str = "memory"
 
     def __post_init__(self):
+        if self.format is not None and self.format not in DATASET_FORMATS:
+            raise ConfigError(f"unknown dataset format '{self.format}'; choose one of: {', '.join(DATASET_FORMATS)}")
         object.__setattr__(self, "crop_size", parse_size(self.crop_size, "crop size"))
         if self.eval_size is not None:
             object.__setattr__(self, "eval_size", parse_size(self.eval_size, "eval size"))
@@ -204,9 +208,9 @@ class TrainConfig:
         return TrainConfig.from_dict(d)
 
     def save(self, path: Path) -> None:
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
+        from edgeseg.core.files import write_text_atomic
+
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgeseg import metrics
 from edgeseg._tf import tf
+from edgeseg.core.files import write_image_atomic
 
 
 def make_predictor(model):
@@ -50,8 +51,6 @@ def overlay_grid(samples, colors, alpha: float = 0.5) -> np.ndarray:
 
 
 def save_overlays(model, dataset, colors, path: Path, count: int = 4) -> Path:
-    import cv2
-
     predictor = make_predictor(model)
     samples = []
     for images, labels in dataset:
@@ -62,7 +61,5 @@ def save_overlays(model, dataset, colors, path: Path, count: int = 4) -> Path:
                 break
         if len(samples) >= count:
             break
-    grid = overlay_grid(samples, colors)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    write_image_atomic(path, overlay_grid(samples, colors))
     return path

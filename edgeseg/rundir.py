@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeseg.core.files import write_json_atomic  # noqa: F401  (re-exported)
 from edgeseg.errors import ConfigError
 
 
@@ -80,8 +81,3 @@ class RunDir:
     def read_json(self, path: Path) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
 
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)

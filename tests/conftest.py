@@ -45,6 +45,34 @@ def write_palette_png(path: Path, indices: np.ndarray, palette: np.ndarray) -> N
     path.write_bytes(png)
 
 
+def make_voc(root: Path, sizes: dict) -> Path:
+    """A Pascal VOC folder (JPEGImages, palette PNGs, split lists) with frames of the given
+    (height, width) per split; each frame a class-0 background with a class-15 (person) block
+    and the ignored border around it."""
+    import cv2
+
+    from edgeseg.data import voc
+
+    (root / "ImageSets/Segmentation").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    (root / "SegmentationClass").mkdir()
+    rng = np.random.default_rng(0)
+    for split, shapes in sizes.items():
+        stems = []
+        for i, (h, w) in enumerate(shapes):
+            stem = f"2007_{split}{i:03d}"
+            index = np.zeros((h, w), np.uint8)
+            index[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 255
+            index[h // 4 + 1: 3 * h // 4 - 1, w // 4 + 1: 3 * w // 4 - 1] = 15
+            image = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+            image[index == 15] += 150
+            cv2.imwrite(str(root / "JPEGImages" / f"{stem}.jpg"), image)
+            write_palette_png(root / "SegmentationClass" / f"{stem}.png", index, voc.voc_colormap())
+            stems.append(stem)
+        (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    return root
+
+
 def run_edgeseg(*args, cwd=None, timeout=600, env=None):
     """Run the CLI in a subprocess (a fresh process, as a user would)."""
     full_env = {**os.environ, **(env or {})}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, error_lines, run_edgeseg
+from conftest import REPO, error_lines, make_voc, run_edgeseg
 from edgeseg.errors import ConfigError, DataError, ExportError
 
 
@@ -79,18 +79,6 @@ def test_calibration_problems(run_dir, tmp_path, synth_root):
     empty.write_text("# nothing\n")
     with pytest.raises(DataError, match="lists no frames"):
         export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path / "a", calib_manifest=empty))
-    odd = tmp_path / "odd"
-    (odd / "train/images").mkdir(parents=True)
-    (odd / "train/masks").mkdir(parents=True)
-    (odd / "classes.txt").write_text((synth_root / "classes.txt").read_text())
-    cv2.imwrite(str(odd / "train/images/a.jpg"), np.zeros((48, 80, 3), np.uint8))
-    cv2.imwrite(str(odd / "train/masks/a.png"), np.zeros((48, 80), np.uint8))
-    cv2.imwrite(str(odd / "train/images/b.jpg"), np.zeros((64, 64, 3), np.uint8))
-    cv2.imwrite(str(odd / "train/masks/b.png"), np.zeros((64, 64), np.uint8))
-    with pytest.raises(DataError, match=r"b\.jpg is 64x64, expected 80x48"):
-        export_run(run_dir, ExportOptions(formats=("int8",), out_dir=tmp_path / "b", calib_data=odd,
-                                          calib_format="folder", manifest_dir=tmp_path))
-    assert not list((tmp_path / "b").glob("*.tflite"))
     with pytest.raises(ConfigError, match="unknown export format 'onnx'"):
         export_run(run_dir, ExportOptions(formats=("onnx",), out_dir=tmp_path / "c"))
 
@@ -225,3 +213,24 @@ def test_qat_model_computes_the_float_model_before_fine_tuning(run_dir):
     got = qat(frames, training=False).numpy()
     assert np.abs(got - want).mean() < 0.1 * np.abs(want).mean()
     assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.9
+
+
+def test_voc_frames_of_different_sizes_export_to_int8(tmp_path):
+    """Pascal VOC frames differ in size: calibration letterboxes them like the runtime does."""
+    from edgeseg.config import TrainConfig
+    from edgeseg.export.exporter import ExportOptions, export_run
+    from edgeseg.train import train
+
+    root = make_voc(tmp_path / "voc", {"train": [(40, 56), (56, 40), (48, 64), (32, 72)],
+                                       "val": [(48, 64), (40, 48)]})
+    run = tmp_path / "run"
+    cfg = TrainConfig().override(
+        data__root=str(root), data__crop_size=[32, 32], data__batch_size=2, model__alpha=0.35,
+        model__aspp_filters=16, model__decoder_filters=16, optim__epochs=1, optim__steps_per_epoch=2)
+    train(cfg, run, verbose=0)
+    assert TrainConfig.load(run / "config.yaml").data.format == "voc"  # detected
+    report = export_run(run, ExportOptions(formats=("fp32", "int8"), calib_size=4))
+    assert report["calibration"]["frames"] == 4
+    assert Path(report["files"]["int8"]["path"]).stat().st_size > 0
+    assert report["parity_frames"] == {"split": "val", "frames": 2}
+    assert report["parity"]["fp32"]["ok"]

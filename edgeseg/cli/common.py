@@ -24,6 +24,16 @@ class Format(str, Enum):
     tfrecord = "tfrecord"
 
 
+class Interp(str, Enum):
+    bilinear = "bilinear"
+    nearest = "nearest"
+
+
+def flags_phrase(flags: list[str], singular: str, plural: str) -> str:
+    """``--a does nothing`` / ``--a, --b do nothing``: a one-line error names every stray flag."""
+    return f"{', '.join(flags)} {singular if len(flags) == 1 else plural}"
+
+
 def fail(message: str, code: int = 1):
     typer.echo(f"edgeseg: error: {message}", err=True)
     raise typer.Exit(code)
@@ -48,8 +58,22 @@ def handle_errors(func):
     return wrapper
 
 
+VERBOSE_HELP = "Also show the start-up and diagnostic lines of TensorFlow, OpenCV and LiteRT."
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """edgeseg's own messages on stderr; other libraries' loggers are left alone."""
+    """edgeseg's own messages on stderr, and the C++ libraries' start-up chatter (TensorFlow's
+    ``I0000``/``E0000 ... cuInit`` lines, OpenCV's ``[ WARN:0@...]``) kept out of the terminal
+    unless ``verbose``: it reads like failures on any machine without a GPU or camera. Must run
+    before TensorFlow or OpenCV is imported."""
+    import os
+
+    if verbose:
+        os.environ["EDGESEG_VERBOSE"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     log = logging.getLogger("edgeseg")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -58,9 +82,3 @@ def setup_logging(verbose: bool = False) -> None:
         log.propagate = False
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
-
-def quiet_tensorflow() -> None:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")

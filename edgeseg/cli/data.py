@@ -8,11 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import Format, fail, handle_errors, quiet_tensorflow
+from edgeseg.cli.common import VERBOSE_HELP, Format, fail, handle_errors, setup_logging
+from edgeseg.core.files import write_json_atomic
 
 app = typer.Typer(help="Inspect, convert and generate datasets.", no_args_is_help=True)
 
 SPLITS = typer.Option("--split", "-s", help="Split(s) to use; repeat the option for several.")
+FORMAT = typer.Option("--format", "-f", help="Dataset format (default: detected from the folder's layout).")
+VERBOSE = typer.Option("--verbose", "-v", help=VERBOSE_HELP)
+
+
+def _format(path: Path, format: Format | None) -> str:
+    from edgeseg.data import resolve_format
+
+    return resolve_format(path, format.value if format else None)
 
 
 def _progress():
@@ -22,11 +31,11 @@ def _progress():
                     TimeRemainingColumn(), transient=True)
 
 
-def _pairs(path: Path, format: Format, split: str):
+def _pairs(path: Path, fmt: str, split: str):
     from edgeseg.data import get_format, resolve_root
 
-    root = resolve_root(path, format.value)
-    module = get_format(format.value)
+    root = resolve_root(path, fmt)
+    module = get_format(fmt)
     return module.info(root), module.pairs(root, split)
 
 
@@ -34,21 +43,24 @@ def _pairs(path: Path, format: Format, split: str):
 @handle_errors
 def check(
     path: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Dataset format.")],
+    format: Annotated[Optional[Format], FORMAT] = None,
     splits: Annotated[Optional[list[str]], SPLITS] = None,
-    max_problems: Annotated[int, typer.Option(help="Problems listed per split.")] = 20,
+    max_problems: Annotated[int, typer.Option(min=0, help="Problems listed per split.")] = 20,
+    verbose: Annotated[bool, VERBOSE] = False,
 ):
     """Scan a dataset: missing pairs, unreadable files, size mismatches, unknown label ids.
 
     Exits non-zero when anything is wrong.
     """
+    setup_logging(verbose)
     from edgeseg.data.check import check_split
 
-    if format is Format.tfrecord:
+    fmt = _format(path, format)
+    if fmt == "tfrecord":
         fail("data check reads image/label files; check the dataset before writing TFRecords")
     bad = 0
     for split in splits or ["train", "val"]:
-        info, found = _pairs(path, format, split)
+        info, found = _pairs(path, fmt, split)
         total = len(found.items)
         with _progress() as progress:
             task = progress.add_task(f"checking {split}", total=total)
@@ -70,17 +82,22 @@ def check(
 @handle_errors
 def stats(
     path: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Dataset format.")],
+    format: Annotated[Optional[Format], FORMAT] = None,
     split: Annotated[str, typer.Option("--split", "-s")] = "train",
-    max_weight: Annotated[float, typer.Option(help="Clip suggested weights.")] = 10.0,
+    max_weight: Annotated[float, typer.Option(min=0, help="Clip suggested weights.")] = 10.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON.")] = None,
+    verbose: Annotated[bool, VERBOSE] = False,
 ):
     """Class pixel frequencies and suggested class weights (median-frequency and 1/sqrt)."""
+    setup_logging(verbose)
     from edgeseg import metrics
     from edgeseg.data import load_split
     from edgeseg.data.check import pixel_counts
 
-    data = load_split(path, format.value, split)
+    fmt = _format(path, format)
+    if fmt == "tfrecord":
+        fail("data stats reads label files; run it on the dataset the TFRecords were written from")
+    data = load_split(path, fmt, split)
     with _progress() as progress:
         task = progress.add_task(f"reading {split} labels", total=len(data.items))
         counts = pixel_counts(data.info, data.label_paths, progress=lambda: progress.advance(task))
@@ -92,28 +109,37 @@ def stats(
         typer.echo(f"{i:>3} {name:<16} {counts[i]:>12d} {freq[i]:>6.1%} {median[i]:>12.3f} {inv[i]:>13.3f}")
     typer.echo(f"\n--class-weights {','.join(f'{w:.3f}' for w in median)}")
     if json_out:
-        json_out.write_text(json.dumps({
+        write_json_atomic(json_out, ({
             "split": split, "classes": list(data.info.class_names), "pixels": counts.tolist(),
             "share": freq.tolist(), "median_freq": median.tolist(), "inverse_sqrt": inv.tolist(),
-        }, indent=2))
+        }))
 
 
 @app.command()
 @handle_errors
 def tfrecords(
     path: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Dataset format.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the shards.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the shards: new, empty, or earlier shards of the same dataset.")],
+    format: Annotated[Optional[Format], FORMAT] = None,
     splits: Annotated[Optional[list[str]], SPLITS] = None,
-    shard_size: Annotated[int, typer.Option(help="Examples per shard.")] = 256,
+    shard_size: Annotated[int, typer.Option(min=1, help="Examples per shard.")] = 256,
+    verbose: Annotated[bool, VERBOSE] = False,
 ):
     """Write sharded TFRecords (labels as train ids) for large datasets; train with --format tfrecord."""
-    quiet_tensorflow()
-    from edgeseg.data import load_split
+    setup_logging(verbose)
+    from edgeseg.data import check_tfrecord_target, load_split
+
+    fmt = _format(path, format)
+    if fmt == "tfrecord":
+        fail(f"{path} already holds TFRecords; give the image/label dataset they come from")
+    if out.resolve() == path.resolve():
+        fail("--out must be another folder than the dataset")
+    datasets = [load_split(path, fmt, split) for split in splits or ["train", "val"]]
+    check_tfrecord_target(out, datasets[0].info.name)
     from edgeseg.data.pipeline import write_tfrecords
 
-    for split in splits or ["train", "val"]:
-        data = load_split(path, format.value, split)
+    for data in datasets:
+        split = data.split
         with _progress() as progress:
             task = progress.add_task(f"writing {split}", total=len(data.items))
             files = write_tfrecords(data, out, shard_size, progress=lambda: progress.advance(task))
@@ -123,13 +149,15 @@ def tfrecords(
 @app.command()
 @handle_errors
 def synth(
-    out: Annotated[Optional[Path], typer.Argument(help="Output folder (default: the cache used by --format synthetic).")] = None,
-    train: Annotated[int, typer.Option(help="Training images.")] = 240,
-    val: Annotated[int, typer.Option(help="Validation images.")] = 60,
+    out: Annotated[Optional[Path], typer.Argument(help="Output folder: new, empty, or an earlier synthetic set (default: the cache used when train has no --data).")] = None,
+    train: Annotated[int, typer.Option(min=1, help="Training images.")] = 240,
+    val: Annotated[int, typer.Option(min=1, help="Validation images.")] = 60,
     size: Annotated[str, typer.Option(help="Image size HxW.")] = "96x128",
     seed: Annotated[int, typer.Option()] = 0,
+    verbose: Annotated[bool, VERBOSE] = False,
 ):
     """Generate the synthetic road-scene dataset (the embedded default)."""
+    setup_logging(verbose)
     from edgeseg.config import parse_size
     from edgeseg.data import synthetic
 

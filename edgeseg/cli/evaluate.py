@@ -10,12 +10,13 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, handle_errors, setup_logging
+from edgeseg.core.files import write_json_atomic, write_text_atomic
 
 
 def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples):
-    quiet_tensorflow()
     from edgeseg.config import TrainConfig, parse_size
+    from edgeseg.data import resolve_format
     from edgeseg.data.pipeline import build_eval_dataset, load_source
     from edgeseg.errors import DataError
     from edgeseg.evaluate import confusion_over, save_overlays
@@ -28,7 +29,9 @@ def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, 
     rd = RunDir(run).require()
     config = TrainConfig.load(rd.config)
     meta = json.loads(rd.dataset.read_text())
-    source = load_source(data if data is not None else meta.get("root"), fmt or meta["format"], split)
+    if fmt is None:
+        fmt = resolve_format(data, None) if data is not None else meta["format"]
+    source = load_source(data if data is not None else meta.get("root"), fmt, split)
     if list(source.info.class_names) != meta["class_names"]:
         raise DataError(f"dataset classes {list(source.info.class_names)} differ from the run's {meta['class_names']}")
     size = parse_size(eval_size, "--eval-size") if eval_size else config.data.eval_size
@@ -46,17 +49,27 @@ def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, 
         typer.echo(f"overlays: {overlays}")
     return {"name": f"{run.name} (keras)", "kind": "keras", "cm": cm, "frames": n, "class_names": meta["class_names"],
             "path": str(weights or rd.weights()), "bytes": None, "latency_ms": None,
-            "root": data if data is not None else meta.get("root"), "format": fmt or meta["format"]}
+            "root": data if data is not None else meta.get("root"), "format": fmt}
+
+
+def _model_dataset(path: Path) -> str | None:
+    """The dataset name in a .tflite model's edgeseg metadata."""
+    from edgeseg.runtime.metadata import load_metadata
+
+    meta = load_metadata(path)
+    return meta.dataset if meta is not None else None
 
 
 def _tflite_result(path: Path, data, fmt, split, threads):
-    from edgeseg.data import load_split
+    from edgeseg.data import load_split, resolve_format
     from edgeseg.errors import ConfigError
     from edgeseg.runtime.evaluate import evaluate_tflite
 
-    if fmt is None:
-        raise ConfigError(f"evaluating {path.name} needs --data and --format (or a run directory first)")
-    source = load_split(data, fmt, split)
+    if fmt is None and data is None:
+        dataset = _model_dataset(path)
+        if dataset != "synthetic":
+            raise ConfigError(f"evaluating {path.name} needs --data (or a run directory first)")
+    source = load_split(data, resolve_format(data, fmt), split)
     from rich.progress import Progress
 
     with Progress(transient=True) as progress:
@@ -74,13 +87,14 @@ def evaluate(
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: the first run's).")] = None,
     split: Annotated[str, typer.Option("--split", "-s")] = "val",
     eval_size: Annotated[Optional[str], typer.Option(help="Padded input size HxW for Keras runs (default: the run's).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 4,
-    threads: Annotated[int, typer.Option(help="Interpreter threads for .tflite models.")] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
+    threads: Annotated[int, typer.Option(min=1, help="Interpreter threads for .tflite models.")] = 2,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics as JSON.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Write the comparison as a Markdown table.")] = None,
     chart: Annotated[Optional[Path], typer.Option(help="PNG bar chart of per-class IoU per model.")] = None,
     overlays: Annotated[Optional[Path], typer.Option(help="PNG of image | ground truth | prediction rows (first run).")] = None,
-    samples: Annotated[int, typer.Option(help="Rows in the overlay PNG.")] = 4,
+    samples: Annotated[int, typer.Option(min=1, help="Rows in the overlay PNG.")] = 4,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """mIoU, pixel accuracy and per-class IoU of each model on a split; with several models, the
     mIoU drop of each against the float reference (the first Keras run, else the fp32 file).
@@ -90,16 +104,25 @@ def evaluate(
       edgeseg evaluate runs/camvid --overlays samples.png
       edgeseg evaluate runs/camvid runs/camvid/export/*.tflite --markdown drop.md --chart iou.png
     """
-    setup_logging()
+    setup_logging(verbose)
+    from edgeseg.errors import ConfigError
     from edgeseg.metrics import summarize
 
+    keras_runs = [m for m in models if m.suffix != ".tflite"]
+    if overlays and not keras_runs:
+        raise ConfigError("--overlays draws a Keras run's predictions; give a run directory")
+    if eval_size and not keras_runs:
+        raise ConfigError("--eval-size applies to Keras runs; a .tflite model has its own input size")
+    for m in models:
+        if not m.exists():
+            raise ConfigError(f"model not found: {m}")
     results = []
     fmt = format.value if format else None
     for m in models:
         if m.suffix == ".tflite":
             results.append(_tflite_result(m, data, fmt, split, threads))
         else:
-            r = _keras_result(m, data, fmt, split, eval_size, batch_size, overlays if not results else None, samples)
+            r = _keras_result(m, data, fmt, split, eval_size, batch_size, overlays if m == keras_runs[0] else None, samples)
             data, fmt = data if data is not None else r["root"], fmt or r["format"]
             results.append(r)
     for r in results:
@@ -116,12 +139,10 @@ def evaluate(
         })
     _print(rows, ref, split)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"split": split, "reference": ref["name"], "models": rows}, indent=2))
+        write_json_atomic(json_out, {"split": split, "reference": ref["name"], "models": rows})
         typer.echo(f"metrics: {json_out}")
     if markdown:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(_markdown(rows, ref, split))
+        write_text_atomic(markdown, _markdown(rows, ref, split))
         typer.echo(f"markdown: {markdown}")
     if chart:
         from edgeseg.runtime.evaluate import bar_chart

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, flags_phrase, handle_errors, setup_logging
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
 
 CALIB = "Calibration (int8)"
@@ -33,11 +33,6 @@ class Select(str, Enum):
     random = "random"
 
 
-class Interp(str, Enum):
-    bilinear = "bilinear"
-    nearest = "nearest"
-
-
 @handle_errors
 def export(
     run: Annotated[Path, typer.Argument(help="Training run directory.")],
@@ -47,21 +42,23 @@ def export(
     formats: Annotated[Optional[str], typer.Option(help="Comma-separated: fp32,fp16,dynamic,int8,qat (overrides the flags).")] = None,
     target: Annotated[Target, typer.Option(help="Defaults per device: cpu=fp32+int8, gpu=fp32+fp16, nnapi=fp32+int8, edgetpu=int8.")] = Target.cpu,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default RUN/export).")] = None,
-    io: Annotated[IO, typer.Option(help="Input/output type of integer models.")] = IO.int8,
+    io: Annotated[Optional[IO], typer.Option(help="Input/output type of integer models (int8, qat) [default: int8].")] = None,
     calib_data: Annotated[Optional[Path], typer.Option(help="Dataset for calibration (default: the run's).", rich_help_panel=CALIB)] = None,
-    calib_format: Annotated[Optional[Format], typer.Option(help="Its format (default: the run's).", rich_help_panel=CALIB)] = None,
-    calib_size: Annotated[int, typer.Option(help="Calibration frames from the training split.", rich_help_panel=CALIB)] = 200,
-    calib_select: Annotated[Select, typer.Option(help="balanced: rare classes represented.", rich_help_panel=CALIB)] = Select.balanced,
+    calib_format: Annotated[Optional[Format], typer.Option(help="Its format (default: the run's, or detected for --calib-data).", rich_help_panel=CALIB)] = None,
+    calib_size: Annotated[Optional[int], typer.Option(min=1, help="Calibration frames from the training split [default: 200].", rich_help_panel=CALIB)] = None,
+    calib_select: Annotated[Optional[Select], typer.Option(help="balanced: rare classes represented [default: balanced].", rich_help_panel=CALIB)] = None,
     calib_manifest: Annotated[Optional[Path], typer.Option(help="Reuse the frames listed in a manifest.", rich_help_panel=CALIB)] = None,
-    qat_steps: Annotated[Optional[int], typer.Option(help=f"QAT fine-tuning steps [default: {QAT_STEPS}]; given, redoes QAT saved with another count.", rich_help_panel=QAT)] = None,
-    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = QAT_LR_FACTOR,
+    qat_steps: Annotated[Optional[int], typer.Option(min=0, help=f"QAT fine-tuning steps [default: {QAT_STEPS}]; saved QAT weights are reused only with the same steps and learning-rate factor.", rich_help_panel=QAT)] = None,
+    qat_lr_factor: Annotated[Optional[float], typer.Option(min=0, help=f"QAT learning rate as a fraction of the float one [default: {QAT_LR_FACTOR}].", rich_help_panel=QAT)] = None,
     decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
     debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(help="Keep this tensor/node in float in the int8 model (repeatable; names from --debug).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """Write TFLite models (fp32 / fp16 / dynamic / int8 / QAT int8) with embedded metadata, a
-    delegate compatibility report and parity checks.
+    delegate compatibility report and parity checks. Exits non-zero when a parity check fails
+    (the files and export.json are still written).
 
     [bold]Examples[/bold]
 
@@ -69,10 +66,10 @@ def export(
       edgeseg export runs/camvid --int8 --qat --io uint8
       edgeseg export runs/camvid --target gpu
     """
-    setup_logging()
-    quiet_tensorflow()
-    from edgeseg.export.exporter import ExportOptions, export_run
-    from edgeseg.export.tflite import TARGETS
+    setup_logging(verbose)
+    from edgeseg.errors import ConfigError, ExportError
+    from edgeseg.export.exporter import ExportOptions, export_run, plan_export
+    from edgeseg.export.tflite import FORMATS, TARGETS
 
     if formats:
         chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
@@ -82,24 +79,49 @@ def export(
             if flag and name not in chosen:
                 chosen.append(name)
         chosen = tuple(chosen)
+    rows = [FORMATS[f] for f in chosen if f in FORMATS]
+    calibrates = any(r.calibration for r in rows)
+    unused = [flag for flag, given, applies in (
+        ("--io", io is not None, any(r.integer_io for r in rows)),
+        ("--qat-steps", qat_steps is not None, "qat" in chosen),
+        ("--qat-lr-factor", qat_lr_factor is not None, "qat" in chosen),
+        ("--calib-data", calib_data is not None, calibrates),
+        ("--calib-format", calib_format is not None, calibrates),
+        ("--calib-size", calib_size is not None, calibrates),
+        ("--calib-select", calib_select is not None, calibrates),
+        ("--calib-manifest", calib_manifest is not None, calibrates),
+    ) if given and not applies]
+    if unused:
+        raise ConfigError(f"{flags_phrase(unused, 'does', 'do')} nothing for the formats {', '.join(chosen)}")
+    if calib_manifest is not None and (calib_size is not None or calib_select is not None):
+        raise ConfigError("--calib-manifest lists the frames; --calib-size/--calib-select do not apply with it")
+    options = ExportOptions(
+        formats=chosen, out_dir=out, io=(io or IO.int8).value, calib_data=calib_data,
+        calib_format=calib_format.value if calib_format else None, calib_size=calib_size or 200,
+        calib_select=(calib_select or Select.balanced).value, calib_manifest=calib_manifest,
+        decoder_interpolation=decoder_upsample.value, force=force,
+        debug=debug, keep_float=tuple(keep_float or ()),
+    )
+    plan_export(run, options)  # every option and the --force check before any fine-tuning
     if "qat" in chosen:
         ensure_qat(run, qat_steps, qat_lr_factor, decoder_upsample.value)
     from rich.progress import Progress
 
     with Progress(transient=True) as progress:
         task = progress.add_task("calibration frames", total=None)
-        report = export_run(run, ExportOptions(
-            formats=chosen, out_dir=out, io=io.value, calib_data=calib_data,
-            calib_format=calib_format.value if calib_format else None, calib_size=calib_size,
-            calib_select=calib_select.value, calib_manifest=calib_manifest,
-            decoder_interpolation=decoder_upsample.value, force=force,
-            debug=debug, keep_float=tuple(keep_float or ()),
-        ), progress=lambda: progress.advance(task))
+        report = export_run(run, options, progress=lambda: progress.advance(task))
     print_report(report)
+    if not report["ok"]:
+        failed = [k for k, v in report["parity"].items() if isinstance(v, dict) and not v.get("ok", True)]
+        raise ExportError(f"parity check failed for {', '.join(failed)}: see the table above and "
+                          f"{Path(report['files'][failed[0]]['path']).parent / 'export.json'}")
 
 
-def ensure_qat(run: Path, steps: int | None, lr_factor: float, decoder_upsample: str) -> None:
-    """Fine-tune with QAT unless the run already has QAT weights that fit the request."""
+def ensure_qat(run: Path, steps: int | None, lr_factor: float | None, decoder_upsample: str) -> None:
+    """Fine-tune with QAT unless the run already has QAT weights newer than its float weights
+    and made the way asked: the same decoder upsampling, and the same steps and learning-rate
+    factor where those are given (``None``: whatever the saved weights used; the defaults when
+    QAT has to run)."""
     from edgeseg.quant.qat import qat_finetune
     from edgeseg.rundir import RunDir
 
@@ -108,12 +130,16 @@ def ensure_qat(run: Path, steps: int | None, lr_factor: float, decoder_upsample:
     if saved and rd.weights().stat().st_mtime > rd.qat_weights.stat().st_mtime:
         typer.echo(f"{rd.qat_weights} is older than the float weights; redoing QAT")
         saved = None
-    if saved and (steps is None or steps == saved.get("steps")) \
-            and saved.get("decoder_interpolation") == decoder_upsample:
-        typer.echo(f"using the QAT weights in {rd.qat_weights} ({saved['steps']} steps)")
-        return
-    qat_finetune(run, steps=QAT_STEPS if steps is None else steps, lr_factor=lr_factor,
-                 decoder_interpolation=decoder_upsample)
+    wanted = {k: v for k, v in (("steps", steps), ("lr_factor", lr_factor),
+                                 ("decoder_interpolation", decoder_upsample)) if v is not None}
+    if saved:
+        differ = [f"{k} {saved.get(k)} -> {v}" for k, v in wanted.items() if saved.get(k) != v]
+        if not differ:
+            typer.echo(f"using the QAT weights in {rd.qat_weights} ({saved['steps']} steps)")
+            return
+        typer.echo(f"{rd.qat_weights} was made with other settings ({'; '.join(differ)}); redoing QAT")
+    qat_finetune(run, steps=QAT_STEPS if steps is None else steps,
+                 lr_factor=QAT_LR_FACTOR if lr_factor is None else lr_factor, decoder_interpolation=decoder_upsample)
 
 
 def print_report(report: dict) -> None:
@@ -140,6 +166,3 @@ def print_report(report: dict) -> None:
         typer.echo(f"\nworst int8 layers (RMSE / scale), all in {report['int8_debug']['csv']}:")
         for row in report["int8_debug"]["worst"][:8]:
             typer.echo(f"  {row['rmse_over_scale']:8.3f}  {row['op']:<18} {row['tensor'][:90]}")
-    failed = [k for k, v in report["parity"].items() if isinstance(v, dict) and not v.get("ok", True)]
-    if failed:
-        typer.echo(f"edgeseg: warning: parity check failed for {', '.join(failed)}", err=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from edgeseg import __version__
@@ -41,9 +43,35 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     """DeepLabv3+ semantic segmentation from training to a quantized model on an edge device."""
 
 
-def main():
-    app()
+def _click_exception():
+    try:
+        from typer._click.exceptions import ClickException  # typer >= 0.20 vendors click
+    except ImportError:  # pragma: no cover - older typer
+        from click.exceptions import ClickException
+    return ClickException
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; usage errors (a bad option value, a missing argument) come out as one line
+    ``edgeseg: error: ...`` with exit code 2, like the errors the commands raise themselves."""
+    ClickException = _click_exception()
+    try:
+        rv = app(args=argv, prog_name="edgeseg", standalone_mode=False)
+    except ClickException as e:
+        message = " ".join(e.format_message().split())
+        ctx = getattr(e, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"edgeseg: error: {message}{where}", err=True)
+        return e.exit_code
+    except typer.Abort:
+        typer.echo("edgeseg: interrupted", err=True)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def entry_point():
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    main()
+    entry_point()

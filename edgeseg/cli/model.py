@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.common import handle_errors, quiet_tensorflow
+from edgeseg.cli.common import VERBOSE_HELP, handle_errors, setup_logging
 from edgeseg.cli.train import Head
 
 app = typer.Typer(help="Inspect model architectures.", no_args_is_help=True)
@@ -15,7 +15,7 @@ app = typer.Typer(help="Inspect model architectures.", no_args_is_help=True)
 @app.command()
 @handle_errors
 def summary(
-    num_classes: Annotated[int, typer.Option(help="Output classes.")] = 11,
+    num_classes: Annotated[int, typer.Option(min=2, help="Output classes.")] = 11,
     backbone: Annotated[str, typer.Option(help="mobilenetv2 or resnet50.")] = "mobilenetv2",
     alpha: Annotated[float, typer.Option(help="MobileNetV2 width multiplier.")] = 1.0,
     output_stride: Annotated[int, typer.Option(help="16 or 8.")] = 16,
@@ -23,9 +23,10 @@ def summary(
     input_size: Annotated[str, typer.Option(help="HxW, multiple of the output stride.")] = "368x480",
     layers: Annotated[bool, typer.Option(help="Also print the Keras layer table.")] = False,
     macs: Annotated[bool, typer.Option(help="Count multiply-adds from the graph (slower).")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """Parameters and multiply-adds of a DeepLabv3+ configuration."""
-    quiet_tensorflow()
+    setup_logging(verbose)
     from edgeseg.config import parse_size
     from edgeseg.models import ModelConfig, build_deeplabv3plus
     from edgeseg.models.deeplabv3plus import count_params

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import fail, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, fail, handle_errors, setup_logging
+
+
+class Upsample(str, Enum):
+    exact = "exact"
+    fast = "fast"
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
@@ -32,32 +37,55 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
         names, colors = read_classes(classes)
         meta = ModelMetadata(class_names=list(names), colors=[list(c) for c in colors],
                              input_size=list(parse_size(input_size, "--input-size")))
+    elif input_size or classes:
+        fail(f"{model} carries its own input size and classes; --input-size and --classes are for models without metadata")
     try:
         return Segmenter(model, threads, meta, load_delegates(delegate, strict), upsample=upsample)
-    except BackendError as e:
+    except (BackendError, MetadataError) as e:
         fail(str(e))
+
+
+def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
+    """Every output path is usable before the model runs (not after the first frame)."""
+    from edgeseg.core.files import check_writable_dir
+    from edgeseg.runtime.app import VideoSink
+
+    if save is not None:
+        try:
+            VideoSink.check(save)
+        except OSError as e:
+            fail(f"--save: {e}")
+    if save_masks is not None:
+        check_writable_dir(save_masks, "--save-masks")
+    if stats_json is not None and not stats_json.parent.is_dir():
+        fail(f"--stats-json: folder {stats_json.parent} does not exist")
 
 
 @handle_errors
 def run(
     model: Annotated[Path, typer.Argument(help="Exported .tflite model.")],
-    camera: Annotated[Optional[int], typer.Option(help="Camera index (V4L2 /dev/videoN).")] = None,
+    camera: Annotated[Optional[int], typer.Option(min=0, help="Camera index (V4L2 /dev/videoN).")] = None,
     source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob.")] = None,
-    threads: Annotated[int, typer.Option(help="Interpreter threads.")] = 4,
+    loop: Annotated[bool, typer.Option("--loop", help="Play a file or folder source again and again, until stopped.")] = False,
+    give_up_after: Annotated[Optional[float], typer.Option(min=0.1, help="Stop when a live source gives no frame for this many seconds (default: keep reconnecting).")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Interpreter threads.")] = 4,
     delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so")] = None,
     strict: Annotated[bool, typer.Option(help="Fail instead of falling back to the CPU when the delegate cannot load.")] = False,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and a GUI build of OpenCV).")] = False,
     save: Annotated[Optional[Path], typer.Option(help="Write the overlay video (.mp4).")] = None,
     save_masks: Annotated[Optional[Path], typer.Option(help="Write each label map as PNG into this folder.")] = None,
-    serve: Annotated[Optional[str], typer.Option(help="Stream the overlay as MJPEG at HOST:PORT (default host 127.0.0.1).")] = None,
+    serve: Annotated[Optional[str], typer.Option(help="Stream the overlay as MJPEG at [HOST:]PORT (default host 127.0.0.1; another host needs the printed access token).")] = None,
+    serve_token: Annotated[Optional[str], typer.Option(help="Access token for --serve (default: generated for non-loopback hosts).")] = None,
+    serve_clients: Annotated[int, typer.Option(min=1, help="Concurrent --serve viewers.")] = 4,
     compare: Annotated[Optional[Path], typer.Option(help="Float .tflite model to compare the predictions with.")] = None,
-    compare_every: Annotated[int, typer.Option(help="Run the float model on every Nth frame.")] = 10,
+    compare_every: Annotated[Optional[int], typer.Option(min=1, help="Run the --compare model on every Nth frame [default: 10].")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
-    upsample: Annotated[str, typer.Option(help="exact: bilinear logits then argmax (as evaluated); fast: argmax at stride 4, nearest labels.")] = "exact",
-    max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
+    upsample: Annotated[Upsample, typer.Option(help="exact: bilinear logits then argmax (as evaluated); fast: argmax at stride 4, nearest labels.")] = Upsample.exact,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="HxW, for a model without metadata.")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="classes.txt, for a model without metadata.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """Segment a camera or video stream on the device: overlay, FPS, latency per stage, and the
     int8 model's agreement with the float one.
@@ -68,32 +96,52 @@ def run(
       edgeseg run model_int8.tflite --source video.mp4 --save out.mp4 --compare model_fp32.tflite
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
     """
-    setup_logging()
+    setup_logging(verbose)
     from edgeseg.runtime.app import LabelLookup, RunOptions, run_stream
     from edgeseg.runtime.stream import SourceError, open_source
 
-    if camera is None and source is None:
-        fail("give --camera N or --source FILE|URL|DIR|GLOB")
-    if upsample not in ("exact", "fast"):
-        fail(f"--upsample must be exact or fast, got {upsample!r}")
-    seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample)
+    if (camera is None) == (source is None):
+        fail("give one of --camera N or --source FILE|URL|DIR|GLOB")
+    live = camera is not None or "://" in (source or "")
+    if loop and live:
+        fail("--loop replays a file or folder; a camera or stream goes on by itself")
+    if give_up_after is not None and not live:
+        fail("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
+    if compare_every is not None and compare is None:
+        fail("--compare-every needs --compare MODEL")
+    if serve_token is not None and serve is None:
+        fail("--serve-token needs --serve")
+    if labels is not None and not labels.is_dir():
+        fail(f"--labels: folder not found: {labels}")
+    address = None
+    if serve:
+        from edgeseg.runtime.serve import parse_address
+
+        try:
+            address = parse_address(serve)
+        except ValueError as e:
+            fail(str(e))
+    _check_outputs(save, save_masks, stats_json)
+    seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value)
     float_seg = _segmenter(compare, threads, None, False, input_size, classes) if compare else None
     try:
-        frames, reader = open_source(camera, source)
+        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after)
     except SourceError as e:
         fail(str(e))
     server = None
-    if serve:
-        from edgeseg.runtime.serve import MJPEGServer, parse_address
+    if address:
+        from edgeseg.runtime.serve import MJPEGServer
 
         try:
-            server = MJPEGServer(*parse_address(serve))
-        except (ValueError, OSError) as e:
-            fail(f"--serve: {e}")
-        typer.echo(f"serving http://{server.address[0]}:{server.address[1]}/", err=True)
+            server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients)
+        except OSError as e:
+            if reader is not None:
+                reader.stop()
+            fail(f"--serve {serve}: {e.strerror or e}")
+        typer.echo(f"serving {server.url}", err=True)
     lookup = LabelLookup(labels, seg.meta.dataset, seg.meta.num_classes) if labels else None
     options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
-                         compare_every=compare_every, labels=labels, max_frames=max_frames,
+                         compare_every=compare_every or 10, labels=labels, max_frames=max_frames,
                          serve=server, echo=lambda line: typer.echo(line, err=True))
     try:
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
@@ -109,6 +157,8 @@ def _print_summary(s: dict) -> None:
         typer.echo(f"  {stage:<12} p50 {v['p50_ms']:7.1f} ms   p95 {v['p95_ms']:7.1f} ms")
     if "dropped_frames" in s:
         typer.echo(f"  dropped frames {s['dropped_frames']}, reconnects {s['reconnects']}")
+    for kind, count in s.get("warnings", {}).items():
+        typer.echo(f"  warning: {kind.replace('_', ' ')}: {count}")
     if "miou" in s:
         typer.echo(f"mIoU on {s['labelled_frames']} labelled frames: {s['miou']:.4f}")
     c = s.get("compare")
@@ -119,29 +169,46 @@ def _print_summary(s: dict) -> None:
                        f"drop {c['drop_points']:.2f} points")
 
 
+def _thread_counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        fail(f"--threads takes comma-separated counts >= 1 (e.g. 1,2,4), got {text!r}")
+    return counts
+
+
 @handle_errors
 def benchmark(
     models: Annotated[list[Path], typer.Argument(help=".tflite models.")],
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2,4",
     delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so")] = None,
-    runs: Annotated[int, typer.Option(help="Timed invokes per model and thread count.")] = 20,
-    warmup: Annotated[int, typer.Option()] = 3,
+    runs: Annotated[int, typer.Option(min=1, help="Timed invokes per model and thread count.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0)] = 3,
     json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """Inference latency (invoke only) across models and thread counts: median and p95."""
+    setup_logging(verbose)
     import time
 
     import numpy as np
 
     from edgeseg.runtime.backend import BackendError, load_delegates, make_interpreter
 
+    counts = _thread_counts(threads)
+    missing = [m for m in models if not m.is_file()]
+    if missing:
+        fail(f"model not found: {missing[0]}")
+    if json_out is not None and not json_out.parent.is_dir():
+        fail(f"--json: folder {json_out.parent} does not exist")
+    delegates = load_delegates(delegate)
     rows = []
     for model in models:
-        if not model.is_file():
-            fail(f"model not found: {model}")
-        for t in (int(v) for v in threads.split(",")):
+        for t in counts:
             try:
-                it = make_interpreter(model, t, load_delegates(delegate))
+                it = make_interpreter(model, t, delegates)
             except BackendError as e:
                 fail(str(e))
             d = it.get_input_details()[0]
@@ -153,10 +220,12 @@ def benchmark(
                 t0 = time.perf_counter()
                 it.invoke()
                 times.append(1000 * (time.perf_counter() - t0))
-            rows.append({"model": str(model), "threads": t, "delegate": delegate or "xnnpack",
+            rows.append({"model": str(model), "threads": t, "delegate": delegate if delegates else "xnnpack",
                          "median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))})
     typer.echo(f"{'model':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
     for r in rows:
         typer.echo(f"{Path(r['model']).name[:40]:<40} {r['threads']:>7} {r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")
     if json_out:
-        json_out.write_text(json.dumps(rows, indent=2))
+        from edgeseg.core.files import write_json_atomic
+
+        write_json_atomic(json_out, rows)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import Format, handle_errors, quiet_tensorflow, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, flags_phrase, handle_errors, setup_logging
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
 
 
@@ -51,67 +51,73 @@ MODEL = "Model"
 OPTIM = "Optimization"
 RUN = "Run"
 QAT = "Quantization-aware training (--qat --from RUN)"
+# What `--qat --from RUN` takes; `--resume` takes only the run's location.
 QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "qat_freeze_bn", "decoder_upsample", "batch_size"}
+RESUME_OPTIONS = {"resume", "run_dir", "name"}
+
+
+def _flag(name: str) -> str:
+    return "--" + {"from_run": "from", "format": "format"}.get(name, name).replace("_", "-")
 
 
 @handle_errors
 def train(
-    data: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: the generated synthetic set).", rich_help_panel=DATA)] = None,
-    format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format.", rich_help_panel=DATA)] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder; its format is detected unless --format is given (default: the generated synthetic set).", rich_help_panel=DATA)] = None,
+    format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: detected from the folder's layout).", rich_help_panel=DATA)] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options given here override it.", rich_help_panel=RUN)] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME).", rich_help_panel=RUN)] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME); must be new or empty.", rich_help_panel=RUN)] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name under runs/ (default: a timestamp).", rich_help_panel=RUN)] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --run-dir from its last epoch.", rich_help_panel=RUN)] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --run-dir from its last epoch, with its saved config.", rich_help_panel=RUN)] = False,
     crop_size: Annotated[Optional[str], typer.Option(help="Training crop HxW, multiple of the output stride.", rich_help_panel=DATA)] = None,
     eval_size: Annotated[Optional[str], typer.Option(help="Padded evaluation size HxW (default: first val frame, rounded up).", rich_help_panel=DATA)] = None,
     scale_range: Annotated[Optional[str], typer.Option(help="Random scale range MIN,MAX (DeepLab: 0.5,2.0).", rich_help_panel=DATA)] = None,
     base_scale: Annotated[Optional[float], typer.Option(help="Fixed resize of every frame before augmentation and evaluation.", rich_help_panel=DATA)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Global batch size.", rich_help_panel=DATA)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Global batch size.", rich_help_panel=DATA)] = None,
     cache: Annotated[Optional[str], typer.Option(help="'memory', 'none' or a file prefix for an on-disk cache.", rich_help_panel=DATA)] = None,
     backbone: Annotated[Optional[str], typer.Option(help="mobilenetv2 or resnet50.", rich_help_panel=MODEL)] = None,
     alpha: Annotated[Optional[float], typer.Option(help="MobileNetV2 width multiplier.", rich_help_panel=MODEL)] = None,
     output_stride: Annotated[Optional[int], typer.Option(help="16 or 8.", rich_help_panel=MODEL)] = None,
     head: Annotated[Optional[Head], typer.Option(help="ASPP/decoder convolutions.", rich_help_panel=MODEL)] = None,
-    aspp_filters: Annotated[Optional[int], typer.Option(help="ASPP channels (paper: 256).", rich_help_panel=MODEL)] = None,
-    decoder_filters: Annotated[Optional[int], typer.Option(help="Decoder channels (paper: 256).", rich_help_panel=MODEL)] = None,
+    aspp_filters: Annotated[Optional[int], typer.Option(min=1, help="ASPP channels (paper: 256).", rich_help_panel=MODEL)] = None,
+    decoder_filters: Annotated[Optional[int], typer.Option(min=1, help="Decoder channels (paper: 256).", rich_help_panel=MODEL)] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="imagenet | PATH.h5 | none.", rich_help_panel=MODEL)] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNorm moving-average momentum (0.9 for short runs, 0.99 for long).", rich_help_panel=MODEL)] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", rich_help_panel=OPTIM)] = None,
-    steps_per_epoch: Annotated[Optional[int], typer.Option(help="Default: one pass over the training split.", rich_help_panel=OPTIM)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, rich_help_panel=OPTIM)] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Default: one pass over the training split.", rich_help_panel=OPTIM)] = None,
     optimizer: Annotated[Optional[Optimizer], typer.Option(rich_help_panel=OPTIM)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (poly decay after warm-up).", rich_help_panel=OPTIM)] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Decoupled weight decay.", rich_help_panel=OPTIM)] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(rich_help_panel=OPTIM)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(min=0, help="Decoupled weight decay.", rich_help_panel=OPTIM)] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(min=0, rich_help_panel=OPTIM)] = None,
     loss: Annotated[Optional[Loss], typer.Option(help="hybrid = weighted CE + soft Dice; ce = CE only.", rich_help_panel=OPTIM)] = None,
-    dice_weight: Annotated[Optional[float], typer.Option(rich_help_panel=OPTIM)] = None,
+    dice_weight: Annotated[Optional[float], typer.Option(min=0, rich_help_panel=OPTIM)] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none | median_freq | inverse_sqrt | W1,W2,...", rich_help_panel=OPTIM)] = None,
     max_class_weight: Annotated[Optional[float], typer.Option(help="Clip computed class weights.", rich_help_panel=OPTIM)] = None,
-    val_every: Annotated[Optional[int], typer.Option(help="Validate every N epochs.", rich_help_panel=RUN)] = None,
+    val_every: Annotated[Optional[int], typer.Option(min=1, help="Validate every N epochs.", rich_help_panel=RUN)] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(help="tf.distribute strategy (multiworker reads TF_CONFIG).", rich_help_panel=RUN)] = None,
     mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="float16 compute (GPUs).", rich_help_panel=RUN)] = None,
     xla: Annotated[Optional[bool], typer.Option("--xla/--no-xla", help="XLA-compile the train step.", rich_help_panel=RUN)] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Reproducible batches and ops (slower).", rich_help_panel=RUN)] = None,
-    backup_every_steps: Annotated[Optional[int], typer.Option(help="Also back up every N steps (default: each epoch).", rich_help_panel=RUN)] = None,
+    backup_every_steps: Annotated[Optional[int], typer.Option(min=1, help="Also back up every N steps (default: each epoch).", rich_help_panel=RUN)] = None,
     seed: Annotated[Optional[int], typer.Option(rich_help_panel=RUN)] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Fine-tune the float run given by --from with fake quantization (tfmot); `edgeseg export --qat` uses the result.", rich_help_panel=QAT)] = False,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="The trained float run (QAT weights are saved in it).", rich_help_panel=QAT)] = None,
-    qat_steps: Annotated[int, typer.Option(help="QAT fine-tuning steps.", rich_help_panel=QAT)] = QAT_STEPS,
-    qat_lr_factor: Annotated[float, typer.Option(help="QAT learning rate as a fraction of the float one.", rich_help_panel=QAT)] = QAT_LR_FACTOR,
-    qat_freeze_bn: Annotated[bool, typer.Option("--qat-freeze-bn/--qat-train-bn", help="BatchNorm in inference mode during QAT.", rich_help_panel=QAT)] = True,
-    decoder_upsample: Annotated[Optional[str], typer.Option(help="bilinear | nearest: the decoder's x4 upsample in the QAT (and exported) graph.", rich_help_panel=QAT)] = None,
+    qat_steps: Annotated[Optional[int], typer.Option(min=0, help=f"QAT fine-tuning steps [default: {QAT_STEPS}].", rich_help_panel=QAT)] = None,
+    qat_lr_factor: Annotated[Optional[float], typer.Option(min=0, help=f"QAT learning rate as a fraction of the float one [default: {QAT_LR_FACTOR}].", rich_help_panel=QAT)] = None,
+    qat_freeze_bn: Annotated[Optional[bool], typer.Option("--qat-freeze-bn/--qat-train-bn", help="BatchNorm in inference mode during QAT [default: frozen].", rich_help_panel=QAT)] = None,
+    decoder_upsample: Annotated[Optional[Interp], typer.Option(help="The decoder's x4 upsample in the QAT (and exported) graph [default: bilinear].", rich_help_panel=QAT)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """Train DeepLabv3+ and keep the checkpoint with the best validation mIoU.
 
     [bold]Examples[/bold]
 
       edgeseg train                                   # synthetic demo data
-      edgeseg train --data data/camvid --format camvid --crop-size 256x256 --epochs 40
+      edgeseg train --data data/camvid --crop-size 256x256 --epochs 40   # format detected
       edgeseg train --run-dir runs/camvid --resume    # after a crash
       edgeseg train --qat --from runs/camvid          # then: edgeseg export runs/camvid --qat
     """
-    given = {k for k, v in locals().items() if v not in (None, False)}
-    setup_logging()
-    quiet_tensorflow()
+    given = {k for k, v in locals().items() if v not in (None, False) and k != "verbose"}
+    setup_logging(verbose)
     from edgeseg.config import TrainConfig
     from edgeseg.errors import ConfigError
 
@@ -120,15 +126,27 @@ def train(
         if not qat or from_run is None:
             raise ConfigError("quantization-aware training needs both --qat and --from RUN")
         if extra:
-            raise ConfigError(f"--qat fine-tunes an existing run; --{extra[0].replace('_', '-')} does not apply "
-                              "(it takes --from, --qat-steps, --qat-lr-factor, --decoder-upsample, --batch-size)")
-        _train_qat(from_run, qat_steps, qat_lr_factor, decoder_upsample or "bilinear", batch_size, qat_freeze_bn)
+            raise ConfigError(f"--qat fine-tunes an existing run; "
+                              f"{flags_phrase([_flag(e) for e in extra], 'does not apply', 'do not apply')} "
+                              "(it takes --from, --qat-steps, --qat-lr-factor, --qat-freeze-bn, "
+                              "--decoder-upsample, --batch-size)")
+        _train_qat(from_run, QAT_STEPS if qat_steps is None else qat_steps,
+                   QAT_LR_FACTOR if qat_lr_factor is None else qat_lr_factor,
+                   (decoder_upsample or Interp.bilinear).value, batch_size,
+                   True if qat_freeze_bn is None else qat_freeze_bn)
         return
-    if decoder_upsample is not None or qat_steps != QAT_STEPS:
-        raise ConfigError("--decoder-upsample and --qat-steps apply only with --qat --from RUN")
+    stray_qat = sorted(given & (QAT_OPTIONS - {"batch_size"}))
+    if stray_qat:
+        raise ConfigError(f"{flags_phrase([_flag(e) for e in stray_qat], 'applies', 'apply')} only with --qat --from RUN")
+    if resume:
+        extra = sorted(given - RESUME_OPTIONS)
+        if extra:
+            raise ConfigError(f"--resume continues the run with its saved config; "
+                              f"{flags_phrase([_flag(e) for e in extra], 'would be ignored', 'would be ignored')}: "
+                              "drop them, or start a new run")
+        if run_dir is None and name is None:
+            raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
 
-    if resume and run_dir is None and name is None:
-        raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
     base = TrainConfig.load(config) if config else TrainConfig()
     cw = class_weights
     if cw is not None and cw not in ("none", "median_freq", "inverse_sqrt"):
@@ -152,7 +170,7 @@ def train(
         mixed_precision=mixed_precision, xla=xla, deterministic=deterministic,
         backup_every_steps=backup_every_steps, seed=seed,
     )
-    if cfg.data.format != "synthetic" and cfg.data.root is None:
+    if cfg.data.format not in (None, "synthetic") and cfg.data.root is None:
         raise ConfigError(f"--data is required for --format {cfg.data.format}")
     from edgeseg.models import get_backbone
 
@@ -160,8 +178,13 @@ def train(
     run_dir = run_dir or Path("runs") / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
 
     from edgeseg.train import train as fit
+    from edgeseg.train.fit import RunFinished
 
-    summary = fit(cfg, run_dir, resume=resume)
+    try:
+        summary = fit(cfg, run_dir, resume=resume)
+    except RunFinished as done:
+        typer.echo(str(done))
+        return
     miou = summary.get("val_miou")
     typer.echo(f"\nrun: {run_dir}")
     if miou is not None:
@@ -174,12 +197,9 @@ def train(
 
 def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, batch_size: int | None,
                freeze_bn: bool = True) -> None:
-    from edgeseg.errors import ConfigError
     from edgeseg.quant.qat import evaluate_qat, qat_finetune
     from edgeseg.rundir import RunDir
 
-    if decoder_upsample not in ("bilinear", "nearest"):
-        raise ConfigError(f"--decoder-upsample must be bilinear or nearest, got {decoder_upsample!r}")
     rd = RunDir(run).require()
     info = qat_finetune(run, steps=steps, lr_factor=lr_factor, batch_size=batch_size,
                         decoder_interpolation=decoder_upsample, freeze_bn=freeze_bn)

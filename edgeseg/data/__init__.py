@@ -3,12 +3,15 @@ lives in :mod:`edgeseg.data.pipeline`."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import ModuleType
 
 from edgeseg.data import camvid, cityscapes, folder, synthetic, voc
 from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Split
 from edgeseg.errors import ConfigError, DataError
+
+log = logging.getLogger("edgeseg")
 
 FORMATS: dict[str, ModuleType] = {
     "camvid": camvid,
@@ -18,7 +21,10 @@ FORMATS: dict[str, ModuleType] = {
     "synthetic": synthetic,
 }
 
-__all__ = ["FORMATS", "IGNORE_LABEL", "DatasetInfo", "LabelMap", "Split", "get_format", "load_split"]
+TFRECORD_LAYOUT = "shards from `edgeseg data tfrecords` (dataset.json + SPLIT-*.tfrecord)"
+
+__all__ = ["FORMATS", "IGNORE_LABEL", "DatasetInfo", "LabelMap", "Split", "detect_format", "get_format",
+           "load_split", "resolve_format"]
 
 
 def get_format(name: str) -> ModuleType:
@@ -26,6 +32,63 @@ def get_format(name: str) -> ModuleType:
         return FORMATS[name]
     except KeyError:
         raise ConfigError(f"unknown dataset format '{name}'; choose one of: {', '.join(FORMATS)}") from None
+
+
+def _is_tfrecord(root: Path) -> bool:
+    return (root / "dataset.json").is_file() and any(root.glob("*.tfrecord"))
+
+
+def check_tfrecord_target(out: Path, name: str) -> None:
+    """``edgeseg data tfrecords --out``: a missing or empty folder, or shards of the same dataset
+    written earlier (their splits are replaced); anything else is refused, nothing written."""
+    import json
+
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    if _is_tfrecord(out):
+        existing = json.loads((out / "dataset.json").read_text()).get("name")
+        if existing != name:
+            raise DataError(f"--out {out} holds TFRecords of dataset '{existing}', not '{name}'; choose another folder")
+        return
+    if any(out.iterdir()):
+        raise DataError(f"--out {out} is not empty and holds no edgeseg TFRecords; choose a new or empty folder")
+
+
+def _layouts() -> list[tuple[str, object, str]]:
+    """(format, detector, layout) in the order layouts are tried: the synthetic set is a
+    ``folder`` layout with a marker, so it comes first."""
+    return [("synthetic", synthetic.detect, synthetic.LAYOUT),
+            ("tfrecord", _is_tfrecord, TFRECORD_LAYOUT),
+            *((name, FORMATS[name].detect, FORMATS[name].LAYOUT) for name in ("cityscapes", "voc", "camvid", "folder"))]
+
+
+def detect_format(root: str | Path) -> str:
+    """The format of the dataset folder ``root``, from its layout; DataError naming the folder and
+    the layouts when it matches none."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}")
+    for name, detect, _ in _layouts():
+        if detect(root):
+            return name
+    layouts = "; ".join(f"{name}: {layout}" for name, _, layout in _layouts())
+    raise DataError(f"cannot tell the dataset format of {root}: it has none of these layouts ({layouts}); "
+                    "pass --format")
+
+
+def resolve_format(root: str | Path | None, fmt: str | None) -> str:
+    """``fmt`` when given; else ``synthetic`` without a folder, or the format detected in ``root``
+    (logged, so the user sees what was assumed)."""
+    if fmt:
+        return fmt
+    if root is None or str(root) == "":
+        return "synthetic"
+    fmt = detect_format(root)
+    log.info("%s: detected dataset format '%s'", root, fmt)
+    return fmt
 
 
 def resolve_root(root: str | Path | None, fmt: str) -> Path:

@@ -31,6 +31,21 @@ INFO = DatasetInfo(
 )
 
 
+LAYOUT = "SPLIT/images + SPLIT/labels, or SPLIT/ + SPLITannot/"
+
+
+def detect(root: Path) -> bool:
+    """Whether ``root`` has either CamVid layout (for ``--data`` without ``--format``)."""
+    for child in root.iterdir():
+        if not child.is_dir():
+            continue
+        if (child / "images").is_dir() and (child / "labels").is_dir():
+            return True
+        if child.name.endswith("annot") and (root / child.name[: -len("annot")]).is_dir():
+            return True
+    return False
+
+
 def info(root: Path) -> DatasetInfo:
     return INFO
 

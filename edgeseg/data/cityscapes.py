@@ -36,6 +36,13 @@ _IMAGE_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
+LAYOUT = "leftImg8bit/SPLIT/CITY + gtFine/SPLIT/CITY"
+
+
+def detect(root: Path) -> bool:
+    return (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir()
+
+
 def info(root: Path) -> DatasetInfo:
     return INFO
 

@@ -39,6 +39,17 @@ def write_classes(path: Path, names, colors) -> None:
     path.write_text("".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(names, colors)))
 
 
+LAYOUT = "classes.txt + SPLIT/images + SPLIT/masks (or images/, masks/, SPLIT.txt)"
+
+
+def detect(root: Path) -> bool:
+    if not (root / "classes.txt").is_file():
+        return False
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return True
+    return any((c / "images").is_dir() and (c / "masks").is_dir() for c in root.iterdir() if c.is_dir())
+
+
 def info(root: Path, name: str = "folder") -> DatasetInfo:
     names, colors = read_classes(root / "classes.txt")
     ids = {**{i: i for i in range(len(names))}, IGNORE_LABEL: IGNORE_LABEL}

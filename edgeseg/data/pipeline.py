@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._tf import tf
+from edgeseg.core.files import write_json_atomic
 from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Split
 from edgeseg.errors import DataError
 
@@ -257,7 +258,7 @@ def write_tfrecords(split: Split, out_dir: Path, shard_size: int = 256, progress
         "colors": [list(c) for c in split.info.colors],
     })
     meta.setdefault("counts", {})[split.split] = len(split.items)
-    meta_path.write_text(json.dumps(meta, indent=2))
+    write_json_atomic(meta_path, meta)
     return written
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.data import folder
+from edgeseg.core.files import current_umask
 from edgeseg.data.base import DatasetInfo, Pairs
+from edgeseg.errors import DataError
 
 CLASS_NAMES = ("sky", "building", "road", "sidewalk", "tree", "car", "pole")
 COLORS = (
@@ -112,12 +114,35 @@ def render_scene(rng: np.random.Generator, size=DEFAULT_SIZE) -> tuple[np.ndarra
     return np.clip(img * gain, 0, 255).astype(np.uint8), lab
 
 
+MARKER = "synthetic.json"
+LAYOUT = "a folder written by `edgeseg data synth` (holds synthetic.json)"
+
+
+def detect(root: Path) -> bool:
+    return (root / MARKER).is_file()
+
+
+def check_target(root: Path) -> None:
+    """Refuse a folder this module did not write: generation replaces ``root`` entirely, so it
+    must be missing, empty, or an earlier synthetic dataset (it holds ``synthetic.json``)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder; refusing to generate synthetic data there")
+    if root.is_dir() and not detect(root) and any(root.iterdir()):
+        raise DataError(f"{root} is not empty and holds no {MARKER}: refusing to generate synthetic "
+                        "data there (give a new or empty folder, or --format for the data it holds)")
+
+
 def generate(root: Path, counts=None, size=DEFAULT_SIZE, seed: int = 0) -> Path:
-    """Write the dataset into ``root`` (atomically: a temp folder renamed at the end)."""
+    """Write the dataset into ``root`` (atomically: a temp folder renamed at the end).
+
+    ``root`` must be missing, empty or an earlier synthetic dataset (see :func:`check_target`);
+    anything else raises DataError and nothing is touched."""
     import cv2
 
     counts = counts or DEFAULT_COUNTS
     root = Path(root)
+    check_target(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root.parent))
     try:
@@ -132,9 +157,14 @@ def generate(root: Path, counts=None, size=DEFAULT_SIZE, seed: int = 0) -> Path:
                 cv2.imwrite(str(tmp / split / "masks" / f"{i:05d}.png"), label)
         folder.write_classes(tmp / "classes.txt", CLASS_NAMES, COLORS)
         meta = {"version": VERSION, "size": list(size), "counts": counts, "seed": seed}
-        (tmp / "synthetic.json").write_text(json.dumps(meta))
-        if root.exists():
-            shutil.rmtree(root)
+        (tmp / MARKER).write_text(json.dumps(meta))
+        check_target(root)  # again: something may have appeared there meanwhile
+        if root.is_dir():
+            if detect(root):
+                shutil.rmtree(root)
+            else:
+                root.rmdir()  # empty (checked); fails rather than delete anything that appeared
+        tmp.chmod(0o777 & ~current_umask())
         tmp.rename(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -143,9 +173,10 @@ def generate(root: Path, counts=None, size=DEFAULT_SIZE, seed: int = 0) -> Path:
 
 
 def ensure(root: Path | None = None) -> Path:
-    """Generate the dataset at ``root`` unless it is already there."""
+    """Generate the dataset at ``root`` unless it is already there; a folder holding anything
+    else is refused (DataError), never overwritten."""
     root = Path(root) if root else default_root()
-    if not (root / "synthetic.json").is_file():
+    if not detect(root):
         generate(root)
     return root
 

@@ -48,6 +48,13 @@ INFO = DatasetInfo(
 )
 
 
+LAYOUT = "JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/SPLIT.txt"
+
+
+def detect(root: Path) -> bool:
+    return (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir()
+
+
 def info(root: Path) -> DatasetInfo:
     return INFO
 

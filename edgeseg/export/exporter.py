@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg import __version__
 from edgeseg.config import TrainConfig
+from edgeseg.core.files import write_bytes_atomic
 from edgeseg.data import load_split
-from edgeseg.errors import ConfigError, ExportError
+from edgeseg.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
 from edgeseg.export.metadata import embed_metadata
 from edgeseg.export.tflite import FORMATS, convert
@@ -45,25 +45,48 @@ class ExportOptions:
     calib_size: int = 200
     calib_select: str = "balanced"
     calib_manifest: Path | None = None
-    manifest_dir: Path = Path("calibration")
+    manifest_dir: Path | None = None  # default: the output folder
     parity_frames: int = 8
     decoder_interpolation: str = "bilinear"
     debug: bool = False
     keep_float: tuple[str, ...] = ()
     force: bool = False
     seed: int = 0
-    report: dict = field(default_factory=dict)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export will write, checked before any work (conversion, QAT fine-tuning)."""
+
+    run: RunDir
+    config: TrainConfig
+    dataset: dict  # the run's dataset.json
+    out_dir: Path
+    targets: dict  # format -> output path
+
+
+def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
+    """Validate ``options`` against the run and the output folder: unknown formats, options that
+    do nothing for the chosen formats, files that exist without ``force``, an unwritable folder.
+    Nothing is written but the output folder itself."""
+    run = RunDir(Path(run_dir)).require()
+    unknown = [f for f in options.formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
+    if not options.formats:
+        raise ConfigError("no export format chosen")
+    rows = [FORMATS[f] for f in options.formats]
+    if options.keep_float and "int8" not in options.formats:
+        raise ConfigError("--keep-float applies to the int8 (PTQ) model, which is not among the formats")
+    if options.debug and "int8" not in options.formats:
+        raise ConfigError("--debug measures the int8 (PTQ) model, which is not among the formats")
+    if options.calib_size < 1:
+        raise ConfigError(f"--calib-size must be >= 1, got {options.calib_size}")
+    out_dir = Path(options.out_dir or run.path / "export")
+    stem = run.path.name
+    targets = {r.name: out_dir / f"{stem}{r.suffix}" for r in rows}
+    _prepare_out_dir(out_dir, [*targets.values(), out_dir / "export.json"], options.force)
+    return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets)
 
 
 def _prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
@@ -79,19 +102,13 @@ def _prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
 
 
 def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
-    """Export a training run; returns the report also written to ``export.json``."""
+    """Export a training run; returns the report also written to ``export.json``. A failed parity
+    check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway."""
+    from edgeseg.data import resolve_format
     from edgeseg.train import load_run_model
 
-    run = RunDir(Path(run_dir)).require()
-    config = TrainConfig.load(run.config)
-    meta_ds = json.loads(run.dataset.read_text())
-    unknown = [f for f in options.formats if f not in FORMATS]
-    if unknown:
-        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
-    out_dir = Path(options.out_dir or run.path / "export")
-    stem = run.path.name
-    targets = {f: out_dir / f"{stem}{FORMATS[f].suffix}" for f in options.formats}
-    _prepare_out_dir(out_dir, [*targets.values(), out_dir / "export.json"], options.force)
+    plan = plan_export(run_dir, options)
+    run, config, meta_ds, out_dir, targets = plan.run, plan.config, plan.dataset, plan.out_dir, plan.targets
 
     size = tuple(config.data.eval_size)
     model, _ = load_run_model(run.path, size, final_upsample=False,
@@ -105,20 +122,29 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     best = run.read_json(run.best_json)
 
     root = options.calib_data or meta_ds.get("root")
-    fmt = options.calib_format or meta_ds["format"]
-    val = _maybe_split(root, fmt, config.data.val_split)
-    parity_items = (val.items if val else [])[: options.parity_frames]
+    if options.calib_data is not None:
+        fmt = resolve_format(options.calib_data, options.calib_format)
+    else:
+        fmt = options.calib_format or meta_ds["format"]
+    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
+    try:
+        parity_items = load_split(root, fmt, config.data.val_split).items[: options.parity_frames]
+        report["parity_frames"] = {"split": config.data.val_split, "frames": len(parity_items)}
+    except DataError as e:
+        parity_items = []
+        report["parity_frames"] = {"split": None, "frames": 0, "why": str(e)}
+        log.warning("parity checks cannot use the %s split: %s", config.data.val_split, e)
 
     calib = None
-    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
     if any(FORMATS[f].calibration for f in options.formats):
-        calib_items, manifest = _calibration_items(root, fmt, options, meta_ds)
+        calib_items, manifest = _calibration_items(root, fmt, options, meta_ds, out_dir)
         check_calibration_size(len(calib_items))
-        expected = _frame_size(calib_items[0][0])
-        calib = load_calibration_frames(calib_items, size, expected_size=expected, progress=progress)
+        calib = load_calibration_frames(calib_items, size, progress=progress)
         report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
         if not parity_items:
             parity_items = calib_items[: options.parity_frames]
+            report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
+                                           frames=len(parity_items))
 
     frames = [_read_rgb(p) for p, _ in parity_items]
     written = {}
@@ -141,7 +167,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
                    "decoder_interpolation": options.decoder_interpolation},
         )
         data = embed_metadata(data, meta)
-        _atomic_write(targets[name], data)
+        write_bytes_atomic(targets[name], data)
         written[name] = targets[name]
         report["files"][name] = {
             "path": str(targets[name]), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
@@ -155,6 +181,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         rows = layer_errors(model, calib)
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
     report["parity"] = parity_checks(model, written, frames)
+    report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
     return report
 
@@ -194,20 +221,14 @@ def parity_checks(model, written: dict, frames) -> dict:
     return out
 
 
-def _maybe_split(root, fmt, split):
-    try:
-        return load_split(root, fmt, split)
-    except Exception:  # noqa: BLE001 - parity frames are optional
-        return None
-
-
-def _calibration_items(root, fmt, options: ExportOptions, meta_ds):
+def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path):
     split = load_split(root, fmt, options.calib_split)
     if options.calib_manifest:
         return read_manifest(Path(options.calib_manifest), split.root), options.calib_manifest
     items = select_frames(split, options.calib_size, options.calib_select, options.seed)
     name = f"{meta_ds.get('name', fmt)}_{options.calib_split}_{options.calib_select}_{len(items)}.txt"
-    manifest = write_manifest(options.manifest_dir / name, split, items, options.calib_select, options.seed)
+    folder = Path(options.manifest_dir) if options.manifest_dir else out_dir
+    manifest = write_manifest(folder / name, split, items, options.calib_select, options.seed)
     return items, manifest
 
 
@@ -215,7 +236,3 @@ def _read_rgb(path):
     from edgeseg.data.check import read_image
 
     return read_image(Path(path))
-
-
-def _frame_size(path) -> tuple[int, int]:
-    return _read_rgb(path).shape[:2]

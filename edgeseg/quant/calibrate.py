@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.core.files import write_text_atomic
 from edgeseg.data.base import Split
 from edgeseg.data.check import read_image, read_label
 from edgeseg.errors import ConfigError, DataError
@@ -63,9 +64,7 @@ def write_manifest(path: Path, split: Split, items, method: str, seed: int) -> P
               f"{len(items)} frames, selection={method}, seed={seed}\n"
               f"# paths are relative to the dataset root\n")
     lines = [f"{Path(image).relative_to(split.root)}\t{Path(label).relative_to(split.root)}\n" for image, label in items]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(header + "".join(lines))
-    tmp.replace(path)
+    write_text_atomic(path, header + "".join(lines))
     return path
 
 
@@ -88,21 +87,14 @@ def read_manifest(path: Path, root: Path) -> list[tuple[Path, Path]]:
     return items
 
 
-def load_calibration_frames(items, input_size, pad_value: float = 127.5, expected_size=None, progress=None):
-    """Letterboxed float32 frames (1xHxWx3) in the model's input layout.
-
-    ``expected_size``: (h, w) every frame must have (the size the float model was evaluated
-    at); a frame of another size is an error naming it.
-    """
+def load_calibration_frames(items, input_size, pad_value: float = 127.5, progress=None):
+    """Float32 frames (1xHxWx3) in the model's input layout, letterboxed exactly as the runtime
+    fits a frame (so frames of any size calibrate, e.g. Pascal VOC's)."""
     from edgeseg.runtime.segmenter import letterbox
 
     frames = []
     for image_path, _ in items:
-        image = read_image(Path(image_path))
-        if expected_size is not None and image.shape[:2] != tuple(expected_size):
-            raise DataError(f"calibration image {image_path} is {image.shape[1]}x{image.shape[0]}, "
-                            f"expected {expected_size[1]}x{expected_size[0]} like the training frames")
-        x, _ = letterbox(image, input_size, pad_value)
+        x, _ = letterbox(read_image(Path(image_path)), input_size, pad_value)
         frames.append(x[None])
         if progress:
             progress()

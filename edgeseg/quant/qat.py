@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeseg._tf import keras, tf
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
+from edgeseg.core.files import atomic_path
 from edgeseg.errors import ConfigError, ExportError
 
 log = logging.getLogger("edgeseg")
@@ -254,9 +255,8 @@ def save_qat_weights(model: keras.Model, path: Path) -> None:
     """Weights and quantizer ranges of a QAT model, by layer name (``.npz``, written atomically):
     they load into a QAT model of any input size."""
     arrays = {f"{_stable_name(layer)}/{i}": w for layer in model.layers for i, w in enumerate(layer.get_weights())}
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_qat_weights(model: keras.Model, path: Path) -> int:

@@ -3,7 +3,6 @@ with live statistics and, optionally, int8-versus-float agreement and labelled m
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg import metrics
+from edgeseg.core.files import atomic_path, write_json_atomic
 from edgeseg.runtime.overlay import Legend, blend, draw_status, palette
 from edgeseg.runtime.stats import RunStats
 
@@ -39,28 +39,60 @@ class RunOptions:
 
 
 class VideoSink:
-    """An mp4 written under a temporary name and renamed when the run ends."""
+    """A video written under a temporary name and renamed when the run ends (removed if the run
+    fails). The frame size is the first frame's."""
+
+    FOURCC = "mp4v"
 
     def __init__(self, path: Path, fps: float):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
         self.fps = fps
         self.writer = None
+        self._target = atomic_path(self.path)
+        self.tmp = self._target.__enter__()
+
+    @classmethod
+    def check(cls, path: Path, fps: float = 15.0) -> None:
+        """Open a writer for ``path`` on a small frame and remove it again: OSError naming the
+        file before the run when its folder is not writable or OpenCV has no encoder for it."""
+        import cv2
+        import tempfile
+
+        path = Path(path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".probe-{path.stem}.", suffix=path.suffix, dir=path.parent)
+        except OSError as e:
+            raise OSError(f"cannot write video {path}: {e.strerror or e}") from None
+        os.close(fd)
+        try:
+            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*cls.FOURCC), fps, (64, 64))
+            opened = writer.isOpened()
+            writer.release()
+        finally:
+            os.unlink(tmp)
+        if not opened:
+            raise OSError(f"cannot write video {path}: OpenCV has no {cls.FOURCC} encoder for "
+                          f"'{path.suffix or '(no suffix)'}' files (use .mp4 or .avi)")
 
     def write(self, rgb: np.ndarray):
         import cv2
 
         if self.writer is None:
             h, w = rgb.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.FOURCC), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise OSError(f"cannot write video {self.path}")
         self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
-    def close(self):
+    def close(self, ok: bool = True):
+        """Finish the file (``ok``), or remove the partial one."""
         if self.writer is not None:
             self.writer.release()
-            os.replace(self.tmp, self.path)
+        if ok and self.writer is not None:
+            self._target.__exit__(None, None, None)
+        else:
+            error = RuntimeError("run failed")
+            self._target.__exit__(RuntimeError, error, None)
 
 
 def gui_available() -> tuple[bool, str]:
@@ -116,9 +148,10 @@ class Comparison:
         self.agreement, self.truth_model, self.truth_float = z(), z(), z()
 
     def add(self, pred, float_pred, label=None):
+        """``label``: the frame's labels, or None (no label, or one of another shape)."""
         self.frames += 1
         self.agreement += metrics.confusion_matrix(float_pred, pred, self.num_classes)
-        if label is not None and label.shape == pred.shape:
+        if label is not None:
             self.labelled += 1
             self.truth_model += metrics.confusion_matrix(label, pred, self.num_classes)
             self.truth_float += metrics.confusion_matrix(label, float_pred, self.num_classes)
@@ -197,11 +230,18 @@ class StreamRun:
         self.latest_view = None  # for the window, drawn by the main thread
         self.last_status = time.perf_counter()
         self.interrupted = False
+        self.warnings: dict[str, int] = {}  # what could not be done, counted, in the summary
+
+    def warn(self, kind: str, message: str) -> None:
+        """Count a problem; say it the first time (the summary gives the count)."""
+        if kind not in self.warnings:
+            log.warning("%s (counted in the summary)", message)
+        self.warnings[kind] = self.warnings.get(kind, 0) + 1
 
     @property
     def drawing(self) -> bool:
         o = self.options
-        return bool(self.video or self.show or o.serve or o.draw)
+        return bool(self.video or self.show or o.draw or (o.serve is not None and o.serve.watching))
 
     def handle(self, frame, pending) -> None:
         import cv2
@@ -212,13 +252,20 @@ class StreamRun:
         for stage, ms in pending.times.items():
             stats.add(stage, ms)
         label = self.labels.get(frame.name) if self.labels else None
-        if label is not None and label.shape == pred.shape:
+        if label is not None and label.shape != pred.shape:
+            self.warn("labels_of_another_size", f"label {frame.name}.png is {label.shape[1]}x{label.shape[0]} "
+                      f"but the frame is {pred.shape[1]}x{pred.shape[0]}; such frames are not scored")
+            label = None
+        if label is not None:
             self.labelled += 1
             self.truth += metrics.confusion_matrix(label, pred, meta.num_classes)
         if self.comparison is not None and stats.frames % options.compare_every == 0:
             self.comparison.add(pred, self.compare.predict(frame.image), label)
         if options.save_masks:
-            cv2.imwrite(str(Path(options.save_masks) / f"{frame.name}.png"), pred)
+            target = Path(options.save_masks) / f"{frame.name}.png"
+            if not cv2.imwrite(str(target), pred):
+                self.warn("masks_not_written", f"cannot write mask {target}")
+        view = None
         if self.drawing:
             t0 = time.perf_counter()
             view = blend(frame.image, pred, self.table, options.alpha)
@@ -227,10 +274,10 @@ class StreamRun:
             stats.add("overlay", 1000 * (time.perf_counter() - t0))
             if self.video:
                 self.video.write(view)
-            if options.serve:
-                options.serve.publish(view, stats)
             if self.show:
                 self.latest_view = view
+        if options.serve is not None:
+            options.serve.publish(view, stats)
         stats.frame_done()
         now = time.perf_counter()
         if now - self.last_status >= options.status_every:
@@ -247,11 +294,12 @@ class StreamRun:
             cv2.imshow("edgeseg", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
         return (cv2.waitKey(1) & 0xFF) not in (27, ord("q"))
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
+        """Release the outputs; with ``ok`` False (the run failed) the partial video is removed."""
         import cv2
 
         if self.video:
-            self.video.close()
+            self.video.close(ok)
         if self.reader is not None:
             self.reader.stop()
         if self.show:
@@ -269,7 +317,20 @@ class StreamRun:
             out["per_class_iou"] = metrics.summarize(self.truth, meta.class_names)["per_class_iou"]
         if self.comparison is not None:
             out["compare"] = {"float_model": str(self.compare.path), **self.comparison.summary(meta.class_names)}
+        if self.warnings:
+            out["warnings"] = dict(self.warnings)
         return out
+
+
+def _close_quietly_on_error(run: StreamRun, ok: bool) -> None:
+    """Close the run's outputs. After a failure, an error while closing is only logged: the
+    failure the user must see is the first one."""
+    try:
+        run.close(ok)
+    except Exception as e:  # noqa: BLE001 - re-raised below unless another error is in flight
+        if ok:
+            raise
+        log.warning("while stopping after an error: %s", e)
 
 
 def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labels: LabelLookup | None = None) -> dict:
@@ -286,6 +347,7 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
     if options.pipeline and reader is None:
         frames = prefetch(frames)
     submitted = 0
+    ok = False
     try:
         try:
             for frame in frames:
@@ -302,11 +364,12 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
         finally:
             if finisher is not None:
                 finisher.close()
+        ok = True
     except KeyboardInterrupt:
-        run.interrupted = True
+        run.interrupted = ok = True
     finally:
-        run.close()
+        _close_quietly_on_error(run, ok)
     summary = run.summary()
     if options.stats_json:
-        Path(options.stats_json).write_text(json.dumps(summary, indent=2))
+        write_json_atomic(options.stats_json, summary)
     return summary

@@ -47,6 +47,36 @@ DELEGATE_LIBRARIES = {
 }
 
 
+def _open_delegate(load_delegate, library: str):
+    """``load_delegate(library)``, with the library checked first. LiteRT's ``Delegate`` that
+    fails to load its library leaves an object whose ``__del__`` prints a second traceback
+    (``'Delegate' object has no attribute '_library'``) under the user's error; a library that
+    does not open, or is not a delegate, is refused before one is made, and what is left of a
+    failed one is collected here with that message silenced."""
+    import ctypes
+    import gc
+    import sys
+
+    try:
+        handle = ctypes.CDLL(library)
+    except OSError as e:
+        raise ValueError(str(e) or f"cannot open {library}") from None
+    if not hasattr(handle, "tflite_plugin_create_delegate"):
+        raise ValueError(f"{library} is not a LiteRT delegate (no tflite_plugin_create_delegate)")
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, AttributeError) and "Delegate" in repr(unraisable.object)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        return load_delegate(library)
+    finally:
+        gc.collect()
+        sys.unraisablehook = previous
+
+
 def load_delegates(name: str | None, strict: bool = False) -> list:
     """Delegates for ``--delegate``: ``xnnpack`` (LiteRT's default CPU path: nothing to load),
     ``gpu``, ``nnapi``, ``edgetpu`` or a path to a delegate ``.so``.
@@ -59,8 +89,8 @@ def load_delegates(name: str | None, strict: bool = False) -> list:
     _, load_delegate, _ = interpreter_api()
     library = DELEGATE_LIBRARIES.get(name, name)
     try:
-        return [load_delegate(library)]
-    except (ValueError, OSError, RuntimeError) as e:
+        return [_open_delegate(load_delegate, library)]
+    except (ValueError, OSError, RuntimeError, AttributeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         message = f"cannot load the {name} delegate ({library}): {reason}"
         if strict:

@@ -10,6 +10,7 @@ import numpy as np
 from edgeseg import metrics
 from edgeseg.data.base import DatasetInfo
 from edgeseg.data.check import read_image, read_label
+from edgeseg.core.files import write_image_atomic
 from edgeseg.runtime.segmenter import Segmenter
 
 
@@ -50,15 +51,14 @@ def bar_chart(per_model: dict, class_names, path: Path, width: int = 900) -> Pat
         for j, name in enumerate(names):
             iou = per_model[name].get(cls) or 0.0
             yy = y + j * 14
-            color = palette[j % len(palette)][::-1]
+            color = palette[j % len(palette)]
             cv2.rectangle(img, (left, yy), (left + int(iou * scale), yy + bar_h - 2), color, -1)
             cv2.putText(img, f"{iou:.3f}", (left + int(iou * scale) + 4, yy + bar_h - 3),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.35, (60, 60, 60), 1, cv2.LINE_AA)
     for j, name in enumerate(names):
         y = height - 20 * (len(names) - j)
-        cv2.rectangle(img, (left, y), (left + 14, y + 12), palette[j % len(palette)][::-1], -1)
+        cv2.rectangle(img, (left, y), (left + 14, y + 12), palette[j % len(palette)], -1)
         cv2.putText(img, name, (left + 20, y + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "per-class IoU", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)
+    write_image_atomic(path, img)
     return path

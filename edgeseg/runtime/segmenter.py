@@ -11,31 +11,42 @@ from edgeseg.runtime.backend import make_interpreter
 from edgeseg.runtime.metadata import MetadataError, ModelMetadata, load_metadata
 
 
+RESIZE_MODES = ("letterbox", "stretch")
+
+
 @dataclass(frozen=True)
 class Letterbox:
-    """Where a frame sits inside the model input: scaled by ``scale``, at the top-left."""
+    """Where a frame sits inside the model input: resized to ``height`` x ``width``, at the
+    top-left (the rest is padding)."""
 
-    scale: float
+    scale: float  # of the height (letterbox: both axes)
     height: int  # scaled frame size inside the input
     width: int
 
 
-def fit(frame: np.ndarray, size) -> tuple[np.ndarray, Letterbox]:
-    """``frame`` resized to fit inside ``size`` keeping its aspect ratio, never enlarged."""
+def fit(frame: np.ndarray, size, mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
+    """``frame`` resized for an input of ``size``: ``letterbox`` keeps its aspect ratio and
+    never enlarges it (the training pipeline's evaluation transform); ``stretch`` fills the
+    input."""
     import cv2
 
     h, w = frame.shape[:2]
     H, W = size
-    scale = min(1.0, H / h, W / w)
-    nh, nw = int(round(h * scale)), int(round(w * scale))
+    if mode == "stretch":
+        nh, nw, scale = H, W, H / h
+    elif mode == "letterbox":
+        scale = min(1.0, H / h, W / w)
+        nh, nw = int(round(h * scale)), int(round(w * scale))
+    else:
+        raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
     resized = frame if (nh, nw) == (h, w) else cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return resized, Letterbox(scale, nh, nw)
 
 
-def letterbox(frame: np.ndarray, size, pad_value: float = 127.5) -> tuple[np.ndarray, Letterbox]:
-    """Fit ``frame`` (HxWx3 RGB) into ``size`` and pad bottom/right (float32), as the training
-    pipeline's evaluation transform does."""
-    resized, box = fit(frame, size)
+def letterbox(frame: np.ndarray, size, pad_value: float = 127.5, mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
+    """Fit ``frame`` (HxWx3 RGB) into ``size`` (see :func:`fit`) and pad bottom/right (float32),
+    as the training pipeline's evaluation transform does."""
+    resized, box = fit(frame, size, mode)
     out = np.full((*size, 3), pad_value, np.float32)
     out[: box.height, : box.width] = resized
     return out, box
@@ -78,8 +89,25 @@ class Segmenter:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
+        self.output_size = tuple(int(v) for v in self.output["shape"][1:3])
+        self._check_metadata()
+        self.stride = self.input_size[0] // self.output_size[0]
         self._tap_cache: dict = {}
         self._lut = self._pad = None
+
+    def _check_metadata(self) -> None:
+        """The metadata must describe this graph: its resize mode is one the runtime knows, and a
+        logits output is 1/``output_stride`` of the input on both axes."""
+        meta, (H, W), (h, w) = self.meta, self.input_size, self.output_size
+        if meta.resize not in RESIZE_MODES:
+            raise MetadataError(f"{self.path}: unknown resize mode '{meta.resize}' in the metadata "
+                                f"(this runtime knows {', '.join(RESIZE_MODES)})")
+        if meta.output not in ("logits", "labels"):
+            raise MetadataError(f"{self.path}: unknown output kind '{meta.output}' in the metadata")
+        stride = meta.output_stride if meta.output == "logits" else 1
+        if stride < 1 or (h * stride, w * stride) != (H, W):
+            raise MetadataError(f"{self.path}: the metadata says {meta.output} at stride {stride}, but the "
+                                f"model maps a {H}x{W} input to a {h}x{w} output")
 
     def _quantize_input(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]
@@ -94,14 +122,14 @@ class Segmenter:
         256-entry lookup table (the same rounding as ``_quantize_input``, without floats)."""
         dtype = self.input["dtype"]
         if dtype == np.float32 or frame.dtype != np.uint8:
-            x, box = letterbox(frame, self.input_size, self.meta.pad_value)
+            x, box = letterbox(frame, self.input_size, self.meta.pad_value, self.meta.resize)
             return self._quantize_input(x), box
         import cv2
 
         if self._lut is None:
             self._lut = self._quantize_input(np.arange(256, dtype=np.float32))[0].view(np.uint8)
             self._pad = self._quantize_input(np.float32(self.meta.pad_value))[0]
-        resized, box = fit(frame, self.input_size)
+        resized, box = fit(frame, self.input_size, self.meta.resize)
         x = np.full((1, *self.input_size, 3), self._pad, dtype)
         x[0, : box.height, : box.width] = cv2.LUT(resized, self._lut).view(dtype)
         return x, box
@@ -157,17 +185,20 @@ class Segmenter:
             if labels.shape != (h, w):
                 labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
             return labels
-        if (box.height, box.width) == (h, w) and (H, W) == (4 * y.shape[0], 4 * y.shape[1]):
+        if (box.height, box.width) == (h, w) and self.stride == 4:
             return bilinear_argmax_x4(y)[:h, :w]  # frame not resized: logits map 1:4 onto it
         return bilinear_argmax(y, self._taps(box, (h, w)))
 
     def _taps(self, box: Letterbox, frame_hw) -> tuple["AxisTaps", "AxisTaps"]:
         key = (box, tuple(frame_hw))
         if key not in self._tap_cache:
+            if len(self._tap_cache) >= 16:  # frames of many sizes (a folder): keep memory bounded
+                self._tap_cache.clear()
             h, w = frame_hw
-            # frame pixel -> input pixel (undo the letterbox scale) -> stride-4 logits
-            self._tap_cache[key] = (AxisTaps.make(h, self.input_size[0] // 4, box.height / h / 4),
-                                    AxisTaps.make(w, self.input_size[1] // 4, box.width / w / 4))
+            s = self.stride
+            # frame pixel -> input pixel (undo the letterbox scale) -> logits at the output stride
+            self._tap_cache[key] = (AxisTaps.make(h, self.output_size[0], box.height / h / s),
+                                    AxisTaps.make(w, self.output_size[1], box.width / w / s))
         return self._tap_cache[key]
 
 

@@ -1,68 +1,166 @@
 """`--serve HOST:PORT`: the overlay as an MJPEG stream, a small HTML page and JSON stats, for
-headless devices. Binds 127.0.0.1 unless told otherwise."""
+watching a headless device from another machine.
+
+It binds 127.0.0.1 unless told otherwise. Bound to any other address it is reachable from the
+network, so every request must carry the access token (``?token=`` or ``Authorization: Bearer``);
+without one it answers 401. At most ``max_clients`` streams at a time (503 beyond), sockets time
+out so idle or stalled clients are dropped, nothing is JPEG-encoded while nobody watches, and each
+frame has a sequence number so a client gets the newest one and never the same one twice.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
+import math
+import secrets
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
-PAGE = b"""<!doctype html><html><head><title>edgeseg</title>
-<style>body{background:#111;color:#eee;font:14px sans-serif;margin:1em}img{max-width:100%}</style></head>
-<body><img src="/stream.mjpg"><pre id="s"></pre>
-<script>setInterval(()=>fetch('/stats').then(r=>r.json()).then(j=>{document.getElementById('s').textContent=JSON.stringify(j,null,1)}),1000)</script>
+PAGE = """<!doctype html><html><head><title>edgeseg</title>
+<style>body{{background:#111;color:#eee;font:14px sans-serif;margin:1em}}img{{max-width:100%}}</style></head>
+<body><img src="/stream.mjpg{query}"><pre id="s"></pre>
+<script>setInterval(()=>fetch('/stats{query}').then(r=>r.json()).then(j=>{{document.getElementById('s').textContent=JSON.stringify(j,null,1)}}),1000)</script>
 </body></html>"""
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not port.isdigit():
-        raise ValueError(f"--serve expects HOST:PORT or PORT, got {text!r}")
+    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ValueError naming the problem."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"--serve expects [IPv6]:PORT, got {text!r}")
+    elif text.count(":") > 1:
+        raise ValueError(f"--serve: write an IPv6 address in brackets, [ADDRESS]:PORT, got {text!r}")
+    else:
+        host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--serve: the port must be a number from 1 to 65535, got {port!r} in {text!r}")
     return host or "127.0.0.1", int(port)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _finite(value):
+    return value if isinstance(value, (int, str)) or (isinstance(value, float) and math.isfinite(value)) else None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, ipv6: bool):
+        self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        super().__init__(address, handler)
+
+
 class MJPEGServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80):
+    """Serves ``/`` (a page), ``/stream.mjpg`` and ``/stats`` from a daemon thread.
+
+    Args:
+        host, port: where to listen (port 0: any free port, see ``address``).
+        token: required on every request; ``None`` generates one unless ``host`` is loopback
+            (then no token is needed).
+        max_clients: concurrent streams; more get 503.
+        timeout: seconds a socket may stay idle or stalled before it is dropped.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, token: str | None = None,
+                 max_clients: int = 4, timeout: float = 10.0):
         self.quality = quality
-        self._jpeg = None
-        self._stats = {}
+        self.max_clients = max_clients
+        self.token = token if token is not None or is_loopback(host) else secrets.token_urlsafe(16)
         self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self._stats: dict = {}
         self._closed = False
+        self._clients = 0
+        self._sockets: set = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self):
+                self.timeout = timeout  # StreamRequestHandler sets it on the socket
+                super().setup()
+                with server._cond:
+                    server._sockets.add(self.connection)
+
+            def finish(self):
+                with server._cond:
+                    server._sockets.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
             def log_message(self, *args):
                 pass
 
+            def _authorised(self, query: dict) -> bool:
+                if server.token is None:
+                    return True
+                given = (query.get("token") or [""])[0]
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Bearer "):
+                    given = header[len("Bearer "):].strip()
+                return hmac.compare_digest(given.encode(), server.token.encode())
+
             def do_GET(self):
-                if self.path == "/":
-                    self._send(200, "text/html", PAGE)
-                elif self.path == "/stats":
-                    with server._cond:
-                        body = json.dumps(server._stats).encode()
-                    self._send(200, "application/json", body)
-                elif self.path.startswith("/stream.mjpg"):
+                parts = urlsplit(self.path)
+                query = parse_qs(parts.query)
+                if not self._authorised(query):
+                    self._send(401, "text/plain", b"access token required: add ?token=... to the URL\n")
+                elif parts.path == "/":
+                    suffix = f"?token={server.token}" if server.token else ""
+                    self._send(200, "text/html", PAGE.format(query=suffix).encode())
+                elif parts.path == "/stats":
+                    self._send(200, "application/json", json.dumps(server.stats()).encode())
+                elif parts.path == "/stream.mjpg":
+                    self._stream()
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _stream(self):
+                with server._cond:
+                    full = server._clients >= server.max_clients
+                    if not full:
+                        server._clients += 1
+                if full:
+                    self._send(503, "text/plain", b"too many viewers\n")
+                    return
+                try:
                     self.send_response(200)
                     self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                    self.send_header("Cache-Control", "no-store")
                     self.end_headers()
-                    try:
-                        first = True
-                        while True:
-                            with server._cond:
-                                if not first:  # the newest frame at once, then each new one
-                                    server._cond.wait(timeout=5.0)
-                                first = False
-                                jpeg, closed = server._jpeg, server._closed
-                            if closed:
+                    sent = 0
+                    while True:
+                        with server._cond:
+                            server._cond.wait_for(lambda: server._closed or server._seq > sent, timeout=timeout)
+                            if server._closed:
                                 return
-                            if jpeg is None:
-                                continue
-                            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                             + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                    except (BrokenPipeError, ConnectionResetError):
-                        return
-                else:
-                    self._send(404, "text/plain", b"not found")
+                            if server._seq <= sent:
+                                continue  # nothing new yet: keep the connection
+                            jpeg, sent = server._jpeg, server._seq
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                except OSError:  # gone, reset, or stalled past the timeout
+                    return
+                finally:
+                    with server._cond:
+                        server._clients -= 1
 
             def _send(self, code, kind, body):
                 self.send_response(code)
@@ -71,26 +169,50 @@ class MJPEGServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.address = self.httpd.server_address
+        self.httpd = _Server((host, port), Handler, ipv6=":" in host)
+        self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-mjpeg", daemon=True)
         self._thread.start()
 
-    def publish(self, rgb, stats) -> None:
-        import cv2
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}/" + (f"?token={self.token}" if self.token else "")
 
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            return
+    @property
+    def watching(self) -> bool:
+        """Whether a client is streaming (frames are only drawn and encoded then)."""
+        return self._clients > 0
+
+    def stats(self) -> dict:
         with self._cond:
-            self._jpeg = jpeg.tobytes()
+            return {**{k: _finite(v) for k, v in self._stats.items()}, "seq": self._seq, "clients": self._clients}
+
+    def publish(self, rgb, stats) -> None:
+        """Offer the newest overlay: encoded only when someone watches; the stats always."""
+        jpeg = None
+        if self.watching and rgb is not None:
+            import cv2
+
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            jpeg = buf.tobytes() if ok else None
+        with self._cond:
             self._stats = {"fps": stats.fps, "frames": stats.frames, "status": stats.line()}
-            self._cond.notify_all()
+            if jpeg is not None:
+                self._jpeg, self._seq = jpeg, self._seq + 1
+                self._cond.notify_all()
 
     def close(self) -> None:
+        """Stop serving; connected clients are disconnected, nothing waits for them."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -163,16 +163,46 @@ def image_frames(paths: list[Path]) -> Iterator[Frame]:
                     1000 * (time.perf_counter() - t0))
 
 
-def live_frames(reader: LatestFrameReader, timeout: float = 10.0) -> Iterator[Frame]:
+def live_frames(reader: LatestFrameReader, give_up_after: float | None = None,
+                poll: float = 1.0, warn_every: float = 30.0) -> Iterator[Frame]:
+    """Frames from a live source for as long as the caller wants them: while the source is down
+    the reader keeps reconnecting with back-off and this waits (saying so every ``warn_every``
+    seconds); with ``give_up_after`` it ends after that many seconds without a frame."""
     try:
+        waiting_since = None
+        last_warning = 0.0
         while True:
-            frame = reader.read(timeout)
-            if frame is None:
-                log.warning("no frame from %r for %.0fs; stopping", reader.spec, timeout)
+            frame = reader.read(poll)
+            if frame is not None:
+                waiting_since = None
+                yield frame
+                continue
+            now = time.monotonic()
+            waiting_since = waiting_since or now
+            waited = now - waiting_since
+            if give_up_after is not None and waited >= give_up_after:
+                log.warning("no frame from %r for %.0fs; stopping (--give-up-after)", reader.spec, waited)
                 return
-            yield frame
+            if waited >= warn_every and now - last_warning >= warn_every:
+                log.warning("no frame from %r for %.0fs; still trying (Ctrl-C to stop)", reader.spec, waited)
+                last_warning = now
     finally:
         reader.stop()
+
+
+def looped(make_frames) -> Iterator[Frame]:
+    """``make_frames()`` again and again (a file or folder source played in a loop), with frame
+    indices that keep counting; ends if one pass yields nothing."""
+    index = 0
+    while True:
+        produced = False
+        for frame in make_frames():
+            produced = True
+            frame.index = index
+            index += 1
+            yield frame
+        if not produced:
+            return
 
 
 class _Failed:
@@ -227,27 +257,40 @@ def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
         stop.set()
 
 
-def open_source(camera: int | None = None, source: str | None = None):
-    """``(frames iterator, reader or None)`` for ``--camera N`` or ``--source``."""
+def open_source(camera: int | None = None, source: str | None = None, loop: bool = False,
+                give_up_after: float | None = None):
+    """``(frames iterator, reader or None)`` for ``--camera N`` or ``--source``; ``loop`` replays a
+    file or folder source until the run is stopped."""
     if camera is not None:
         reader = LatestFrameReader(camera)
-        return live_frames(reader), reader
+        return live_frames(reader, give_up_after), reader
     if source is None:
         raise SourceError("give --camera N or --source FILE|URL|DIR|GLOB")
     if "://" in source:
         reader = LatestFrameReader(source)
-        return live_frames(reader), reader
+        return live_frames(reader, give_up_after), reader
+    make = _file_source(source)
+    return (looped(make) if loop else make()), None
+
+
+def _file_source(source: str):
+    """A function that opens the file, folder or glob ``source`` from its start."""
     path = Path(source)
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise SourceError(f"no images in {path}")
-        return image_frames(images), None
+        return lambda: image_frames(images)
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return image_frames([path]), None
-        return video_frames(str(path)), None
+            return lambda: image_frames([path])
+        probe = _open_capture(str(path))  # fail here, before the model is loaded, not mid-run
+        if probe is None:
+            raise SourceError(f"cannot open video file {path}")
+        probe.release()
+        return lambda: video_frames(str(path))
     matches = sorted(Path(p) for p in glob.glob(source))
-    if matches:
-        return image_frames([p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]), None
+    images = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
+    if images:
+        return lambda: image_frames(images)
     raise SourceError(f"source not found: {source}")

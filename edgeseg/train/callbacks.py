@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import numpy as np
 
 from edgeseg import metrics
 from edgeseg._tf import keras
+from edgeseg.core.files import atomic_path
 from edgeseg.evaluate import confusion_over, make_predictor
 from edgeseg.rundir import RunDir, write_json_atomic
 
@@ -18,9 +18,8 @@ log = logging.getLogger("edgeseg")
 
 def save_weights_atomic(model, path) -> None:
     """Save Keras 2 HDF5 weights under a temporary name, then rename (no half-written file)."""
-    tmp = path.with_name(path.stem + ".tmp.h5")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save_weights(str(tmp))
 
 
 class ValidateAndCheckpoint(keras.callbacks.Callback):

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg import metrics
-from edgeseg._tf import keras, tf
+from edgeseg._tf import device_line, keras, tf
 from edgeseg.config import TrainConfig
 from edgeseg.data.check import pixel_counts
 from edgeseg.data.pipeline import (
     Augment, build_eval_dataset, build_train_dataset, load_source, source_size, TFRecordSplit,
 )
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.models import ModelConfig, build_deeplabv3plus
 from edgeseg.models.deeplabv3plus import round_up
@@ -27,7 +27,7 @@ from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, save_weights_atomic
 from edgeseg.train.keras_metrics import MeanIoU
 from edgeseg.train.schedule import PolyDecayWithWarmup
-from edgeseg.train.strategy import is_chief, make_strategy
+from edgeseg.train.strategy import is_chief, make_strategy, worker_index
 
 log = logging.getLogger("edgeseg")
 
@@ -105,17 +105,56 @@ def make_loss(config: TrainConfig, num_classes: int) -> SegmentationLoss:
     return SegmentationLoss(num_classes, class_weights=weights, dice_weight=dice)
 
 
+class RunFinished(EdgesegError):
+    """``--resume`` of a run that has already finished: nothing to do (exit 0)."""
+
+    exit_code = 0
+
+
+def last_logged_epoch(run: RunDir) -> int:
+    """Epochs in ``history.csv`` (what a resumed run continues after)."""
+    path = run.path / "history.csv"
+    if not path.is_file():
+        return 0
+    rows = [line for line in path.read_text().splitlines()[1:] if line.strip()]
+    return len(rows)
+
+
+def _check_new_run_dir(run: RunDir) -> None:
+    if run.exists():
+        raise ConfigError(f"run directory {run.path} already holds a run; pass --resume to continue it "
+                          f"or choose another --run-dir")
+    if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+        raise ConfigError(f"{run.path} exists and is not an empty folder or an edgeseg run; "
+                          "choose a new --run-dir (nothing was written)")
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int | None = None) -> dict:
-    """Train (or resume) a run. Returns the run summary (also written to ``summary.json``)."""
+    """Train (or resume) a run. Returns the run summary (also written to ``summary.json``).
+
+    Raises:
+        RunFinished: ``resume`` of a run whose training ended (its ``summary.json`` is there and
+            no backup is left): resuming would retrain it from scratch.
+    """
     run = RunDir(Path(run_dir))
+    chief = is_chief()
     if resume:
         run.require()
         config = TrainConfig.load(run.config)
-        log.info("resuming %s", run.path)
-    elif run.exists():
-        raise ConfigError(f"run directory {run.path} already holds a run; pass --resume to continue it "
-                          f"or choose another --run-dir")
+        if run.summary.is_file() and not run.backup.exists():
+            best = run.read_json(run.best_json)
+            score = f"; best val mIoU {best['miou']:.4f} at epoch {best['epoch']}" if "miou" in best else ""
+            raise RunFinished(f"run {run.path} has finished its {config.optim.epochs} epochs{score}; "
+                              "nothing to resume (start a new run to train longer)")
+        done = last_logged_epoch(run)
+        log.info("resuming %s after epoch %d of %d", run.path, done, config.optim.epochs)
+    else:
+        if chief:
+            _check_new_run_dir(run)
+        from edgeseg.data import resolve_format
 
+        config = config.override(data__format=resolve_format(config.data.root, config.data.format))
+    log.info(device_line())
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -126,7 +165,6 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     info = train_src.info
     if not resume:
         config = resolve(config, train_src, val_src)
-    chief = is_chief()
     if chief and not resume:
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
@@ -171,10 +209,13 @@ def _fit(config: TrainConfig, run: RunDir, train_src, val_src, chief: bool, verb
     eval_model = build_deeplabv3plus(model_config(config, info.num_classes, d.eval_size))
 
     timer = StepTimer()
-    write_dir = run.path if chief else run.path / f"worker-{id(run)}"
+    # Logs of non-chief workers go to a folder named by their task index, the same after a
+    # restart. The backup folder is the same for every worker: Keras restores all of them from
+    # the chief's checkpoint in it (and writes the others' to temporary folders beside it).
+    write_dir = run.path if chief else run.path / f"worker-{worker_index()}"
+    write_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(write_dir / "backup"),
-                                         save_freq=config.backup_every_steps or "epoch"),
+        keras.callbacks.BackupAndRestore(str(run.backup), save_freq=config.backup_every_steps or "epoch"),
         ValidateAndCheckpoint(eval_model, val_ds, run, info.class_names, config.val_every,
                               o.epochs, write=chief),
         keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
@@ -187,8 +228,7 @@ def _fit(config: TrainConfig, run: RunDir, train_src, val_src, chief: bool, verb
     model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=verbose)
     wall = time.perf_counter() - t0
-    if chief:
-        save_weights_atomic(model, run.last_weights)
+    save_weights_atomic(model, write_dir / run.last_weights.name)
     best = run.read_json(run.best_json)
     summary = {
         "run": str(run.path),

@@ -49,3 +49,9 @@ def is_chief() -> bool:
     # Without a chief task, worker 0 plays the chief (as in tf.distribute).
     return (task.get("type") == "worker" and task.get("index", 0) == 0
             and "chief" not in tf_config.get("cluster", {}))
+
+
+def worker_index() -> int:
+    """This worker's task index in ``TF_CONFIG`` (0 outside multi-worker training)."""
+    raw = os.environ.get("TF_CONFIG")
+    return int(json.loads(raw).get("task", {}).get("index", 0)) if raw else 0
