@@ -61,6 +61,10 @@ class RunDir:
     def summary(self) -> Path:
         return self.path / "summary.json"
 
+    def has_backup(self) -> bool:
+        """Whether an interrupted training left a checkpoint to resume from."""
+        return self.backup.is_dir() and any(p.is_file() for p in self.backup.rglob("*"))
+
     def exists(self) -> bool:
         return self.config.is_file()
 

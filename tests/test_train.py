@@ -122,3 +122,96 @@ def test_mirrored_strategy_over_two_logical_cpus(synth_root, tmp_path):
                             timeout=600, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REPLICAS 2" in result.stdout
+
+
+def _free_ports(n):
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _start_workers(args, ports):
+    procs = []
+    for index in range(len(ports)):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "edgeseg.cli.main", "train", *map(str, args)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                      cwd=REPO, start_new_session=True))
+    return procs
+
+
+def _h5_arrays(path):
+    import h5py
+    import numpy as np
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, np.array(obj)) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_multiworker_two_processes_finish_agree_and_resume_after_kill(synth_root, tmp_path):
+    """Two real workers on 127.0.0.1 (MultiWorkerMirroredStrategy over gRPC): killed together
+    mid-run, restarted with --resume, both continue from the chief's last backup, the chief writes
+    the run and the workers end with the same weights."""
+    run_dir = tmp_path / "mw"
+    args = ["--data", synth_root, "--run-dir", run_dir, "--alpha", "0.35", "--crop-size", "64x64",
+            "--batch-size", "4", "--aspp-filters", "16", "--decoder-filters", "16", "--epochs", "5",
+            "--steps-per-epoch", "4", "--strategy", "multiworker"]
+    procs = _start_workers(args, _free_ports(2))
+    try:
+        deadline = time.time() + 240
+        while not (run_dir / "history.csv").is_file() or len(_history_epochs(run_dir)) < 2:
+            if any(p.poll() is not None for p in procs):
+                pytest.fail("a worker ended before it could be killed:\n" + procs[0].communicate()[0][-3000:])
+            if time.time() > deadline:
+                pytest.fail("no epoch finished in time")
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+    before = _history_epochs(run_dir)
+    before_worker = _history_epochs(run_dir / "worker-1")
+    assert max(before) < 4, "killed too late to test resuming"
+
+    procs = _start_workers(["--run-dir", run_dir, "--resume"], _free_ports(2))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    for history, done in ((_history_epochs(run_dir), before), (_history_epochs(run_dir / "worker-1"), before_worker)):
+        resumed = history[len(done):]
+        assert resumed and resumed[0] >= 1 and resumed[0] >= max(done) - 1, f"restarted from scratch: {history}"
+        assert resumed[-1] == 4
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 20
+    assert not (run_dir / "worker-1" / "summary.json").exists()  # only the chief writes the run
+    chief, worker = _h5_arrays(run_dir / "last.h5"), _h5_arrays(run_dir / "worker-1" / "last.h5")
+    assert chief.keys() == worker.keys() and len(chief) > 50
+    for name in chief:
+        assert (chief[name] == worker[name]).all(), name
+    assert "resuming" in outputs[0]
+
+
+def test_resume_of_a_finished_run_retrains_nothing(trained_run):
+    run_dir, _ = trained_run
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.is_file()}
+    result = run_edgeseg("train", "--run-dir", run_dir, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "has finished its 2 epochs" in result.stdout and "nothing to resume" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_resume_with_options_it_would_ignore_is_refused(trained_run):
+    run_dir, _ = trained_run
+    result = run_edgeseg("train", "--run-dir", run_dir, "--resume", "--epochs", "9", "--lr", "1e-2")
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "edgeseg: error: --resume continues the run with its saved config; --epochs, --lr would be ignored: "
+        "drop them, or start a new run"]

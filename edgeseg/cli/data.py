@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, fail, handle_errors, setup_logging
-from edgeseg.core.files import write_json_atomic
+from edgeseg.core.files import check_output_file, write_json_atomic
 
 app = typer.Typer(help="Inspect, convert and generate datasets.", no_args_is_help=True)
 
@@ -94,6 +94,7 @@ def stats(
     from edgeseg.data import load_split
     from edgeseg.data.check import pixel_counts
 
+    check_output_file(json_out, "--json")
     fmt = _format(path, format)
     if fmt == "tfrecord":
         fail("data stats reads label files; run it on the dataset the TFRecords were written from")

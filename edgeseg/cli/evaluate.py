@@ -11,7 +11,7 @@ import numpy as np
 import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, handle_errors, setup_logging
-from edgeseg.core.files import write_json_atomic, write_text_atomic
+from edgeseg.core.files import check_output_file, write_json_atomic, write_text_atomic
 
 
 def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples):
@@ -116,6 +116,8 @@ def evaluate(
     for m in models:
         if not m.exists():
             raise ConfigError(f"model not found: {m}")
+    for path, option in ((json_out, "--json"), (markdown, "--markdown"), (chart, "--chart"), (overlays, "--overlays")):
+        check_output_file(path, option)
     results = []
     fmt = format.value if format else None
     for m in models:

@@ -47,9 +47,11 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
 
 def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
     """Every output path is usable before the model runs (not after the first frame)."""
-    from edgeseg.core.files import check_writable_dir
+    from edgeseg.core.files import check_output_file, check_writable_dir
     from edgeseg.runtime.app import VideoSink
 
+    check_output_file(save, "--save")
+    check_output_file(stats_json, "--stats-json")
     if save is not None:
         try:
             VideoSink.check(save)
@@ -57,8 +59,6 @@ def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path 
             fail(f"--save: {e}")
     if save_masks is not None:
         check_writable_dir(save_masks, "--save-masks")
-    if stats_json is not None and not stats_json.parent.is_dir():
-        fail(f"--stats-json: folder {stats_json.parent} does not exist")
 
 
 @handle_errors
@@ -122,32 +122,32 @@ def run(
         except ValueError as e:
             fail(str(e))
     _check_outputs(save, save_masks, stats_json)
-    seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value)
-    float_seg = _segmenter(compare, threads, None, False, input_size, classes) if compare else None
-    try:
+    try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
         frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after)
     except SourceError as e:
         fail(str(e))
     server = None
-    if address:
-        from edgeseg.runtime.serve import MJPEGServer
-
-        try:
-            server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients)
-        except OSError as e:
-            if reader is not None:
-                reader.stop()
-            fail(f"--serve {serve}: {e.strerror or e}")
-        typer.echo(f"serving {server.url}", err=True)
-    lookup = LabelLookup(labels, seg.meta.dataset, seg.meta.num_classes) if labels else None
-    options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
-                         compare_every=compare_every or 10, labels=labels, max_frames=max_frames,
-                         serve=server, echo=lambda line: typer.echo(line, err=True))
     try:
+        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value)
+        float_seg = _segmenter(compare, threads, None, False, input_size, classes) if compare else None
+        if address:
+            from edgeseg.runtime.serve import MJPEGServer
+
+            try:
+                server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients)
+            except OSError as e:
+                fail(f"--serve {serve}: {e.strerror or e}")
+            typer.echo(f"serving {server.url}", err=True)
+        lookup = LabelLookup(labels, seg.meta.dataset, seg.meta.num_classes) if labels else None
+        options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
+                             compare_every=compare_every or 10, labels=labels, max_frames=max_frames,
+                             serve=server, echo=lambda line: typer.echo(line, err=True))
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
     finally:
         if server:
             server.close()
+        if reader is not None:
+            reader.stop()
     _print_summary(summary)
 
 
@@ -201,8 +201,9 @@ def benchmark(
     missing = [m for m in models if not m.is_file()]
     if missing:
         fail(f"model not found: {missing[0]}")
-    if json_out is not None and not json_out.parent.is_dir():
-        fail(f"--json: folder {json_out.parent} does not exist")
+    from edgeseg.core.files import check_output_file
+
+    check_output_file(json_out, "--json")
     delegates = load_delegates(delegate)
     rows = []
     for model in models:

@@ -68,6 +68,20 @@ def write_image_atomic(path: Path | str, rgb) -> None:
             raise OSError(f"cannot encode an image as {path.suffix or 'an image without suffix'}: {path}")
 
 
+def check_output_file(path: Path | str | None, what: str) -> None:
+    """An output file named by an option: its folder must exist and it must not be a folder
+    (ConfigError naming the option), so the run does not fail at its end."""
+    from edgeseg.errors import ConfigError
+
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{what}: folder {path.parent} does not exist")
+
+
 def check_writable_dir(folder: Path | str, what: str) -> Path:
     """Create ``folder`` if needed and check that files can be written in it; OSError is turned
     into one line naming ``what`` (an option) and the folder."""

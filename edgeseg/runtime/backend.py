@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from edgeseg.core.quiet import captured_stderr
+
 log = logging.getLogger("edgeseg")
 
 
@@ -32,9 +34,11 @@ def make_interpreter(model_path, threads: int | None = None, delegates=()):
     """An allocated interpreter for ``model_path`` (XNNPACK is LiteRT's default CPU path)."""
     Interpreter, _, _ = interpreter_api()
     try:
-        interpreter = Interpreter(model_path=str(model_path), num_threads=threads,
-                                  experimental_delegates=list(delegates) or None)
-        interpreter.allocate_tensors()
+        # LiteRT announces "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
+        with captured_stderr():
+            interpreter = Interpreter(model_path=str(model_path), num_threads=threads,
+                                      experimental_delegates=list(delegates) or None)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise BackendError(f"cannot load {model_path}: {str(e).splitlines()[0]}") from None
     return interpreter

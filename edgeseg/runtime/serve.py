@@ -154,8 +154,8 @@ class MJPEGServer:
                             if server._seq <= sent:
                                 continue  # nothing new yet: keep the connection
                             jpeg, sent = server._jpeg, server._seq
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                                         f"X-Frame-Seq: {sent}\r\n\r\n".encode() + jpeg + b"\r\n")
                 except OSError:  # gone, reset, or stalled past the timeout
                     return
                 finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +31,11 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
     Training crops and evaluation frames have different sizes, and image pooling is a fixed-size
     pooling layer, so validation runs on a second model of the same architecture. The best score
     lives in ``best.json``, so a resumed run does not overwrite a better checkpoint.
+
+    Under multi-worker training every worker validates (on the same frames, with the same
+    weights) and saves when the score improves, since saving synchronises the workers' variables;
+    only the chief (``write``) keeps the file. The best score so far is read once at the start,
+    so all workers take the same decisions.
     """
 
     def __init__(self, eval_model, val_dataset, run: RunDir, class_names, every: int = 1,
@@ -42,6 +49,10 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         self.epochs = epochs
         self.write = write
         self.predictor = make_predictor(eval_model)
+        self.best = -1.0
+
+    def on_train_begin(self, logs=None):
+        self.best = self.run.read_json(self.run.best_json).get("miou", -1.0)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -54,11 +65,15 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         summary = metrics.summarize(cm, self.class_names)
         logs["val_miou"] = summary["miou"]
         logs["val_pixel_accuracy"] = summary["pixel_accuracy"]
-        best = self.run.read_json(self.run.best_json).get("miou", -1.0)
-        improved = summary["miou"] > best
-        if improved and self.write:
-            save_weights_atomic(self.model, self.run.best_weights)
-            write_json_atomic(self.run.best_json, {"epoch": epoch + 1, **summary})
+        improved = summary["miou"] > self.best
+        if improved:
+            self.best = summary["miou"]
+            if self.write:
+                save_weights_atomic(self.model, self.run.best_weights)
+                write_json_atomic(self.run.best_json, {"epoch": epoch + 1, **summary})
+            else:
+                with tempfile.TemporaryDirectory() as scratch:
+                    self.model.save_weights(str(Path(scratch) / "best.h5"))
         print(f"\nval mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_accuracy']:.4f}"
               f"  ({time.perf_counter() - t0:.1f}s){'  * best' if improved else ''}", flush=True)
 

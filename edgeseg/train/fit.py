@@ -141,7 +141,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     if resume:
         run.require()
         config = TrainConfig.load(run.config)
-        if run.summary.is_file() and not run.backup.exists():
+        if run.summary.is_file() and not run.has_backup():
             best = run.read_json(run.best_json)
             score = f"; best val mIoU {best['miou']:.4f} at epoch {best['epoch']}" if "miou" in best else ""
             raise RunFinished(f"run {run.path} has finished its {config.optim.epochs} epochs{score}; "
@@ -155,6 +155,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
 
         config = config.override(data__format=resolve_format(config.data.root, config.data.format))
     log.info(device_line())
+    # Multi-worker collectives must be configured before TensorFlow runs its first op (data
+    # loading included), so the strategy comes first.
+    strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -177,12 +180,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        return _fit(config, run, train_src, val_src, chief, verbose)
+        return _fit(config, run, strategy, train_src, val_src, chief, verbose)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _fit(config: TrainConfig, run: RunDir, train_src, val_src, chief: bool, verbose) -> dict:
+def _fit(config: TrainConfig, run: RunDir, strategy, train_src, val_src, chief: bool, verbose) -> dict:
     d, o = config.data, config.optim
     info = train_src.info
     n_train = source_size(train_src)
@@ -198,7 +201,6 @@ def _fit(config: TrainConfig, run: RunDir, train_src, val_src, chief: bool, verb
     val_ds = build_eval_dataset(val_src, batch_size=max(1, min(d.batch_size, 4)), size=d.eval_size,
                                 base_scale=d.base_scale, cache=True)
 
-    strategy = make_strategy(config.strategy)
     with strategy.scope():
         model = build_deeplabv3plus(model_config(config, info.num_classes, d.crop_size),
                                     backbone_weights=config.model.backbone_weights)

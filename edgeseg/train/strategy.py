@@ -17,11 +17,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     ``mirrored``: all local GPUs, or all logical CPU devices when there is no GPU;
     ``multiworker``: MultiWorkerMirroredStrategy configured by ``TF_CONFIG``;
     ``none``: the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
+    # physical, not logical, devices: listing logical ones initialises the runtime, after which
+    # multi-worker collectives can no longer be configured
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "none" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
     if name in ("auto", "mirrored"):
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
         log.info("MirroredStrategy over %s", ", ".join(devices))
         return tf.distribute.MirroredStrategy(devices)
     if name == "multiworker":
