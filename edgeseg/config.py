@@ -98,6 +98,20 @@ class ModelSection:
     bn_momentum: float = 0.9
     backbone_weights: str = "none"
 
+    def __post_init__(self):
+        if self.output_stride not in (8, 16):
+            raise ConfigError(f"output stride must be 8 or 16, got {self.output_stride}")
+        if self.head not in ("plain", "separable"):
+            raise ConfigError(f"head must be 'plain' or 'separable', got '{self.head}'")
+        if not 0 < self.alpha <= 2:
+            raise ConfigError(f"alpha must be in (0, 2], got {self.alpha}")
+        if not 0 < self.bn_momentum < 1:
+            raise ConfigError(f"bn momentum must be in (0, 1), got {self.bn_momentum}")
+        if min(self.aspp_filters, self.decoder_filters, self.low_level_filters) < 1:
+            raise ConfigError("aspp, decoder and low-level filters must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
 
 @dataclass(frozen=True)
 class OptimSection:
@@ -144,6 +158,12 @@ class LossSection:
             raise ConfigError(f"class weights must be a list or one of {', '.join(CLASS_WEIGHTS)}, got '{cw}'")
         if isinstance(cw, (list, tuple)):
             object.__setattr__(self, "class_weights", [float(w) for w in cw])
+            if min(self.class_weights, default=0) < 0:
+                raise ConfigError("class weights must be >= 0")
+        if self.dice_weight < 0:
+            raise ConfigError(f"dice weight must be >= 0, got {self.dice_weight}")
+        if self.max_class_weight <= 0:
+            raise ConfigError(f"max class weight must be > 0, got {self.max_class_weight}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,12 @@ class TrainConfig:
     backup_every_steps: int | None = None
 
     def __post_init__(self):
+        stride = self.model.output_stride
+        for name, size in (("crop size", self.data.crop_size), ("eval size", self.data.eval_size)):
+            if size is not None and (size[0] % stride or size[1] % stride):
+                up = [-(-v // stride) * stride for v in size]
+                raise ConfigError(f"{name} {size[0]}x{size[1]} is not divisible by output stride {stride}; "
+                                  f"use {up[0]}x{up[1]}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         if self.val_every < 1:

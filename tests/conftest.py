@@ -13,6 +13,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = REPO.parent / "shared" / "data" / "camvid"
+RUNTIME_MODELS = Path(os.environ.get("EDGESEG_TEST_MODELS", REPO / "build" / "test-models"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/runtime_only proves the device install (no TensorFlow) works: a bare `pytest`
+    collects it and says why it is skipped; `make test` runs it in .venv-runtime on models built
+    by tools/make_test_models.py."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        reason = "device-install tests: TensorFlow is installed here; `make test` runs them in .venv-runtime"
+    elif not (RUNTIME_MODELS / "tiny_int8.tflite").is_file():
+        reason = f"runtime test models not built in {RUNTIME_MODELS}: run tools/make_test_models.py (make test does)"
+    else:
+        return
+    for item in items:
+        if "runtime_only" in item.nodeid:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,32 @@ def one_error(result) -> str:
     return lines[0]
 
 
-def test_help_lists_commands():
+def test_help_lists_every_command_with_its_summary():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("train", "evaluate", "data", "model"):
-        assert command in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():  # rich's "Commands" panel: "│ name   summary │"
+        cells = line.strip("│ ").split(None, 1)
+        if len(cells) == 2 and cells[0].isidentifier():
+            rows[cells[0]] = cells[1]
+    expected = {"train": "Train DeepLabv3+", "evaluate": "mIoU, pixel accuracy", "export": "Write TFLite models",
+                "run": "Segment a camera", "benchmark": "Inference latency", "data": "Inspect, convert",
+                "model": "Inspect model architectures"}
+    assert set(expected) <= set(rows), rows
+    for name, summary in expected.items():
+        assert rows[name].startswith(summary), (name, rows[name])
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(capsys):
+    from edgeseg.cli.main import main
+
+    for argv, message in ((["train", "--epochs", "0"], "'--epochs'"), (["run", "m", "--threads", "0"], "'--threads'"),
+                          (["run", "m", "--upsample", "slow"], "'slow' is not one of 'exact', 'fast'"),
+                          (["train", "--frobnicate"], "No such option: --frobnicate"),
+                          (["export"], "Missing argument 'run'")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("edgeseg: error: ") and message in err[0], (argv, err)
 
 
 def test_missing_dataset_folder(tmp_path):
@@ -41,7 +62,7 @@ def test_unknown_backbone():
 
 def test_crop_not_divisible_by_output_stride(synth_root):
     result = invoke("train", "--data", synth_root, "--crop-size", "100x100")
-    assert "input 100x100 is not divisible by output stride 16; use 112x112" in one_error(result)
+    assert "crop size 100x100 is not divisible by output stride 16; use 112x112" in one_error(result)
 
 
 def test_image_without_label(tmp_path):

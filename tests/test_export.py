@@ -185,8 +185,13 @@ def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
     quantize_input = next(l for l in qat.layers if type(l).__name__ == "QuantizeLayer")
     ranges = {v.name.split("/")[-1].split(":")[0][-4:]: float(v.numpy()) for v in quantize_input.weights}
     assert ranges["_min"] == 0.0 and ranges["_max"] == 255.0
-    logits = [v for v in qat.get_layer("quant_classifier").weights if "output_max" in v.name]
-    assert not logits or float(logits[0].numpy()) != 6.0
+    ranges = {v.name.split("/")[-1].split(":")[0]: float(v.numpy()) for v in qat.get_layer("quant_classifier").weights
+              if "post_activation" in v.name}
+    from edgeseg._tf import keras
+
+    logits = keras.Model(model.input, model.get_layer("classifier").output)(frames[0], training=False).numpy()
+    assert ranges["post_activation_max"] == pytest.approx(max(float(logits.max()), 0.0), rel=1e-5)
+    assert ranges["post_activation_min"] == pytest.approx(min(float(logits.min()), 0.0), rel=1e-5)
 
 
 def test_qat_model_computes_the_float_model_before_fine_tuning(run_dir):

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO, error_lines, run_edgeseg
@@ -50,13 +51,26 @@ def test_evaluate_reports_the_same_miou_as_training(trained_run, tmp_path):
     run_dir, _ = trained_run
     out = tmp_path / "eval.json"
     png = tmp_path / "overlays.png"
-    result = run_edgeseg("evaluate", run_dir, "--json", out, "--overlays", png, "--samples", "2")
+    first = run_dir / "halved.h5"  # another model of the run (weights files are read from inside runs)
+    from edgeseg.config import TrainConfig
+    from edgeseg.train import load_run_model
+
+    model, _ = load_run_model(run_dir, (64, 64), run_dir / "last.h5")
+    classifier = model.get_layer("classifier")
+    kernel, bias = classifier.get_weights()
+    classifier.set_weights([kernel, bias + np.linspace(0, 2, bias.size)])  # another (worse) model
+    model.save_weights(str(first))
+    try:
+        result = run_edgeseg("evaluate", run_dir, first, "--json", out, "--overlays", png, "--samples", "2")
+    finally:
+        first.unlink()
     assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads(out.read_text())["models"][0]
+    best_row, other = json.loads(out.read_text())["models"]
     best = json.loads((run_dir / "best.json").read_text())
-    assert metrics["kind"] == "keras" and metrics["drop_points"] == 0.0
-    assert metrics["miou"] == pytest.approx(best["miou"], abs=1e-6)
-    assert metrics["frames"] == 4
+    assert best_row["kind"] == "keras" and best_row["miou"] == pytest.approx(best["miou"], abs=1e-6)
+    assert best_row["frames"] == 4 and TrainConfig.load(run_dir / "config.yaml").data.eval_size == (64, 64)
+    assert other["miou"] != best_row["miou"]  # a different model, scored on the same frames
+    assert other["drop_points"] == pytest.approx(100 * (best_row["miou"] - other["miou"]))
     import cv2
 
     grid = cv2.imread(str(png))

@@ -35,8 +35,14 @@ def flags_phrase(flags: list[str], singular: str, plural: str) -> str:
 
 
 def fail(message: str, code: int = 1):
+    """A failure the command met (a missing file, a camera that does not open): exit 1."""
     typer.echo(f"edgeseg: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def usage(message: str):
+    """Options that do not go together or mean nothing here: exit 2, like a bad option value."""
+    fail(message, 2)
 
 
 def handle_errors(func):

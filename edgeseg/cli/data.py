@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, Format, fail, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, fail, handle_errors, setup_logging, usage
 from edgeseg.core.files import check_output_file, write_json_atomic
 
 app = typer.Typer(help="Inspect, convert and generate datasets.", no_args_is_help=True)
@@ -57,7 +57,7 @@ def check(
 
     fmt = _format(path, format)
     if fmt == "tfrecord":
-        fail("data check reads image/label files; check the dataset before writing TFRecords")
+        usage("data check reads image/label files; check the dataset before writing TFRecords")
     bad = 0
     for split in splits or ["train", "val"]:
         info, found = _pairs(path, fmt, split)
@@ -97,7 +97,7 @@ def stats(
     check_output_file(json_out, "--json")
     fmt = _format(path, format)
     if fmt == "tfrecord":
-        fail("data stats reads label files; run it on the dataset the TFRecords were written from")
+        usage("data stats reads label files; run it on the dataset the TFRecords were written from")
     data = load_split(path, fmt, split)
     with _progress() as progress:
         task = progress.add_task(f"reading {split} labels", total=len(data.items))
@@ -132,9 +132,9 @@ def tfrecords(
 
     fmt = _format(path, format)
     if fmt == "tfrecord":
-        fail(f"{path} already holds TFRecords; give the image/label dataset they come from")
+        usage(f"{path} already holds TFRecords; give the image/label dataset they come from")
     if out.resolve() == path.resolve():
-        fail("--out must be another folder than the dataset")
+        usage("--out must be another folder than the dataset")
     datasets = [load_split(path, fmt, split) for split in splits or ["train", "val"]]
     check_tfrecord_target(out, datasets[0].info.name)
     from edgeseg.data.pipeline import write_tfrecords

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, fail, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, fail, handle_errors, setup_logging, usage
 
 
 class Upsample(str, Enum):
@@ -38,7 +38,7 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
         meta = ModelMetadata(class_names=list(names), colors=[list(c) for c in colors],
                              input_size=list(parse_size(input_size, "--input-size")))
     elif input_size or classes:
-        fail(f"{model} carries its own input size and classes; --input-size and --classes are for models without metadata")
+        usage(f"{model} carries its own input size and classes; --input-size and --classes are for models without metadata")
     try:
         return Segmenter(model, threads, meta, load_delegates(delegate, strict), upsample=upsample)
     except (BackendError, MetadataError) as e:
@@ -101,16 +101,16 @@ def run(
     from edgeseg.runtime.stream import SourceError, open_source
 
     if (camera is None) == (source is None):
-        fail("give one of --camera N or --source FILE|URL|DIR|GLOB")
+        usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
     live = camera is not None or "://" in (source or "")
     if loop and live:
-        fail("--loop replays a file or folder; a camera or stream goes on by itself")
+        usage("--loop replays a file or folder; a camera or stream goes on by itself")
     if give_up_after is not None and not live:
-        fail("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
+        usage("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
     if compare_every is not None and compare is None:
-        fail("--compare-every needs --compare MODEL")
+        usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
-        fail("--serve-token needs --serve")
+        usage("--serve-token needs --serve")
     if labels is not None and not labels.is_dir():
         fail(f"--labels: folder not found: {labels}")
     address = None
@@ -120,7 +120,7 @@ def run(
         try:
             address = parse_address(serve)
         except ValueError as e:
-            fail(str(e))
+            usage(str(e))
     _check_outputs(save, save_masks, stats_json)
     try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
         frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after)
@@ -175,7 +175,7 @@ def _thread_counts(text: str) -> list[int]:
     except ValueError:
         counts = []
     if not counts or min(counts) < 1:
-        fail(f"--threads takes comma-separated counts >= 1 (e.g. 1,2,4), got {text!r}")
+        usage(f"--threads takes comma-separated counts >= 1 (e.g. 1,2,4), got {text!r}")
     return counts
 
 

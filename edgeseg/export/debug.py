@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._tf import tf
+from edgeseg.core.files import write_text_atomic
 from edgeseg.errors import ExportError
 from edgeseg.export.tflite import full_integer_converter
 
@@ -49,8 +50,9 @@ def convert_keeping_float(model, representative, keep_float, io: str = "int8") -
 
 
 def write_csv(rows, path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["op"])
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["op"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
     return path

@@ -194,11 +194,7 @@ class Segmenter:
         if key not in self._tap_cache:
             if len(self._tap_cache) >= 16:  # frames of many sizes (a folder): keep memory bounded
                 self._tap_cache.clear()
-            h, w = frame_hw
-            s = self.stride
-            # frame pixel -> input pixel (undo the letterbox scale) -> logits at the output stride
-            self._tap_cache[key] = (AxisTaps.make(h, self.output_size[0], box.height / h / s),
-                                    AxisTaps.make(w, self.output_size[1], box.width / w / s))
+            self._tap_cache[key] = frame_taps(box, frame_hw, self.output_size, self.stride)
         return self._tap_cache[key]
 
 
@@ -216,6 +212,13 @@ class AxisTaps:
         s = np.clip((np.arange(n_out) + 0.5) * ratio - 0.5, 0, n_src - 1)
         i0 = np.floor(s).astype(np.intp)
         return cls(i0, np.minimum(i0 + 1, n_src - 1), (s - i0).astype(np.float32))
+
+
+def frame_taps(box: Letterbox, frame_hw, output_size, stride: int) -> tuple[AxisTaps, AxisTaps]:
+    """Taps from a frame's pixels to the model's output: frame pixel -> input pixel (undo the
+    letterbox scale) -> logits at the output stride."""
+    (h, w), (oh, ow) = frame_hw, output_size
+    return AxisTaps.make(h, oh, box.height / h / stride), AxisTaps.make(w, ow, box.width / w / stride)
 
 
 def bilinear_argmax(logits: np.ndarray, taps: tuple[AxisTaps, AxisTaps]) -> np.ndarray:

@@ -154,7 +154,6 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
         from edgeseg.data import resolve_format
 
         config = config.override(data__format=resolve_format(config.data.root, config.data.format))
-    log.info(device_line())
     # Multi-worker collectives must be configured before TensorFlow runs its first op (data
     # loading included), so the strategy comes first.
     strategy = make_strategy(config.strategy)
@@ -166,6 +165,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     train_src = load_source(d.root, d.format, d.train_split)
     val_src = load_source(d.root, d.format, d.val_split)
     info = train_src.info
+    log.info(device_line())
     if not resume:
         config = resolve(config, train_src, val_src)
     if chief and not resume:
