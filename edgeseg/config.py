@@ -12,31 +12,20 @@ from typing import Any
 
 import yaml
 
-from edgeseg.errors import ConfigError
+from edgeseg.core.errors import ConfigError
+from edgeseg.core.geometry import parse_size, round_up
 
 OPTIMIZERS = ("adamw", "sgd")
 LOSSES = ("hybrid", "ce")
 CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 DATASET_FORMATS = ("camvid", "cityscapes", "voc", "folder", "synthetic", "tfrecord")
+HEADS = ("separable", "plain")
+DECODER_UPSAMPLING = ("bilinear", "nearest")
 # Quantization-aware fine-tuning defaults (`edgeseg train --qat`, `edgeseg export --qat`); chosen
 # on CamVid val, see edgeseg.quant.qat.qat_finetune.
 QAT_STEPS = 300
 QAT_LR_FACTOR = 0.001
-
-
-def parse_size(value, name: str) -> tuple[int, int]:
-    if isinstance(value, (int, float)):
-        value = (value, value)
-    if isinstance(value, str):
-        value = value.lower().replace("x", ",").split(",")
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be HxW (e.g. 256x256), got {value!r}") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"{name} must be positive, got {h}x{w}")
-    return h, w
 
 
 @dataclass(frozen=True)
@@ -84,8 +73,24 @@ class DataSection:
 
 
 @dataclass(frozen=True)
-class ModelSection:
-    """DeepLabv3+ architecture (see :class:`edgeseg.models.ModelConfig`) and initial weights."""
+class ModelConfig:
+    """The DeepLabv3+ architecture and its initial weights: the ``model`` section of a run's
+    config and what :func:`edgeseg.models.build_deeplabv3plus` builds (the number of classes and
+    the input size come from the data and are given to the builder).
+
+    Args:
+        backbone: a name in ``edgeseg.models.backbones.BACKBONES``.
+        alpha: MobileNetV2 width multiplier.
+        output_stride: 16 (ASPP rates 6/12/18) or 8 (12/24/36).
+        head: ``plain`` 3x3 convolutions or ``separable`` atrous separable ones in ASPP and decoder.
+        aspp_filters, decoder_filters, low_level_filters: 256 / 256 / 48 in the paper.
+        dropout: after the ASPP projection.
+        bn_momentum: BatchNormalization moving-average momentum. 0.99 suits long schedules;
+            short from-scratch runs need a faster one (0.9, the default): the moving variance
+            starts at 1 and otherwise still lags the real statistics when training stops.
+        backbone_weights: ``none``, ``imagenet`` or a Keras weights file, loaded when training
+            starts (not when a trained run is rebuilt).
+    """
 
     backbone: str = "mobilenetv2"
     alpha: float = 1.0
@@ -101,8 +106,8 @@ class ModelSection:
     def __post_init__(self):
         if self.output_stride not in (8, 16):
             raise ConfigError(f"output stride must be 8 or 16, got {self.output_stride}")
-        if self.head not in ("plain", "separable"):
-            raise ConfigError(f"head must be 'plain' or 'separable', got '{self.head}'")
+        if self.head not in HEADS:
+            raise ConfigError(f"head must be one of {', '.join(HEADS)}, got '{self.head}'")
         if not 0 < self.alpha <= 2:
             raise ConfigError(f"alpha must be in (0, 2], got {self.alpha}")
         if not 0 < self.bn_momentum < 1:
@@ -111,6 +116,20 @@ class ModelSection:
             raise ConfigError("aspp, decoder and low-level filters must be >= 1")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def aspp_rates(self) -> tuple[int, ...]:
+        return (6, 12, 18) if self.output_stride == 16 else (12, 24, 36)
+
+    def check_input_size(self, size) -> tuple[int, int]:
+        """``size`` as (h, w) if both are multiples of the output stride, else a ConfigError that
+        proposes the next size that is."""
+        h, w = (int(v) for v in size)
+        os_ = self.output_stride
+        if h <= 0 or w <= 0 or h % os_ or w % os_:
+            raise ConfigError(f"input {h}x{w} is not divisible by output stride {os_}; "
+                              f"use {round_up(max(h, os_), os_)}x{round_up(max(w, os_), os_)}")
+        return h, w
 
 
 @dataclass(frozen=True)
@@ -169,7 +188,7 @@ class LossSection:
 @dataclass(frozen=True)
 class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
-    model: ModelSection = field(default_factory=ModelSection)
+    model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimSection = field(default_factory=OptimSection)
     loss: LossSection = field(default_factory=LossSection)
     seed: int = 0
@@ -181,12 +200,12 @@ class TrainConfig:
     backup_every_steps: int | None = None
 
     def __post_init__(self):
-        stride = self.model.output_stride
         for name, size in (("crop size", self.data.crop_size), ("eval size", self.data.eval_size)):
-            if size is not None and (size[0] % stride or size[1] % stride):
-                up = [-(-v // stride) * stride for v in size]
-                raise ConfigError(f"{name} {size[0]}x{size[1]} is not divisible by output stride {stride}; "
-                                  f"use {up[0]}x{up[1]}")
+            if size is not None:
+                try:
+                    self.model.check_input_size(size)
+                except ConfigError as e:
+                    raise ConfigError(f"{name}: {e}") from None
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         if self.val_every < 1:
@@ -252,7 +271,7 @@ class TrainConfig:
         return cls.from_dict(data)
 
 
-_SECTIONS = {"data": DataSection, "model": ModelSection, "optim": OptimSection, "loss": LossSection}
+_SECTIONS = {"data": DataSection, "model": ModelConfig, "optim": OptimSection, "loss": LossSection}
 
 
 def _section(kind, value, name):

@@ -6,8 +6,8 @@ Both skip ignore pixels. Logits are ``(N, H, W, C)``, labels ``(N, H, W)`` int t
 from __future__ import annotations
 
 from edgeseg._tf import keras, tf
+from edgeseg.core.labels import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 
 
 class SegmentationLoss(keras.losses.Loss):

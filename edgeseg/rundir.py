@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.core.files import write_json_atomic  # noqa: F401  (re-exported)
-from edgeseg.errors import ConfigError
+from edgeseg.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

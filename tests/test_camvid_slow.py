@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import run_edgeseg
-from edgeseg.data import IGNORE_LABEL, load_split
+from edgeseg.core.labels import IGNORE_LABEL
+from edgeseg.data import load_split
 from edgeseg.data.check import check_split
 
 pytestmark = pytest.mark.slow

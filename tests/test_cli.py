@@ -2,7 +2,6 @@
 
 import cv2
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from conftest import error_lines, run_edgeseg
@@ -62,7 +61,7 @@ def test_unknown_backbone():
 
 def test_crop_not_divisible_by_output_stride(synth_root):
     result = invoke("train", "--data", synth_root, "--crop-size", "100x100")
-    assert "crop size 100x100 is not divisible by output stride 16; use 112x112" in one_error(result)
+    assert "crop size: input 100x100 is not divisible by output stride 16; use 112x112" in one_error(result)
 
 
 def test_image_without_label(tmp_path):
@@ -109,12 +108,13 @@ def test_data_stats_prints_frequencies_and_weights(synth_root, tmp_path):
 
 
 def test_model_summary_prints_parameter_count():
-    from edgeseg.models import ModelConfig, build_deeplabv3plus
+    from edgeseg.config import ModelConfig
+    from edgeseg.models import build_deeplabv3plus
     from edgeseg.models.deeplabv3plus import count_params
 
     result = invoke("model", "summary", "--alpha", "0.35", "--input-size", "64x64", "--num-classes", "5", "--no-macs")
     assert result.exit_code == 0, result.stderr
-    expected = count_params(build_deeplabv3plus(ModelConfig(num_classes=5, alpha=0.35, input_size=(64, 64))))
+    expected = count_params(build_deeplabv3plus(ModelConfig(alpha=0.35), 5, (64, 64)))
     assert f"parameters: {expected:,}" in result.stdout
 
 

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 from conftest import write_palette_png
-from edgeseg.data import IGNORE_LABEL, load_split
-from edgeseg.data.check import check_split, read_label
-from edgeseg.data import cityscapes, synthetic, voc
-from edgeseg.errors import ConfigError, DataError
+from edgeseg.core.images import read_label
+from edgeseg.core.labels import IGNORE_LABEL
+from edgeseg.data import load_split
+from edgeseg.data.check import check_split
+from edgeseg.data import synthetic, voc
+from edgeseg.core.errors import ConfigError, DataError
 
 
 def _jpg(path, h=8, w=12):
@@ -27,7 +29,7 @@ def test_camvid_shared_layout_maps_void_to_ignore(tmp_path):
     _png(tmp_path / "val/labels/0001TP_008550.png", label)
     split = load_split(tmp_path, "camvid", "val")
     assert split.info.num_classes == 11
-    ids, unknown = read_label(split.items[0][1], split.info)
+    ids, unknown = read_label(split.items[0][1], split.info.label_map)
     assert ids[0, :4].tolist() == [0, 3, 10, IGNORE_LABEL]
     assert not unknown.any()
 
@@ -45,7 +47,7 @@ def test_cityscapes_label_ids_to_train_ids(tmp_path):
     raw = np.array([[7, 8, 26, 33, 0, 1, 4, 9, 14, 29, 24, 23]] * 8, np.uint8)
     _png(tmp_path / f"gtFine/train/aachen/{stem}_gtFine_labelIds.png", raw)
     split = load_split(tmp_path, "cityscapes", "train")
-    ids, unknown = read_label(split.items[0][1], split.info)
+    ids, unknown = read_label(split.items[0][1], split.info.label_map)
     # road, sidewalk, car, bicycle; void ids; parking/guard rail/caravan ignored; person, sky
     assert ids[0].tolist() == [0, 1, 13, 18, 255, 255, 255, 255, 255, 255, 11, 10]
     assert not unknown.any()
@@ -60,7 +62,7 @@ def test_voc_palette_png_decodes_to_indices(tmp_path):
     (tmp_path / "SegmentationClass").mkdir()
     write_palette_png(tmp_path / "SegmentationClass/2007_000032.png", idx, voc.voc_colormap())
     split = load_split(tmp_path, "voc", "val")
-    ids, unknown = read_label(split.items[0][1], split.info)
+    ids, unknown = read_label(split.items[0][1], split.info.label_map)
     assert ids[0].tolist() == [0, 1, 15, 20, IGNORE_LABEL, 0]
     assert not unknown.any()
     assert split.info.colors[15] == (192, 128, 128)  # person

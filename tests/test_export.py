@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, error_lines, make_voc, run_edgeseg
-from edgeseg.errors import ConfigError, DataError, ExportError
+from edgeseg.core.errors import ConfigError, DataError, ExportError
 
 
 def test_files_metadata_and_sizes(exported, run_dir):
@@ -71,7 +71,6 @@ def test_unwritable_output_leaves_nothing(run_dir, tmp_path):
 
 
 def test_calibration_problems(run_dir, tmp_path, synth_root):
-    import cv2
 
     from edgeseg.export.exporter import ExportOptions, export_run
 
@@ -94,7 +93,7 @@ def test_manifest_reproduces_the_int8_model(run_dir, exported, tmp_path):
 
 
 def test_qat_weights_saved_in_the_run_load_at_the_export_size(run_dir, tmp_path):
-    from edgeseg.errors import ExportError
+    from edgeseg.core.errors import ExportError
     from edgeseg.export.exporter import ExportOptions, export_run
     from edgeseg.quant.qat import load_qat_model, qat_finetune
 
@@ -126,15 +125,16 @@ def test_cli_train_qat_from_run_then_export_reuses_it(run_dir, tmp_path):
 
 
 def test_runtime_imports_no_tensorflow():
-    code = ("import sys; import edgeseg.runtime.segmenter, edgeseg.runtime.evaluate, edgeseg.runtime.metadata, "
-            "edgeseg.metrics; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
+    code = ("import sys; import edgeseg.runtime.segmenter, edgeseg.runtime.scoring, edgeseg.runtime.metadata, "
+            "edgeseg.core.metrics; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_runtime_rejects_bad_files(tmp_path, exported):
-    from edgeseg.runtime.metadata import MetadataError, load_metadata
+    from edgeseg.core.metadata import MetadataError
+    from edgeseg.runtime.metadata import load_metadata
 
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a model at all")
@@ -175,7 +175,8 @@ def test_debug_lists_worst_layers_and_keep_float_leaves_them_in_float(run_dir, t
 
 
 def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
-    from edgeseg.quant.qat import init_quantizer_ranges, quantize_model
+    from edgeseg.quant.ranges import init_quantizer_ranges
+    from edgeseg.quant.scheme import quantize_model
     from edgeseg.train import load_run_model
 
     model, _ = load_run_model(run_dir, (64, 64))
@@ -197,7 +198,8 @@ def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
 def test_qat_model_computes_the_float_model_before_fine_tuning(run_dir):
     """Fake quantization must only add rounding noise: same wiring (tfmot's concat transforms
     reorder ASPP's inputs, tensorflow/model-optimization#1061) and weight ranges that fit."""
-    from edgeseg.quant.qat import init_quantizer_ranges, quantize_model
+    from edgeseg.quant.ranges import init_quantizer_ranges
+    from edgeseg.quant.scheme import quantize_model
     from edgeseg.train import load_run_model
 
     model, _ = load_run_model(run_dir, (64, 64), final_upsample=False)

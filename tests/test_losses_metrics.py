@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeseg import metrics
-from edgeseg._tf import tf
+from edgeseg.core import metrics
 from edgeseg.losses import SegmentationLoss
 from edgeseg.train.keras_metrics import MeanIoU
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from edgeseg._tf import keras
-from edgeseg.errors import ConfigError
-from edgeseg.models import ModelConfig, build_deeplabv3plus
+from edgeseg.core.errors import ConfigError
+from edgeseg.config import ModelConfig
+from edgeseg.models import build_deeplabv3plus
 from edgeseg.models.backbones import _copy_weights_by_name, _bgr_to_rgb_conv1, dilation_schedule
 from edgeseg.models.deeplabv3plus import count_params
 
@@ -17,7 +18,7 @@ ALLOWED_LAYERS = {
 
 @pytest.fixture(scope="module")
 def tiny():
-    return build_deeplabv3plus(ModelConfig(num_classes=5, alpha=0.35, input_size=(64, 96)))
+    return build_deeplabv3plus(ModelConfig(alpha=0.35), 5, (64, 96))
 
 
 def test_output_and_feature_shapes(tiny):
@@ -35,12 +36,12 @@ def test_only_layers_that_quantize(tiny):
 
 
 def test_atrous_rates_at_output_stride_16_and_8():
-    m16 = build_deeplabv3plus(ModelConfig(num_classes=3, alpha=0.35, input_size=(64, 64), head="plain"))
+    m16 = build_deeplabv3plus(ModelConfig(alpha=0.35, head="plain"), 3, (64, 64))
     assert [m16.get_layer(f"aspp_conv_{i}").dilation_rate for i in (1, 2, 3)] == [(6, 6), (12, 12), (18, 18)]
     assert m16.get_layer("block_13_depthwise").strides == (1, 1)
     assert m16.get_layer("block_13_depthwise").dilation_rate == (1, 1)
     assert m16.get_layer("block_14_depthwise").dilation_rate == (2, 2)
-    m8 = build_deeplabv3plus(ModelConfig(num_classes=3, alpha=0.35, input_size=(64, 64), output_stride=8))
+    m8 = build_deeplabv3plus(ModelConfig(alpha=0.35, output_stride=8), 3, (64, 64))
     assert m8.get_layer("aspp_conv_3_depthwise").dilation_rate == (36, 36)
     assert m8.get_layer("block_7_depthwise").dilation_rate == (2, 2)
     assert m8.get_layer("block_16_depthwise").dilation_rate == (4, 4)
@@ -48,7 +49,7 @@ def test_atrous_rates_at_output_stride_16_and_8():
 
 
 def test_resnet50_dilates_conv5_at_os16():
-    m = build_deeplabv3plus(ModelConfig(num_classes=3, backbone="resnet50", input_size=(64, 64)))
+    m = build_deeplabv3plus(ModelConfig(backbone="resnet50"), 3, (64, 64))
     assert m.get_layer("conv5_block1_1_conv").strides == (1, 1)
     assert m.get_layer("conv5_block1_2_conv").dilation_rate == (2, 2)
     assert m.get_layer("conv4_block1_1_conv").strides == (2, 2)
@@ -103,29 +104,31 @@ def _expected_params(num_classes, alpha, head):
 
 @pytest.mark.parametrize("alpha,head", [(0.35, "separable"), (1.0, "plain"), (0.5, "separable")])
 def test_parameter_count_matches_independent_count(alpha, head):
-    model = build_deeplabv3plus(ModelConfig(num_classes=11, alpha=alpha, head=head, input_size=(64, 64)))
+    model = build_deeplabv3plus(ModelConfig(alpha=alpha, head=head), 11, (64, 64))
     assert count_params(model) == _expected_params(11, alpha, head)
 
 
 def test_input_size_not_divisible_gives_a_hint():
     with pytest.raises(ConfigError, match="input 360x480 is not divisible by output stride 16; use 368x480"):
-        ModelConfig(num_classes=11, input_size=(360, 480))
+        ModelConfig().check_input_size((360, 480))
+    with pytest.raises(ConfigError, match="input 360x480 is not divisible by output stride 16; use 368x480"):
+        build_deeplabv3plus(ModelConfig(alpha=0.35), 11, (360, 480))
 
 
 def test_unknown_backbone_lists_valid_names():
     with pytest.raises(ConfigError, match="unknown backbone 'vgg'; choose one of: mobilenetv2, resnet50"):
-        ModelConfig(num_classes=11, backbone="vgg")
+        build_deeplabv3plus(ModelConfig(backbone="vgg"), 11, (64, 64))
 
 
 def test_no_imagenet_weights_for_odd_alpha():
     with pytest.raises(ConfigError, match="no ImageNet weights for mobilenetv2 alpha=0.6"):
-        build_deeplabv3plus(ModelConfig(num_classes=3, alpha=0.6, input_size=(32, 32)), backbone_weights="imagenet")
+        build_deeplabv3plus(ModelConfig(alpha=0.6), 3, (32, 32), backbone_weights="imagenet")
 
 
 def test_weights_file_loads_by_name(tmp_path, tiny):
     path = tmp_path / "backbone.h5"
     tiny.save_weights(str(path))
-    other = build_deeplabv3plus(ModelConfig(num_classes=5, alpha=0.35, input_size=(64, 96)), backbone_weights=str(path))
+    other = build_deeplabv3plus(ModelConfig(alpha=0.35), 5, (64, 96), backbone_weights=str(path))
     np.testing.assert_array_equal(other.get_layer("block_5_project").get_weights()[0],
                                   tiny.get_layer("block_5_project").get_weights()[0])
 
@@ -133,7 +136,7 @@ def test_weights_file_loads_by_name(tmp_path, tiny):
 def test_resnet50_imagenet_copy_flips_conv1_to_rgb():
     """The Keras Applications model (random weights here: no download) copies in by name."""
     source = keras.applications.ResNet50(input_shape=(64, 64, 3), include_top=False, weights=None)
-    model = build_deeplabv3plus(ModelConfig(num_classes=3, backbone="resnet50", input_size=(64, 64)))
+    model = build_deeplabv3plus(ModelConfig(backbone="resnet50"), 3, (64, 64))
     copied = _copy_weights_by_name(model, source, _bgr_to_rgb_conv1)
     assert copied == sum(1 for layer in source.layers if layer.weights)
     np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0],

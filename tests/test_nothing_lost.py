@@ -88,7 +88,7 @@ def test_every_path_command_leaves_a_users_folder_intact(victim, run_dir, export
 
 def test_synthetic_generation_goes_only_into_new_empty_or_its_own_folders(tmp_path):
     from edgeseg.data import synthetic
-    from edgeseg.errors import DataError
+    from edgeseg.core.errors import DataError
 
     counts = {"train": 1, "val": 1}
     new = synthetic.generate(tmp_path / "new", counts, size=(32, 32))

@@ -5,8 +5,9 @@ import pytest
 
 from conftest import write_palette_png
 from edgeseg._tf import tf
-from edgeseg.data import IGNORE_LABEL, load_split, voc
-from edgeseg.data.check import read_label
+from edgeseg.core.images import read_label
+from edgeseg.core.labels import IGNORE_LABEL
+from edgeseg.data import load_split, voc
 from edgeseg.data.pipeline import (
     Augment, build_eval_dataset, build_train_dataset, decoded_dataset, load_source, write_tfrecords,
 )
@@ -46,7 +47,7 @@ def test_eval_pads_to_size_and_keeps_labels(synth_root):
     split = load_split(synth_root, "synthetic", "val")
     images, labels = next(iter(build_eval_dataset(split, 4, (80, 64))))
     assert images.shape == (4, 80, 64, 3)
-    truth, _ = read_label(split.items[0][1], split.info)
+    truth, _ = read_label(split.items[0][1], split.info.label_map)
     assert np.array_equal(labels.numpy()[0, :64], truth)
     assert (labels.numpy()[:, 64:] == IGNORE_LABEL).all()
 

@@ -147,7 +147,6 @@ def test_bad_models_and_sources(exported, tmp_path, video):
 
 
 def test_model_without_metadata_needs_flags(exported, tmp_path, synth_root, video):
-    from edgeseg.export.tflite import FORMATS  # noqa: F401  (TF side only builds the file)
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(exported["files"]["fp32"]["path"]).read_bytes()))
@@ -188,8 +187,8 @@ def test_benchmark_table(exported, tmp_path):
 
 
 def test_cli_and_runtime_import_no_tensorflow():
-    code = ("import sys; import edgeseg.cli.main, edgeseg.runtime.app, edgeseg.runtime.serve, "
-            "edgeseg.runtime.stream, edgeseg.runtime.segmenter, edgeseg.runtime.evaluate; "
+    code = ("import sys; import edgeseg.cli.main, edgeseg.runtime.loop, edgeseg.runtime.serve, "
+            "edgeseg.runtime.stream, edgeseg.runtime.segmenter, edgeseg.runtime.scoring; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -206,7 +205,7 @@ def _resize_bilinear(x, size):
 
 
 def test_int8_logits_argmax_matches_upsampled_dequantized_floats(exported, synth_root):
-    from edgeseg.data.check import read_image
+    from edgeseg.core.images import read_image
     from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
@@ -239,7 +238,8 @@ def _logit_field(logits, frame_hw, box, stride=4):
 def test_bilinear_argmax_equals_full_upsampling(frame_hw):
     """The boundary-only shortcut gives the argmax of the fully interpolated logit field, at any
     letterbox scale; small integer logits make ties common."""
-    from edgeseg.runtime.segmenter import Letterbox, bilinear_argmax, bilinear_argmax_x4, frame_taps, letterbox
+    from edgeseg.core.geometry import Letterbox, letterbox
+    from edgeseg.runtime.segmenter import bilinear_argmax, bilinear_argmax_x4, frame_taps
 
     rng = np.random.default_rng(0)
     small = rng.integers(-3, 4, (16, 24, 5)).astype(np.int8)
@@ -261,7 +261,8 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
 
 @pytest.mark.parametrize("frame_hw", [(64, 64), (50, 90), (200, 120)])
 def test_integer_input_lookup_table_matches_float_quantization(exported, frame_hw):
-    from edgeseg.runtime.segmenter import Segmenter, letterbox
+    from edgeseg.core.geometry import letterbox
+    from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
     assert seg.input["dtype"] != np.float32
@@ -273,7 +274,7 @@ def test_integer_input_lookup_table_matches_float_quantization(exported, frame_h
 
 
 def test_pipelined_loop_matches_sequential_and_reports_errors(exported, video, tmp_path):
-    from edgeseg.runtime.app import RunOptions, run_stream
+    from edgeseg.runtime.loop import RunOptions, run_stream
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.runtime.stream import prefetch, video_frames
 

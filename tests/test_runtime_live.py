@@ -50,7 +50,7 @@ class ScheduledCamera:
 def test_live_source_outages_longer_than_ten_seconds_do_not_end_the_run(exported):
     """Killed and restored three times over 13 s (once for 11 s, longer than the old 10 s
     give-up): the run keeps reconnecting and ends only when asked."""
-    from edgeseg.runtime.app import RunOptions, run_stream
+    from edgeseg.runtime.loop import RunOptions, run_stream
     from edgeseg.runtime.segmenter import Segmenter
 
     camera = ScheduledCamera(up=[(0.0, 0.5), (1.5, 2.0), (13.0, 60.0)])
@@ -116,7 +116,7 @@ def test_runtime_follows_the_models_resize_mode(exported, synth_root, tmp_path):
     padding): it computes what the letterbox model computes on the frame resized by hand."""
     import cv2
 
-    from edgeseg.data.check import read_image
+    from edgeseg.core.images import read_image
     from edgeseg.runtime.segmenter import Segmenter
 
     fp32 = Path(exported["files"]["fp32"]["path"])

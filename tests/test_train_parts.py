@@ -2,12 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from edgeseg._tf import keras, tf
-from edgeseg.errors import ConfigError
-from edgeseg.models import ModelConfig, build_deeplabv3plus
+from edgeseg.core.errors import ConfigError
+from edgeseg.config import ModelConfig
+from edgeseg.models import build_deeplabv3plus
 from edgeseg.train.schedule import PolyDecayWithWarmup
 from edgeseg.train.strategy import is_chief, make_strategy
 
@@ -44,7 +44,7 @@ def test_chief_detection(monkeypatch):
 def test_mixed_precision_keeps_float32_logits():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_deeplabv3plus(ModelConfig(num_classes=3, alpha=0.35, input_size=(32, 32)))
+        model = build_deeplabv3plus(ModelConfig(alpha=0.35), 3, (32, 32))
         assert model.get_layer("classifier").compute_dtype == "float16"
         assert model.output.dtype == tf.float32
     finally:

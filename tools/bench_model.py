@@ -20,16 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 VARIANTS = [("mobilenetv2", "plain"), ("mobilenetv2", "separable"), ("resnet50", "plain"), ("resnet50", "separable")]
 
 
-def train_sec_per_step(model_config, batch, steps):
+def train_sec_per_step(model_config, num_classes, size, batch, steps):
     from edgeseg._tf import keras, tf
     from edgeseg.losses import SegmentationLoss
     from edgeseg.models import build_deeplabv3plus
 
-    model = build_deeplabv3plus(model_config)
-    model.compile(keras.optimizers.AdamW(1e-3), SegmentationLoss(model_config.num_classes, dice_weight=0.5))
-    h, w = model_config.input_size
+    model = build_deeplabv3plus(model_config, num_classes, size)
+    model.compile(keras.optimizers.AdamW(1e-3), SegmentationLoss(num_classes, dice_weight=0.5))
+    h, w = size
     x = tf.random.uniform((batch, h, w, 3), 0, 255)
-    y = tf.random.uniform((batch, h, w), 0, model_config.num_classes, tf.int32)
+    y = tf.random.uniform((batch, h, w), 0, num_classes, tf.int32)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)
     t = time.perf_counter()
@@ -49,7 +49,8 @@ def main(argv=None):
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from edgeseg.models import ModelConfig, build_deeplabv3plus
+    from edgeseg.config import ModelConfig
+    from edgeseg.models import build_deeplabv3plus
     from edgeseg.models.cost import count_macs
     from edgeseg.models.deeplabv3plus import count_params
 
@@ -61,13 +62,12 @@ def main(argv=None):
 
     rows = []
     for backbone, head in VARIANTS:
-        cfg = ModelConfig(num_classes=args.num_classes, backbone=backbone, alpha=args.alpha, head=head,
-                          input_size=(368, 480))
-        model = build_deeplabv3plus(cfg)
+        cfg = ModelConfig(backbone=backbone, alpha=args.alpha, head=head)
+        model = build_deeplabv3plus(cfg, args.num_classes, (368, 480))
         row = {"backbone": backbone, "head": head, "params": count_params(model), "gmacs": count_macs(model) / 1e9}
         skip = backbone == "resnet50" and args.skip_resnet_timing
         row["train_sec_per_step"] = None if skip else train_sec_per_step(
-            cfg.replace(input_size=(256, 256)), args.batch_size, args.steps)
+            cfg, args.num_classes, (256, 256), args.batch_size, args.steps)
         if backbone == "mobilenetv2" and head in runs:
             row["camvid_val_miou"] = runs[head]
         rows.append(row)

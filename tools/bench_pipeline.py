@@ -27,14 +27,14 @@ def python_loader(split, crop, scale_range, n_images, rng):
     """Sequential decode + DeepLab augmentation, one frame at a time."""
     import cv2
 
-    from edgeseg.data.check import read_image, read_label
+    from edgeseg.core.images import read_image, read_label
 
     ch, cw = crop
     done = 0
     while done < n_images:
         for image_path, label_path in split.items:
             image = read_image(image_path)
-            label, _ = read_label(label_path, split.info)
+            label, _ = read_label(label_path, split.info.label_map)
             s = rng.uniform(*scale_range)
             size = (int(round(image.shape[1] * s)), int(round(image.shape[0] * s)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
@@ -65,10 +65,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from edgeseg._tf import keras, tf
-    from edgeseg.config import parse_size
+    from edgeseg.core.geometry import parse_size
     from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
     from edgeseg.losses import SegmentationLoss
-    from edgeseg.models import ModelConfig, build_deeplabv3plus
+    from edgeseg.config import ModelConfig
+    from edgeseg.models import build_deeplabv3plus
 
     crop = parse_size(args.crop, "--crop")
     split = load_source(args.data, args.format, "train")
@@ -99,8 +100,7 @@ def main(argv=None):
     python_loader(split, crop, (0.5, 2.0), n_py, rng)
     rows.append(("sequential Python loader", n_py / (time.perf_counter() - t)))
 
-    model = build_deeplabv3plus(ModelConfig(num_classes=split.info.num_classes, alpha=args.alpha,
-                                            head=args.head, input_size=crop))
+    model = build_deeplabv3plus(ModelConfig(alpha=args.alpha, head=args.head), split.info.num_classes, crop)
     model.compile(keras.optimizers.AdamW(1e-3), SegmentationLoss(split.info.num_classes, dice_weight=0.5))
     x = tf.random.uniform((args.batch_size, *crop, 3), 0, 255)
     y = tf.random.uniform((args.batch_size, *crop), 0, split.info.num_classes, tf.int32)

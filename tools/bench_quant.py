@@ -17,36 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3) -> dict:
     """Median / p90 ms of interpreter.invoke() per model, interleaved."""
-    from edgeseg.runtime.backend import make_interpreter
+    from edgeseg.runtime.benchmark import ready_interpreter, time_invokes
 
-    interps = {}
-    for name, path in models.items():
-        it = make_interpreter(path, threads)
-        d = it.get_input_details()[0]
-        x = np.zeros(d["shape"], d["dtype"])
-        it.set_tensor(d["index"], x)
-        for _ in range(warmup):
-            it.invoke()
-        interps[name] = it
-    times = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, it in interps.items():
-            t = time.perf_counter()
-            it.invoke()
-            times[name].append(1000 * (time.perf_counter() - t))
-    return {n: {"median_ms": statistics.median(t), "p90_ms": float(np.percentile(t, 90))} for n, t in times.items()}
+    return time_invokes({name: ready_interpreter(path, threads, warmup=warmup) for name, path in models.items()}, rounds)
 
 
 def peer_latency(size, threads: int, python: Path) -> dict:
@@ -84,8 +65,8 @@ def main(argv=None):
 
     from edgeseg.data import load_split
     from edgeseg.export.exporter import ExportOptions, export_run
-    from edgeseg.metrics import mean_iou, per_class_iou
-    from edgeseg.runtime.evaluate import evaluate_tflite
+    from edgeseg.core.metrics import mean_iou, per_class_iou
+    from edgeseg.runtime.scoring import score_model_file
 
     formats = tuple(args.formats.split(","))
     out = args.out or args.run / f"bench_quant_{args.decoder_upsample}"
@@ -103,8 +84,8 @@ def main(argv=None):
     paths = {name: Path(info["path"]) for name, info in report["files"].items()}
     results = {}
     for name, path in paths.items():
-        r = evaluate_tflite(path, val.items, val.info, threads=args.threads)
-        results[name] = {"miou": mean_iou(r["cm"]), "per_class_iou": per_class_iou(r["cm"]).tolist(),
+        r = score_model_file(path, val.items, val.info.label_map, val.info.class_names, threads=args.threads)
+        results[name] = {"miou": mean_iou(r.cm), "per_class_iou": per_class_iou(r.cm).tolist(),
                          "bytes": path.stat().st_size}
         print(f"evaluated {name}: mIoU {results[name]['miou']:.4f}", file=sys.stderr, flush=True)
     lat = invoke_latency(paths, args.threads)

@@ -59,7 +59,7 @@ def main(argv=None):
 
     import cv2
 
-    from edgeseg.runtime.app import RunOptions, run_stream
+    from edgeseg.runtime.loop import RunOptions, run_stream
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.runtime.stream import video_frames
 
@@ -105,7 +105,7 @@ def main(argv=None):
     e2e_fps = summary["fps"]
     agree = float(np.mean([np.mean(seg.predict(f) == fast.predict(f)) for f in frames[:10]]))
 
-    runtime = import_cost("import edgeseg.runtime.app, edgeseg.runtime.segmenter, cv2, numpy")
+    runtime = import_cost("import edgeseg.runtime.loop, edgeseg.runtime.segmenter, cv2, numpy")
     tf = import_cost("import tensorflow")
     print(f"\n{args.model.name}: {len(frames)} CamVid val frames {first.shape[0]}x{first.shape[1]}, "
           f"input {seg.input_size[0]}x{seg.input_size[1]}, {args.threads} threads\n")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(models: Path) -> int:
     edgeseg = str(Path(sys.executable).with_name("edgeseg"))
-    model, fp32, run, data = models / "tiny_int8.tflite", models / "tiny_fp32.tflite", models / "run", models / "data"
+    model, run, data = models / "tiny_int8.tflite", models / "run", models / "data"
     if not model.is_file():
         sys.exit(f"no test models in {models}: run tools/make_test_models.py")
     with tempfile.TemporaryDirectory() as tmp:

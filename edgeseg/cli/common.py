@@ -9,24 +9,21 @@ from enum import Enum
 
 import typer
 
-from edgeseg.errors import EdgesegError
+from edgeseg.config import DATASET_FORMATS, DECODER_UPSAMPLING
+from edgeseg.core.errors import EdgesegError
 
 
 TRAINING_MODULES = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
 
 
-class Format(str, Enum):
-    camvid = "camvid"
-    cityscapes = "cityscapes"
-    voc = "voc"
-    folder = "folder"
-    synthetic = "synthetic"
-    tfrecord = "tfrecord"
+def choices(name: str, values) -> type[Enum]:
+    """An Enum of ``values`` for an option: typer lists them in --help and refuses others. Made
+    from the tuple the library validates against, so the two cannot disagree."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class Interp(str, Enum):
-    bilinear = "bilinear"
-    nearest = "nearest"
+Format = choices("Format", DATASET_FORMATS)
+Interp = choices("Interp", DECODER_UPSAMPLING)
 
 
 def flags_phrase(flags: list[str], singular: str, plural: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -90,7 +89,7 @@ def stats(
 ):
     """Class pixel frequencies and suggested class weights (median-frequency and 1/sqrt)."""
     setup_logging(verbose)
-    from edgeseg import metrics
+    from edgeseg.core import metrics
     from edgeseg.data import load_split
     from edgeseg.data.check import pixel_counts
 
@@ -159,7 +158,7 @@ def synth(
 ):
     """Generate the synthetic road-scene dataset (the embedded default)."""
     setup_logging(verbose)
-    from edgeseg.config import parse_size
+    from edgeseg.core.geometry import parse_size
     from edgeseg.data import synthetic
 
     root = synthetic.generate(out or synthetic.default_root(), {"train": train, "val": val},

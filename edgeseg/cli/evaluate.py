@@ -3,81 +3,53 @@ mIoU drop of each quantized model against the float one."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, handle_errors, setup_logging
 from edgeseg.core.files import check_output_file, write_json_atomic, write_text_atomic
 
 
-def _keras_result(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples):
-    from edgeseg.config import TrainConfig, parse_size
-    from edgeseg.data import resolve_format
-    from edgeseg.data.pipeline import build_eval_dataset, load_source
-    from edgeseg.errors import DataError
-    from edgeseg.evaluate import confusion_over, save_overlays
-    from edgeseg.rundir import RunDir
-    from edgeseg.train import load_run_model
-
-    weights = None
-    if run.is_file():
-        weights, run = run, run.parent
-    rd = RunDir(run).require()
-    config = TrainConfig.load(rd.config)
-    meta = json.loads(rd.dataset.read_text())
-    if fmt is None:
-        fmt = resolve_format(data, None) if data is not None else meta["format"]
-    source = load_source(data if data is not None else meta.get("root"), fmt, split)
-    if list(source.info.class_names) != meta["class_names"]:
-        raise DataError(f"dataset classes {list(source.info.class_names)} differ from the run's {meta['class_names']}")
-    size = parse_size(eval_size, "--eval-size") if eval_size else config.data.eval_size
-    model, _ = load_run_model(run, size, weights)
-    dataset = build_eval_dataset(source, batch_size, size, config.data.base_scale)
-    n = len(source.items) if hasattr(source, "items") else source.count
+def _progress(description: str, total: int | None):
     from rich.progress import Progress
 
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"evaluating {run.name}", total=n)
-        cm = confusion_over(model, dataset, len(meta["class_names"]), progress=lambda k: progress.advance(task, k))
+    progress = Progress(transient=True)
+    task = progress.add_task(description, total=total)
+    return progress, lambda k: progress.advance(task, k)
+
+
+def _score_run(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples):
+    from edgeseg.core.geometry import parse_size
+    from edgeseg.report import write_overlay_grid
+    from edgeseg.train.scoring import score_run
+
+    progress, advance = _progress(f"evaluating {run.name}", None)
+    with progress:
+        score, dataset, grid = score_run(run, data, fmt, split, parse_size(eval_size, "--eval-size") if eval_size else None,
+                                         batch_size, progress=advance, overlay_samples=samples if overlays else 0)
     if overlays:
-        save_overlays(model, build_eval_dataset(source, batch_size, size, config.data.base_scale),
-                      meta["colors"], overlays, samples)
+        write_overlay_grid(grid, dataset["colors"], overlays)
         typer.echo(f"overlays: {overlays}")
-    return {"name": f"{run.name} (keras)", "kind": "keras", "cm": cm, "frames": n, "class_names": meta["class_names"],
-            "path": str(weights or rd.weights()), "bytes": None, "latency_ms": None,
-            "root": data if data is not None else meta.get("root"), "format": fmt}
+    return score, dataset
 
 
-def _model_dataset(path: Path) -> str | None:
-    """The dataset name in a .tflite model's edgeseg metadata."""
-    from edgeseg.runtime.metadata import load_metadata
-
-    meta = load_metadata(path)
-    return meta.dataset if meta is not None else None
-
-
-def _tflite_result(path: Path, data, fmt, split, threads):
+def _score_model_file(path: Path, data, fmt, split, threads):
+    from edgeseg.core.errors import ConfigError
     from edgeseg.data import load_split, resolve_format
-    from edgeseg.errors import ConfigError
-    from edgeseg.runtime.evaluate import evaluate_tflite
+    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.scoring import score_model_file
 
     if fmt is None and data is None:
-        dataset = _model_dataset(path)
-        if dataset != "synthetic":
+        meta = load_metadata(path)
+        if meta is None or meta.dataset != "synthetic":
             raise ConfigError(f"evaluating {path.name} needs --data (or a run directory first)")
     source = load_split(data, resolve_format(data, fmt), split)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"evaluating {path.name}", total=len(source.items))
-        r = evaluate_tflite(path, source.items, source.info, threads, progress=lambda k: progress.advance(task, k))
-    return {"name": path.name, "kind": r["precision"], "cm": r["cm"], "frames": len(source.items),
-            "class_names": list(source.info.class_names), "path": str(path), "bytes": r["bytes"],
-            "latency_ms": float(np.median(r["latency_ms"]))}
+    progress, advance = _progress(f"evaluating {path.name}", len(source.items))
+    with progress:
+        return score_model_file(path, source.items, source.info.label_map, source.info.class_names, threads,
+                                progress=advance)
 
 
 @handle_errors
@@ -105,8 +77,7 @@ def evaluate(
       edgeseg evaluate runs/camvid runs/camvid/export/*.tflite --markdown drop.md --chart iou.png
     """
     setup_logging(verbose)
-    from edgeseg.errors import ConfigError
-    from edgeseg.metrics import summarize
+    from edgeseg.core.errors import ConfigError
 
     keras_runs = [m for m in models if m.suffix != ".tflite"]
     if overlays and not keras_runs:
@@ -118,66 +89,27 @@ def evaluate(
             raise ConfigError(f"model not found: {m}")
     for path, option in ((json_out, "--json"), (markdown, "--markdown"), (chart, "--chart"), (overlays, "--overlays")):
         check_output_file(path, option)
-    results = []
+    from edgeseg import report
+
+    scores = []
     fmt = format.value if format else None
     for m in models:
         if m.suffix == ".tflite":
-            results.append(_tflite_result(m, data, fmt, split, threads))
+            scores.append(_score_model_file(m, data, fmt, split, threads))
         else:
-            r = _keras_result(m, data, fmt, split, eval_size, batch_size, overlays if m == keras_runs[0] else None, samples)
-            data, fmt = data if data is not None else r["root"], fmt or r["format"]
-            results.append(r)
-    for r in results:
-        r["summary"] = summarize(r["cm"], r["class_names"])
-    ref = next((r for r in results if r["kind"] == "keras"), None) or \
-        next((r for r in results if r["kind"] == "fp32"), results[0])
-    rows = []
-    for r in results:
-        s = r["summary"]
-        rows.append({
-            "model": r["name"], "kind": r["kind"], "miou": s["miou"], "drop_points": 100 * (ref["summary"]["miou"] - s["miou"]),
-            "pixel_accuracy": s["pixel_accuracy"], "mb": None if r["bytes"] is None else r["bytes"] / 1e6,
-            "latency_ms": r["latency_ms"], "per_class_iou": s["per_class_iou"], "path": r["path"], "frames": r["frames"],
-        })
-    _print(rows, ref, split)
+            score, dataset = _score_run(m, data, fmt, split, eval_size, batch_size,
+                                        overlays if m == keras_runs[0] else None, samples)
+            data, fmt = data if data is not None else dataset["root"], fmt or dataset["format"]
+            scores.append(score)
+    rows = report.comparison_rows(scores)
+    ref = report.reference(scores).name
+    typer.echo(report.text_table(rows, ref, split))
     if json_out:
-        write_json_atomic(json_out, {"split": split, "reference": ref["name"], "models": rows})
+        write_json_atomic(json_out, {"split": split, "reference": ref, "models": rows})
         typer.echo(f"metrics: {json_out}")
     if markdown:
-        write_text_atomic(markdown, _markdown(rows, ref, split))
+        write_text_atomic(markdown, report.markdown_table(rows, ref, split))
         typer.echo(f"markdown: {markdown}")
     if chart:
-        from edgeseg.runtime.evaluate import bar_chart
-
-        bar_chart({r["model"]: r["per_class_iou"] for r in rows}, results[0]["class_names"], chart)
+        report.iou_bar_chart({r["model"]: r["per_class_iou"] for r in rows}, scores[0].class_names, chart)
         typer.echo(f"chart: {chart}")
-
-
-def _print(rows, ref, split):
-    typer.echo(f"{split}: {rows[0]['frames']} frames; drop vs {ref['name']}")
-    typer.echo(f"{'model':<34} {'kind':<6} {'mIoU':>7} {'drop':>7} {'pix acc':>8} {'MB':>6} {'pred ms':>8}")
-    for r in rows:
-        mb = "-" if r["mb"] is None else f"{r['mb']:.2f}"
-        ms = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}"
-        typer.echo(f"{r['model'][:34]:<34} {r['kind']:<6} {r['miou']:>7.4f} {r['drop_points']:>6.2f}p "
-                   f"{r['pixel_accuracy']:>8.4f} {mb:>6} {ms:>8}")
-    names = list(rows[0]["per_class_iou"])
-    typer.echo("\nper-class IoU")
-    typer.echo(f"{'class':<16} " + " ".join(f"{r['kind'][:7]:>7}" for r in rows))
-    for c in names:
-        vals = " ".join(f"{'-' if r['per_class_iou'][c] is None else format(r['per_class_iou'][c], '.4f'):>7}" for r in rows)
-        typer.echo(f"{c:<16} {vals}")
-
-
-def _markdown(rows, ref, split) -> str:
-    out = [f"mIoU on `{split}` ({rows[0]['frames']} frames); drop in points vs {ref['name']}.\n",
-           "| model | kind | mIoU | drop | pixel acc | MB | median ms |", "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        mb = "-" if r["mb"] is None else f"{r['mb']:.2f}"
-        ms = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}"
-        out.append(f"| {r['model']} | {r['kind']} | {r['miou']:.4f} | {r['drop_points']:.2f} | {r['pixel_accuracy']:.4f} | {mb} | {ms} |")
-    names = list(rows[0]["per_class_iou"])
-    out += ["", "| class | " + " | ".join(r["kind"] for r in rows) + " |", "|---|" + "---:|" * len(rows)]
-    for c in names:
-        out.append(f"| {c} | " + " | ".join("-" if r["per_class_iou"][c] is None else f"{r['per_class_iou'][c]:.4f}" for r in rows) + " |")
-    return "\n".join(out) + "\n"

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, flags_phrase, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
+from edgeseg.export.formats import FORMATS, IO_TYPES, TARGETS
+from edgeseg.quant.calibrate import SELECTIONS
 
 CALIB = "Calibration (int8)"
 QAT = "Quantization-aware training"
 
 
-class Target(str, Enum):
-    cpu = "cpu"
-    gpu = "gpu"
-    nnapi = "nnapi"
-    edgetpu = "edgetpu"
-
-
-class IO(str, Enum):
-    int8 = "int8"
-    uint8 = "uint8"
-    float = "float"
-
-
-class Select(str, Enum):
-    balanced = "balanced"
-    random = "random"
+Target = choices("Target", TARGETS)
+IO = choices("IO", IO_TYPES)
+Select = choices("Select", SELECTIONS)
 
 
 @handle_errors
@@ -39,8 +27,8 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="Add the full-integer PTQ model.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Add the float16 model (GPU delegate).")] = False,
     qat: Annotated[bool, typer.Option("--qat", help="The QAT int8 model; fine-tunes first unless the run has QAT weights (edgeseg train --qat --from RUN).", rich_help_panel=QAT)] = False,
-    formats: Annotated[Optional[str], typer.Option(help="Comma-separated: fp32,fp16,dynamic,int8,qat (overrides the flags).")] = None,
-    target: Annotated[Target, typer.Option(help="Defaults per device: cpu=fp32+int8, gpu=fp32+fp16, nnapi=fp32+int8, edgetpu=int8.")] = Target.cpu,
+    formats: Annotated[Optional[str], typer.Option(help=f"Comma-separated: {','.join(FORMATS)} (overrides the flags).")] = None,
+    target: Annotated[Target, typer.Option(help="Formats per device: " + ", ".join(f"{t}={'+'.join(f)}" for t, f in TARGETS.items()) + ".")] = Target.cpu,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default RUN/export).")] = None,
     io: Annotated[Optional[IO], typer.Option(help="Input/output type of integer models (int8, qat) [default: int8].")] = None,
     calib_data: Annotated[Optional[Path], typer.Option(help="Dataset for calibration (default: the run's).", rich_help_panel=CALIB)] = None,
@@ -67,9 +55,8 @@ def export(
       edgeseg export runs/camvid --target gpu
     """
     setup_logging(verbose)
-    from edgeseg.errors import ConfigError, ExportError
+    from edgeseg.core.errors import ConfigError, ExportError
     from edgeseg.export.exporter import ExportOptions, export_run, plan_export
-    from edgeseg.export.tflite import FORMATS, TARGETS
 
     if formats:
         chosen = tuple(f.strip() for f in formats.split(",") if f.strip())

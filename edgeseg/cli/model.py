@@ -27,19 +27,19 @@ def summary(
 ):
     """Parameters and multiply-adds of a DeepLabv3+ configuration."""
     setup_logging(verbose)
-    from edgeseg.config import parse_size
-    from edgeseg.models import ModelConfig, build_deeplabv3plus
+    from edgeseg.config import ModelConfig
+    from edgeseg.core.geometry import parse_size
+    from edgeseg.models import build_deeplabv3plus
     from edgeseg.models.deeplabv3plus import count_params
 
-    config = ModelConfig(num_classes=num_classes, backbone=backbone, alpha=alpha,
-                         output_stride=output_stride, head=head.value,
-                         input_size=parse_size(input_size, "--input-size"))
-    model = build_deeplabv3plus(config)
+    config = ModelConfig(backbone=backbone, alpha=alpha, output_stride=output_stride, head=head.value)
+    size = config.check_input_size(parse_size(input_size, "--input-size"))
+    model = build_deeplabv3plus(config, num_classes, size)
     if layers:
         model.summary(print_fn=typer.echo)
     trainable = int(sum(int(w.shape.num_elements()) for w in model.trainable_weights))
     typer.echo(f"DeepLabv3+ {backbone} alpha={alpha} OS{output_stride} {head.value} head, "
-               f"{config.input_size[0]}x{config.input_size[1]}, {num_classes} classes")
+               f"{size[0]}x{size[1]}, {num_classes} classes")
     typer.echo(f"parameters: {count_params(model):,} ({trainable:,} trainable)")
     if macs:
         from edgeseg.models.cost import count_macs

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, fail, handle_errors, setup_logging, usage
+from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, setup_logging, usage
+from edgeseg.runtime.segmenter import UPSAMPLE_MODES
 
 
-class Upsample(str, Enum):
-    exact = "exact"
-    fast = "fast"
+Upsample = choices("Upsample", UPSAMPLE_MODES)
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
                classes: Optional[Path], upsample: str = "exact"):
     from edgeseg.runtime.backend import BackendError, load_delegates
-    from edgeseg.runtime.metadata import MetadataError, ModelMetadata, load_metadata
+    from edgeseg.core.metadata import MetadataError, ModelMetadata
+    from edgeseg.runtime.metadata import load_metadata
     from edgeseg.runtime.segmenter import Segmenter
 
     if not model.is_file():
@@ -31,8 +30,8 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     if meta is None:
         if not (input_size and classes):
             fail(f"{model} has no edgeseg metadata; pass --input-size HxW and --classes FILE")
-        from edgeseg.config import parse_size
-        from edgeseg.data.folder import read_classes
+        from edgeseg.core.geometry import parse_size
+        from edgeseg.core.labels import read_classes
 
         names, colors = read_classes(classes)
         meta = ModelMetadata(class_names=list(names), colors=[list(c) for c in colors],
@@ -48,7 +47,7 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
 def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
     """Every output path is usable before the model runs (not after the first frame)."""
     from edgeseg.core.files import check_output_file, check_writable_dir
-    from edgeseg.runtime.app import VideoSink
+    from edgeseg.runtime.outputs import VideoSink
 
     check_output_file(save, "--save")
     check_output_file(stats_json, "--stats-json")
@@ -97,7 +96,8 @@ def run(
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
     """
     setup_logging(verbose)
-    from edgeseg.runtime.app import LabelLookup, RunOptions, run_stream
+    from edgeseg.runtime.compare import LabelLookup
+    from edgeseg.runtime.loop import RunOptions, run_stream
     from edgeseg.runtime.stream import SourceError, open_source
 
     if (camera is None) == (source is None):
@@ -138,9 +138,9 @@ def run(
             except OSError as e:
                 fail(f"--serve {serve}: {e.strerror or e}")
             typer.echo(f"serving {server.url}", err=True)
-        lookup = LabelLookup(labels, seg.meta.dataset, seg.meta.num_classes) if labels else None
+        lookup = LabelLookup(labels, seg.meta.label_map()) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
-                             compare_every=compare_every or 10, labels=labels, max_frames=max_frames,
+                             compare_every=compare_every or 10, max_frames=max_frames,
                              serve=server, echo=lambda line: typer.echo(line, err=True))
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
     finally:
@@ -191,38 +191,22 @@ def benchmark(
 ):
     """Inference latency (invoke only) across models and thread counts: median and p95."""
     setup_logging(verbose)
-    import time
-
-    import numpy as np
-
-    from edgeseg.runtime.backend import BackendError, load_delegates, make_interpreter
+    from edgeseg.core.files import check_output_file
+    from edgeseg.runtime.backend import BackendError, load_delegates
+    from edgeseg.runtime.benchmark import benchmark_models
 
     counts = _thread_counts(threads)
     missing = [m for m in models if not m.is_file()]
     if missing:
         fail(f"model not found: {missing[0]}")
-    from edgeseg.core.files import check_output_file
-
     check_output_file(json_out, "--json")
     delegates = load_delegates(delegate)
-    rows = []
-    for model in models:
-        for t in counts:
-            try:
-                it = make_interpreter(model, t, delegates)
-            except BackendError as e:
-                fail(str(e))
-            d = it.get_input_details()[0]
-            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-            for _ in range(warmup):
-                it.invoke()
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                it.invoke()
-                times.append(1000 * (time.perf_counter() - t0))
-            rows.append({"model": str(model), "threads": t, "delegate": delegate if delegates else "xnnpack",
-                         "median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))})
+    try:
+        rows = benchmark_models(models, counts, delegates, runs, warmup)
+    except BackendError as e:
+        fail(str(e))
+    for r in rows:
+        r["delegate"] = delegate if delegates else "xnnpack"
     typer.echo(f"{'model':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
     for r in rows:
         typer.echo(f"{Path(r['model']).name[:40]:<40} {r['threads']:>7} {r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")

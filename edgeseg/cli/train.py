@@ -3,42 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, flags_phrase, handle_errors, setup_logging
-from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
+from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
+from edgeseg.config import HEADS, LOSSES, OPTIMIZERS, QAT_LR_FACTOR, QAT_STEPS, STRATEGIES
 
 
-class Head(str, Enum):
-    separable = "separable"
-    plain = "plain"
-
-
-class Optimizer(str, Enum):
-    adamw = "adamw"
-    sgd = "sgd"
-
-
-class Loss(str, Enum):
-    hybrid = "hybrid"
-    ce = "ce"
-
-
-class Strategy(str, Enum):
-    auto = "auto"
-    mirrored = "mirrored"
-    multiworker = "multiworker"
-    none = "none"
+Head = choices("Head", HEADS)
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Loss = choices("Loss", LOSSES)
+Strategy = choices("Strategy", STRATEGIES)
 
 
 def _floats(text: str | None, name: str):
     if text is None:
         return None
-    from edgeseg.errors import ConfigError
+    from edgeseg.core.errors import ConfigError
 
     try:
         return [float(v) for v in text.split(",")]
@@ -119,7 +102,7 @@ def train(
     given = {k for k, v in locals().items() if v not in (None, False) and k != "verbose"}
     setup_logging(verbose)
     from edgeseg.config import TrainConfig
-    from edgeseg.errors import ConfigError
+    from edgeseg.core.errors import ConfigError
 
     if qat or from_run is not None:
         extra = sorted(given - QAT_OPTIONS)

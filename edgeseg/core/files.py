@@ -71,7 +71,7 @@ def write_image_atomic(path: Path | str, rgb) -> None:
 def check_output_file(path: Path | str | None, what: str) -> None:
     """An output file named by an option: its folder must exist and it must not be a folder
     (ConfigError naming the option), so the run does not fail at its end."""
-    from edgeseg.errors import ConfigError
+    from edgeseg.core.errors import ConfigError
 
     if path is None:
         return
@@ -85,7 +85,7 @@ def check_output_file(path: Path | str | None, what: str) -> None:
 def check_writable_dir(folder: Path | str, what: str) -> Path:
     """Create ``folder`` if needed and check that files can be written in it; OSError is turned
     into one line naming ``what`` (an option) and the folder."""
-    from edgeseg.errors import ConfigError
+    from edgeseg.core.errors import ConfigError
 
     folder = Path(folder)
     try:

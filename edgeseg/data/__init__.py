@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 from types import ModuleType
 
+from edgeseg.core.errors import ConfigError, DataError
+from edgeseg.core.labels import DatasetInfo, LabelMap
 from edgeseg.data import camvid, cityscapes, folder, synthetic, voc
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Split
-from edgeseg.errors import ConfigError, DataError
+from edgeseg.data.base import Split
 
 log = logging.getLogger("edgeseg")
 
@@ -23,8 +24,7 @@ FORMATS: dict[str, ModuleType] = {
 
 TFRECORD_LAYOUT = "shards from `edgeseg data tfrecords` (dataset.json + SPLIT-*.tfrecord)"
 
-__all__ = ["FORMATS", "IGNORE_LABEL", "DatasetInfo", "LabelMap", "Split", "detect_format", "get_format",
-           "load_split", "resolve_format"]
+__all__ = ["FORMATS", "Split", "detect_format", "get_format", "load_split", "resolve_format"]
 
 
 def get_format(name: str) -> ModuleType:
@@ -100,6 +100,13 @@ def resolve_root(root: str | Path | None, fmt: str) -> Path:
     if fmt != "synthetic" and not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
     return root
+
+
+def label_map_of(fmt: str, num_classes: int) -> LabelMap:
+    """How label files of a format map to train ids: the format's fixed table (CamVid's void id,
+    Cityscapes' label ids, VOC's palette), else the files hold train ids already."""
+    info = getattr(FORMATS.get(fmt), "INFO", None)
+    return info.label_map if info is not None else LabelMap.identity(num_classes)
 
 
 def load_info(root: str | Path | None, fmt: str) -> DatasetInfo:

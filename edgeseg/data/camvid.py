@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, list_images, pair_by_stem
-from edgeseg.errors import DataError
+from edgeseg.core.errors import DataError
+from edgeseg.core.images import list_images
+from edgeseg.core.labels import IGNORE_LABEL, DatasetInfo, LabelMap
+from edgeseg.data.base import Pairs, pair_by_stem
 
 CLASS_NAMES = (
     "sky", "building", "pole", "road", "sidewalk", "tree",

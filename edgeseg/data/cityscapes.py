@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, pair_files, require_dir
+from edgeseg.core.labels import IGNORE_LABEL, DatasetInfo, LabelMap
+from edgeseg.data.base import Pairs, pair_files, require_dir
 
 # (label id, train id) from cityscapesscripts/helpers/labels.py; every other id 0..33 is void.
 _TRAIN_IDS = {

@@ -7,36 +7,12 @@ has one class per line, ``name`` or ``name R G B``; masks hold class ids, 255 = 
 
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 
-from edgeseg.data.base import (
-    IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, list_images, pair_by_stem, require_dir,
-)
-from edgeseg.errors import DataError
-
-
-def _default_color(i: int, n: int) -> tuple[int, int, int]:
-    r, g, b = colorsys.hsv_to_rgb(i / max(n, 1), 0.7, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
-    if not path.is_file():
-        raise DataError(f"classes file not found: {path} (one class name per line)")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    names, colors = [], []
-    for n, row in enumerate(rows, 1):
-        if len(row) not in (1, 4):
-            raise DataError(f"{path}:{n}: expected 'name' or 'name R G B', got {' '.join(row)!r}")
-        names.append(row[0])
-        colors.append(tuple(int(v) for v in row[1:]) if len(row) == 4 else None)
-    colors = [c or _default_color(i, len(names)) for i, c in enumerate(colors)]
-    return tuple(names), tuple(colors)
-
-
-def write_classes(path: Path, names, colors) -> None:
-    path.write_text("".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(names, colors)))
+from edgeseg.core.errors import DataError
+from edgeseg.core.images import list_images
+from edgeseg.core.labels import DatasetInfo, LabelMap, read_classes
+from edgeseg.data.base import Pairs, pair_by_stem, require_dir
 
 
 LAYOUT = "classes.txt + SPLIT/images + SPLIT/masks (or images/, masks/, SPLIT.txt)"
@@ -52,8 +28,7 @@ def detect(root: Path) -> bool:
 
 def info(root: Path, name: str = "folder") -> DatasetInfo:
     names, colors = read_classes(root / "classes.txt")
-    ids = {**{i: i for i in range(len(names))}, IGNORE_LABEL: IGNORE_LABEL}
-    return DatasetInfo(name=name, class_names=names, colors=colors, label_map=LabelMap(ids=ids))
+    return DatasetInfo(name=name, class_names=names, colors=colors, label_map=LabelMap.identity(len(names)))
 
 
 def pairs(root: Path, split: str) -> Pairs:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from edgeseg._tf import tf
 from edgeseg.core.files import write_json_atomic
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Split
-from edgeseg.errors import DataError
+from edgeseg.core.errors import DataError
+from edgeseg.core.geometry import PAD_VALUE
+from edgeseg.core.images import read_label
+from edgeseg.core.labels import IGNORE_LABEL, DatasetInfo, LabelMap
+from edgeseg.data.base import Split
 
 AUTOTUNE = tf.data.AUTOTUNE
-PAD_PIXEL = 127.5  # image padding: mid-grey, the mean of the normalised range
 TFRECORD_META = "dataset.json"
 
 
@@ -62,9 +63,7 @@ def _decode_label_fn(label_map: LabelMap):
             return tf.gather(lut, tf.cast(raw, tf.int32))
         return decode
 
-    table = dict(label_map.colors)
-    for raw_id, train in label_map.ids.items():  # grey-encoded ids of the same dataset
-        table.setdefault((raw_id << 16) | (raw_id << 8) | raw_id, train)
+    table = label_map.color_table()
     hashed = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(table), tf.int32), tf.constant(list(table.values()), tf.int32)),
@@ -107,7 +106,7 @@ def _resize_pair(image, label, size):
 def _pad_to(image, label, height, width):
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     ph, pw = tf.maximum(height - h, 0), tf.maximum(width - w, 0)
-    image = tf.pad(image - PAD_PIXEL, [[0, ph], [0, pw], [0, 0]]) + PAD_PIXEL
+    image = tf.pad(image - PAD_VALUE, [[0, ph], [0, pw], [0, 0]]) + PAD_VALUE
     label = tf.pad(tf.cast(label, tf.int32) - IGNORE_LABEL, [[0, ph], [0, pw]]) + IGNORE_LABEL
     return image, tf.cast(label, tf.uint8)
 
@@ -235,12 +234,7 @@ def write_tfrecords(split: Split, out_dir: Path, shard_size: int = 256, progress
         tmp = path.with_suffix(".tmp")
         with tf.io.TFRecordWriter(str(tmp)) as writer:
             for image_path, label_path in split.items[s * shard_size:(s + 1) * shard_size]:
-                raw = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
-                if raw is None:
-                    raise DataError(f"cannot read label {label_path}")
-                if raw.ndim == 3:
-                    raw = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
-                label, _ = split.info.label_map.encode(raw)
+                label, _ = read_label(label_path, split.info.label_map)
                 ok, png = cv2.imencode(".png", label)
                 example = tf.train.Example(features=tf.train.Features(feature={
                     "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_path.read_bytes()])),
@@ -274,7 +268,7 @@ def load_tfrecord_split(root: Path, split: str) -> TFRecordSplit:
     info = DatasetInfo(
         name=meta["name"], class_names=tuple(meta["class_names"]),
         colors=tuple(tuple(c) for c in meta["colors"]),
-        label_map=LabelMap(ids={**{i: i for i in range(n)}, IGNORE_LABEL: IGNORE_LABEL}),
+        label_map=LabelMap.identity(n),
     )
     return TFRecordSplit(info=info, files=files, count=int(meta["counts"][split]), split=split)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data import folder
+from edgeseg.core.errors import DataError
 from edgeseg.core.files import current_umask
-from edgeseg.data.base import DatasetInfo, Pairs
-from edgeseg.errors import DataError
+from edgeseg.core.labels import DatasetInfo, write_classes
+from edgeseg.data import folder
+from edgeseg.data.base import Pairs
 
 CLASS_NAMES = ("sky", "building", "road", "sidewalk", "tree", "car", "pole")
 COLORS = (
@@ -155,7 +156,7 @@ def generate(root: Path, counts=None, size=DEFAULT_SIZE, seed: int = 0) -> Path:
                 cv2.imwrite(str(tmp / split / "images" / f"{i:05d}.jpg"),
                             cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
                 cv2.imwrite(str(tmp / split / "masks" / f"{i:05d}.png"), label)
-        folder.write_classes(tmp / "classes.txt", CLASS_NAMES, COLORS)
+        write_classes(tmp / "classes.txt", CLASS_NAMES, COLORS)
         meta = {"version": VERSION, "size": list(size), "counts": counts, "seed": seed}
         (tmp / MARKER).write_text(json.dumps(meta))
         check_target(root)  # again: something may have appeared there meanwhile

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.base import IGNORE_LABEL, DatasetInfo, LabelMap, Pairs, pack_rgb, pair_by_stem
-from edgeseg.errors import DataError
+from edgeseg.core.errors import DataError
+from edgeseg.core.labels import IGNORE_LABEL, DatasetInfo, LabelMap, pack_rgb
+from edgeseg.data.base import Pairs, pair_by_stem
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",

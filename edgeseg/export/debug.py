@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeseg._tf import tf
 from edgeseg.core.files import write_text_atomic
-from edgeseg.errors import ExportError
+from edgeseg.core.errors import ExportError
 from edgeseg.export.tflite import full_integer_converter
 
 

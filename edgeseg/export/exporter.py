@@ -15,17 +15,18 @@ import numpy as np
 from edgeseg import __version__
 from edgeseg.config import TrainConfig
 from edgeseg.core.files import write_bytes_atomic
-from edgeseg.data import load_split
-from edgeseg.errors import ConfigError, DataError, ExportError
+from edgeseg.data import label_map_of, load_split
+from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
 from edgeseg.export.metadata import embed_metadata
-from edgeseg.export.tflite import FORMATS, convert
+from edgeseg.export.formats import FORMATS
+from edgeseg.export.tflite import convert
 from edgeseg.models import get_backbone
 from edgeseg.quant.calibrate import (
     check_calibration_size, load_calibration_frames, read_manifest, select_frames, write_manifest,
 )
 from edgeseg.rundir import RunDir, write_json_atomic
-from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.core.metadata import ModelMetadata
 from edgeseg.runtime.segmenter import Segmenter
 
 log = logging.getLogger("edgeseg")
@@ -163,6 +164,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
             precision=name, source_run=str(run.path), float_miou=best.get("miou"),
             dataset=meta_ds.get("name"), edgeseg_version=__version__,
+            **ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"]))),
             extra={"io": options.io if fmt_row.integer_io else "float",
                    "decoder_interpolation": options.decoder_interpolation},
         )
@@ -189,7 +191,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
 def parity_checks(model, written: dict, frames) -> dict:
     """Keras vs fp32 TFLite (max abs logit difference) and every other file vs the float
     reference (pixel agreement of the predictions), on real frames."""
-    from edgeseg.runtime.segmenter import letterbox
+    from edgeseg.core.geometry import letterbox
 
     if not frames:
         return {"skipped": "no frames to compare on"}
@@ -233,6 +235,6 @@ def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path
 
 
 def _read_rgb(path):
-    from edgeseg.data.check import read_image
+    from edgeseg.core.images import read_image
 
     return read_image(Path(path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeseg.runtime.metadata import METADATA_NAME, ModelMetadata
+from edgeseg.core.metadata import METADATA_NAME, ModelMetadata
 
 
 def embed_metadata(model_bytes: bytes, meta: ModelMetadata) -> bytes:

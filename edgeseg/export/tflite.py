@@ -8,55 +8,13 @@ dilation into the convolutions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from edgeseg._tf import tf
-from edgeseg.errors import ExportError
+from edgeseg.core.errors import ExportError
+from edgeseg.export.formats import ExportFormat
 
-IO_TYPES = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """One row of the export table.
-
-    Args:
-        name: what ``--formats`` calls it.
-        suffix: appended to the model name.
-        calibration: needs a representative dataset (full-integer PTQ).
-        qat: converts the quantization-aware-trained model.
-        integer_io: takes ``--io`` (int8 / uint8 / float input and output).
-        description: shown in the CLI help and the report.
-    """
-
-    name: str
-    suffix: str
-    calibration: bool = False
-    qat: bool = False
-    integer_io: bool = False
-    description: str = ""
-
-
-FORMATS = {f.name: f for f in (
-    ExportFormat("fp32", "_fp32.tflite", description="float32 reference (XNNPACK CPU)"),
-    ExportFormat("fp16", "_fp16.tflite", description="float16 weights (GPU delegate)"),
-    ExportFormat("dynamic", "_dynamic.tflite", description="int8 weights, float activations"),
-    ExportFormat("int8", "_int8.tflite", calibration=True, integer_io=True,
-                 description="full-integer PTQ, calibrated on training frames (CPU, NNAPI, Edge TPU)"),
-    # The converter takes the QAT ranges and wants representative frames for the few tensors
-    # tfmot leaves without fake-quant (the float32 logits cast), so QAT calibrates too.
-    ExportFormat("qat", "_qat_int8.tflite", calibration=True, qat=True, integer_io=True,
-                 description="full-integer from quantization-aware training"),
-)}
-
-TARGETS = {
-    "cpu": ("fp32", "int8"),
-    "gpu": ("fp32", "fp16"),
-    "nnapi": ("fp32", "int8"),
-    "edgetpu": ("int8",),
-}
+IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}
 
 
 def concrete_function(model):
@@ -69,8 +27,8 @@ def full_integer_converter(model, representative=None, io: str = "int8", allow_f
     """A converter for a full-integer model: int8 ops only (``allow_float``: float ops may
     remain, for layers kept in float), ``io``-typed input and output, calibrated on
     ``representative`` (a list of float32 arrays shaped like the input) when given."""
-    if io not in IO_TYPES:
-        raise ExportError(f"--io must be one of {', '.join(IO_TYPES)}, got '{io}'")
+    if io not in IO_DTYPES:
+        raise ExportError(f"--io must be one of {', '.join(IO_DTYPES)}, got '{io}'")
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if representative:
@@ -78,8 +36,8 @@ def full_integer_converter(model, representative=None, io: str = "int8", allow_f
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if allow_float:
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-    converter.inference_input_type = IO_TYPES[io]
-    converter.inference_output_type = IO_TYPES[io]
+    converter.inference_input_type = IO_DTYPES[io]
+    converter.inference_output_type = IO_DTYPES[io]
     return converter
 
 

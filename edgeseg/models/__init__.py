@@ -1,6 +1,7 @@
-"""DeepLabv3+ and its backbones (TensorFlow / tf-keras)."""
+"""DeepLabv3+ and its backbones (TensorFlow / tf-keras); the architecture's settings are
+:class:`edgeseg.config.ModelConfig`."""
 
 from edgeseg.models.backbones import BACKBONES, get_backbone
-from edgeseg.models.deeplabv3plus import ModelConfig, build_deeplabv3plus, check_input_size
+from edgeseg.models.deeplabv3plus import build_deeplabv3plus
 
-__all__ = ["BACKBONES", "ModelConfig", "build_deeplabv3plus", "check_input_size", "get_backbone"]
+__all__ = ["BACKBONES", "build_deeplabv3plus", "get_backbone"]

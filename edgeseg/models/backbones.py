@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from edgeseg._tf import keras
-from edgeseg.errors import ConfigError, ModelError
+from edgeseg.core.errors import ConfigError, ModelError
 
 L = keras.layers
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from edgeseg.core.files import write_text_atomic
 from edgeseg.data.base import Split
-from edgeseg.data.check import read_image, read_label
-from edgeseg.errors import ConfigError, DataError
+from edgeseg.core.images import read_image, read_label
+from edgeseg.core.errors import ConfigError, DataError
 
 log = logging.getLogger("edgeseg")
 
@@ -38,7 +38,7 @@ def select_frames(split: Split, size: int, method: str = "balanced", seed: int =
         return [items[i] for i in sorted(rng.choice(len(items), size, replace=False))]
     present = np.zeros((len(items), split.info.num_classes), bool)
     for i, (_, label_path) in enumerate(items):
-        label, _ = read_label(label_path, split.info)
+        label, _ = read_label(label_path, split.info.label_map)
         present[i] = np.bincount(label.ravel(), minlength=256)[: split.info.num_classes] > 0
     order = np.argsort(present.sum(0))  # rarest class first (fewest frames containing it)
     chosen: list[int] = []
@@ -90,7 +90,7 @@ def read_manifest(path: Path, root: Path) -> list[tuple[Path, Path]]:
 def load_calibration_frames(items, input_size, pad_value: float = 127.5, progress=None):
     """Float32 frames (1xHxWx3) in the model's input layout, letterboxed exactly as the runtime
     fits a frame (so frames of any size calibrate, e.g. Pascal VOC's)."""
-    from edgeseg.runtime.segmenter import letterbox
+    from edgeseg.core.geometry import letterbox
 
     frames = []
     for image_path, _ in items:

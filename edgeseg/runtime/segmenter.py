@@ -7,49 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.core.geometry import RESIZE_MODES, Letterbox, fit, letterbox
+from edgeseg.core.metadata import MetadataError, ModelMetadata
 from edgeseg.runtime.backend import make_interpreter
-from edgeseg.runtime.metadata import MetadataError, ModelMetadata, load_metadata
-
-
-RESIZE_MODES = ("letterbox", "stretch")
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Where a frame sits inside the model input: resized to ``height`` x ``width``, at the
-    top-left (the rest is padding)."""
-
-    scale: float  # of the height (letterbox: both axes)
-    height: int  # scaled frame size inside the input
-    width: int
-
-
-def fit(frame: np.ndarray, size, mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
-    """``frame`` resized for an input of ``size``: ``letterbox`` keeps its aspect ratio and
-    never enlarges it (the training pipeline's evaluation transform); ``stretch`` fills the
-    input."""
-    import cv2
-
-    h, w = frame.shape[:2]
-    H, W = size
-    if mode == "stretch":
-        nh, nw, scale = H, W, H / h
-    elif mode == "letterbox":
-        scale = min(1.0, H / h, W / w)
-        nh, nw = int(round(h * scale)), int(round(w * scale))
-    else:
-        raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
-    resized = frame if (nh, nw) == (h, w) else cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return resized, Letterbox(scale, nh, nw)
-
-
-def letterbox(frame: np.ndarray, size, pad_value: float = 127.5, mode: str = "letterbox") -> tuple[np.ndarray, Letterbox]:
-    """Fit ``frame`` (HxWx3 RGB) into ``size`` (see :func:`fit`) and pad bottom/right (float32),
-    as the training pipeline's evaluation transform does."""
-    resized, box = fit(frame, size, mode)
-    out = np.full((*size, 3), pad_value, np.float32)
-    out[: box.height, : box.width] = resized
-    return out, box
+from edgeseg.runtime.metadata import load_metadata
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg import metrics
+from edgeseg.core import metrics
 from edgeseg._tf import keras
 from edgeseg.core.files import atomic_path
-from edgeseg.evaluate import confusion_over, make_predictor
+from edgeseg.train.scoring import confusion_over, make_predictor
 from edgeseg.rundir import RunDir, write_json_atomic
 
 log = logging.getLogger("edgeseg")

@@ -7,22 +7,21 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from edgeseg import metrics
+from edgeseg.core import metrics
 from edgeseg._tf import device_line, keras, tf
 from edgeseg.config import TrainConfig
 from edgeseg.data.check import pixel_counts
 from edgeseg.data.pipeline import (
     Augment, build_eval_dataset, build_train_dataset, load_source, source_size, TFRecordSplit,
 )
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.core.errors import ConfigError, EdgesegError
 from edgeseg.losses import SegmentationLoss
-from edgeseg.models import ModelConfig, build_deeplabv3plus
-from edgeseg.models.deeplabv3plus import round_up
+from edgeseg.core.geometry import round_up
+from edgeseg.models import build_deeplabv3plus
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, save_weights_atomic
 from edgeseg.train.keras_metrics import MeanIoU
@@ -30,12 +29,6 @@ from edgeseg.train.schedule import PolyDecayWithWarmup
 from edgeseg.train.strategy import is_chief, make_strategy, worker_index
 
 log = logging.getLogger("edgeseg")
-
-
-def model_config(config: TrainConfig, num_classes: int, input_size) -> ModelConfig:
-    m = asdict(config.model)
-    m.pop("backbone_weights")
-    return ModelConfig(num_classes=num_classes, input_size=tuple(input_size), **m)
 
 
 def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
@@ -50,8 +43,7 @@ def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
         counts = label_pixel_counts(train_src)
         weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
         config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])
-    model_config(config, train_src.info.num_classes, config.data.crop_size)  # validates sizes early
-    model_config(config, train_src.info.num_classes, config.data.eval_size)
+    config.model.check_input_size(config.data.eval_size)
     return config
 
 
@@ -77,7 +69,7 @@ def first_frame_size(source) -> tuple[int, int]:
 
     image = cv2.imread(source.image_paths[0], cv2.IMREAD_COLOR)
     if image is None:
-        from edgeseg.errors import DataError
+        from edgeseg.core.errors import DataError
 
         raise DataError(f"cannot read image {source.image_paths[0]}")
     return image.shape[0], image.shape[1]
@@ -202,13 +194,13 @@ def _fit(config: TrainConfig, run: RunDir, strategy, train_src, val_src, chief: 
                                 base_scale=d.base_scale, cache=True)
 
     with strategy.scope():
-        model = build_deeplabv3plus(model_config(config, info.num_classes, d.crop_size),
+        model = build_deeplabv3plus(config.model, info.num_classes, d.crop_size,
                                     backbone_weights=config.model.backbone_weights)
         model.compile(optimizer=make_optimizer(config, total_steps),
                       loss=make_loss(config, info.num_classes),
                       metrics=[MeanIoU(info.num_classes)],
                       jit_compile=config.xla)
-    eval_model = build_deeplabv3plus(model_config(config, info.num_classes, d.eval_size))
+    eval_model = build_deeplabv3plus(config.model, info.num_classes, d.eval_size)
 
     timer = StepTimer()
     # Logs of non-chief workers go to a folder named by their task index, the same after a
@@ -255,7 +247,7 @@ def load_run_model(run_dir: Path, input_size=None, weights: Path | None = None, 
     config = TrainConfig.load(run.config)
     names = json.loads(run.dataset.read_text())["class_names"]
     size = tuple(input_size or config.data.eval_size)
-    model = build_deeplabv3plus(model_config(config, len(names), size), **build_kwargs)
+    model = build_deeplabv3plus(config.model, len(names), size, **build_kwargs)
     # by_name: an export model without the final upsample has the same weighted layers.
     model.load_weights(str(weights or run.weights()), by_name=True)
     return model, config

@@ -1,4 +1,4 @@
-"""Streaming mIoU as a Keras metric; same definition as :func:`edgeseg.metrics.mean_iou`."""
+"""Streaming mIoU as a Keras metric; same definition as :func:`edgeseg.core.metrics.mean_iou`."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import logging
 import os
 
 from edgeseg._tf import tf
-from edgeseg.errors import ConfigError
+from edgeseg.core.errors import ConfigError
 
 log = logging.getLogger("edgeseg")
 

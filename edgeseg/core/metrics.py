@@ -1,14 +1,16 @@
 """Segmentation metrics as pure numpy functions over a confusion matrix.
 
 TF-free on purpose: the device runtime scores int8-vs-float predictions with the same code that
-training uses (the Keras metric in :mod:`edgeseg.train.metrics` matches it, tested).
+training uses (the Keras metric in :mod:`edgeseg.train.keras_metrics` matches it, tested).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-IGNORE_LABEL = 255
+from edgeseg.core.labels import IGNORE_LABEL
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int,
@@ -73,3 +75,32 @@ def class_weights(pixel_counts, method: str = "median_freq", max_weight: float =
     else:
         raise ValueError(f"unknown class-weight method '{method}'")
     return np.minimum(w, max_weight)
+
+
+@dataclass
+class Score:
+    """One model scored on one split: its confusion matrix and what it was.
+
+    Args:
+        name: shown in tables.
+        kind: ``keras`` for a training run, else the exported file's precision (fp32, int8, ...).
+        cm: ``cm[true, pred]`` pixel counts over the split.
+        class_names: one per class.
+        frames: frames scored.
+        path: the weights or model file.
+        bytes: model file size (exported models).
+        latency_ms: median time per frame (exported models, through the runtime).
+    """
+
+    name: str
+    kind: str
+    cm: np.ndarray
+    class_names: list
+    frames: int
+    path: str
+    bytes: int | None = None
+    latency_ms: float | None = None
+
+    @property
+    def summary(self) -> dict:
+        return summarize(self.cm, self.class_names)

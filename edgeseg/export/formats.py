@@ -1,0 +1,50 @@
+"""The export table: one row per model format `edgeseg export` writes (suffix, what it needs,
+which options it takes), the formats each target device gets by default, and the integer I/O
+types. Plain data, so the CLI checks options before TensorFlow is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IO_TYPES = ("int8", "uint8", "float")
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the export table.
+
+    Args:
+        name: what ``--formats`` calls it.
+        suffix: appended to the model name.
+        calibration: needs a representative dataset (full-integer PTQ).
+        qat: converts the quantization-aware-trained model.
+        integer_io: takes ``--io`` (int8 / uint8 / float input and output).
+        description: shown in the CLI help and the report.
+    """
+
+    name: str
+    suffix: str
+    calibration: bool = False
+    qat: bool = False
+    integer_io: bool = False
+    description: str = ""
+
+
+FORMATS = {f.name: f for f in (
+    ExportFormat("fp32", "_fp32.tflite", description="float32 reference (XNNPACK CPU)"),
+    ExportFormat("fp16", "_fp16.tflite", description="float16 weights (GPU delegate)"),
+    ExportFormat("dynamic", "_dynamic.tflite", description="int8 weights, float activations"),
+    ExportFormat("int8", "_int8.tflite", calibration=True, integer_io=True,
+                 description="full-integer PTQ, calibrated on training frames (CPU, NNAPI, Edge TPU)"),
+    # The converter takes the QAT ranges and wants representative frames for the few tensors
+    # tfmot leaves without fake-quant (the float32 logits cast), so QAT calibrates too.
+    ExportFormat("qat", "_qat_int8.tflite", calibration=True, qat=True, integer_io=True,
+                 description="full-integer from quantization-aware training"),
+)}
+
+TARGETS = {
+    "cpu": ("fp32", "int8"),
+    "gpu": ("fp32", "fp16"),
+    "nnapi": ("fp32", "int8"),
+    "edgetpu": ("int8",),
+}

@@ -1,0 +1,192 @@
+"""The `edgeseg run` loop: frames -> segmenter -> outputs, with live statistics and, optionally,
+scores against labels and a float model. Decoding, inference and the rest overlap in threads."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.core.files import write_json_atomic
+from edgeseg.runtime.compare import Comparison, LabelLookup, LabelScore
+from edgeseg.runtime.outputs import Outputs
+from edgeseg.runtime.stats import RunStats
+
+log = logging.getLogger("edgeseg")
+
+
+@dataclass
+class RunOptions:
+    show: bool = False
+    save: Path | None = None
+    save_masks: Path | None = None
+    stats_json: Path | None = None
+    compare_every: int = 10
+    max_frames: int | None = None
+    status_every: float = 2.0
+    alpha: float = 0.5
+    draw: bool = False  # draw the overlay even with no window, video or server (benchmarks)
+    fps_hint: float = 15.0
+    serve: object = None  # an MJPEGServer
+    pipeline: bool = True  # overlap decoding, inference and post-processing in threads
+    echo: object = print
+
+
+class _Finisher:
+    """The second stage of the run loop, in its own thread: post-processing, statistics,
+    comparison, overlay and outputs of frame n while the interpreter runs frame n+1 (LiteRT
+    and OpenCV release the GIL). Frames are handled in order; an error is raised in the
+    caller at the next ``submit`` or at ``close``."""
+
+    def __init__(self, handle, depth: int = 2):
+        import queue
+        import threading
+
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="edgeseg-finish", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._handle(*item)
+                except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+                    self._error = e
+
+    def _raise(self):
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, *item):
+        self._raise()
+        self._queue.put(item)
+
+    def close(self):
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+
+class StreamRun:
+    """What one `edgeseg run` accumulates: statistics, scores against labels and a float model,
+    problems met, and its outputs. ``handle`` takes one inferred frame."""
+
+    def __init__(self, seg, options: RunOptions, reader=None, compare=None, labels: LabelLookup | None = None):
+        meta = seg.meta
+        self.seg, self.options, self.reader, self.compare, self.labels = seg, options, reader, compare, labels
+        self.stats = RunStats()
+        self.comparison = Comparison(meta.num_classes) if compare is not None else None
+        self.truth = LabelScore(meta.num_classes)
+        self.warnings: dict[str, int] = {}  # what could not be done, counted, in the summary
+        self.outputs = Outputs(meta, show=options.show, save=options.save, save_masks=options.save_masks,
+                               serve=options.serve, draw=options.draw, alpha=options.alpha,
+                               fps_hint=options.fps_hint, warn=self.warn)
+        self.last_status = time.perf_counter()
+        self.interrupted = False
+
+    def warn(self, kind: str, message: str) -> None:
+        """Count a problem; say it the first time (the summary gives the count)."""
+        if kind not in self.warnings:
+            log.warning("%s (counted in the summary)", message)
+        self.warnings[kind] = self.warnings.get(kind, 0) + 1
+
+    def _label(self, frame, pred):
+        label = self.labels.get(frame.name) if self.labels else None
+        if label is not None and label.shape != pred.shape:
+            self.warn("labels_of_another_size", f"label {frame.name}.png is {label.shape[1]}x{label.shape[0]} "
+                      f"but the frame is {pred.shape[1]}x{pred.shape[0]}; such frames are not scored")
+            return None
+        return label
+
+    def handle(self, frame, pending) -> None:
+        stats = self.stats
+        pred = self.seg.finish(pending)
+        stats.add("capture", frame.capture_ms)
+        for stage, ms in pending.times.items():
+            stats.add(stage, ms)
+        label = self._label(frame, pred)
+        if label is not None:
+            self.truth.add(label, pred)
+        if self.comparison is not None and stats.frames % self.options.compare_every == 0:
+            self.comparison.add(pred, self.compare.predict(frame.image), label)
+        self.outputs.write(frame, pred, stats)
+        stats.frame_done()
+        now = time.perf_counter()
+        if now - self.last_status >= self.options.status_every:
+            extra = f"  dropped {self.reader.dropped}" if self.reader is not None else ""
+            self.options.echo(stats.line() + extra)
+            self.last_status = now
+
+    def close(self, ok: bool = True) -> None:
+        """Release the outputs and the source; with ``ok`` False (the run failed) the partial
+        video is removed. After a failure an error while closing is only logged: the failure the
+        user must see is the first one."""
+        try:
+            self.outputs.close(ok)
+            if self.reader is not None:
+                self.reader.stop()
+        except Exception as e:  # noqa: BLE001 - re-raised unless another error is in flight
+            if ok:
+                raise
+            log.warning("while stopping after an error: %s", e)
+
+    def summary(self) -> dict:
+        meta = self.seg.meta
+        out = {"model": str(self.seg.path), "precision": meta.precision, "interrupted": self.interrupted,
+               **self.stats.summary(), **self.truth.summary(meta.class_names)}
+        if self.reader is not None:
+            out.update({"dropped_frames": self.reader.dropped, "reconnects": self.reader.reconnects})
+        if self.comparison is not None:
+            out["compare"] = {"float_model": str(self.compare.path), **self.comparison.summary(meta.class_names)}
+        if self.warnings:
+            out["warnings"] = dict(self.warnings)
+        return out
+
+
+def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labels: LabelLookup | None = None) -> dict:
+    """Process frames until the source ends, ``max_frames`` or Ctrl-C; returns the summary.
+
+    With ``options.pipeline`` (the default) three threads overlap: decoding (file and folder
+    sources; live sources have their own reader thread), letterbox + inference (this thread),
+    and post-processing + overlay + outputs (:class:`_Finisher`).
+    """
+    from edgeseg.runtime.stream import prefetch
+
+    run = StreamRun(seg, options, reader, compare, labels)
+    finisher = _Finisher(run.handle) if options.pipeline else None
+    if options.pipeline and reader is None:
+        frames = prefetch(frames)
+    submitted = 0
+    ok = False
+    try:
+        try:
+            for frame in frames:
+                pending = seg.infer(frame.image)
+                if finisher is not None:
+                    finisher.submit(frame, pending)
+                else:
+                    run.handle(frame, pending)
+                submitted += 1
+                if run.outputs.show and not run.outputs.show_latest():
+                    break
+                if options.max_frames and submitted >= options.max_frames:
+                    break
+        finally:
+            if finisher is not None:
+                finisher.close()
+        ok = True
+    except KeyboardInterrupt:
+        run.interrupted = ok = True
+    finally:
+        run.close(ok)
+    summary = run.summary()
+    if options.stats_json:
+        write_json_atomic(options.stats_json, summary)
+    return summary

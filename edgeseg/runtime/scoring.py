@@ -1,0 +1,39 @@
+"""Scoring an exported model on labelled frames with the TF-free runtime: predictions at each
+frame's own resolution, as `edgeseg run` makes them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.core import metrics
+from edgeseg.core.errors import DataError
+from edgeseg.core.images import read_image, read_label
+from edgeseg.core.labels import LabelMap
+from edgeseg.core.metrics import Score
+from edgeseg.runtime.segmenter import Segmenter
+
+
+def score_model_file(model_path, items, label_map: LabelMap, class_names, threads: int = 2,
+                     progress=None) -> Score:
+    """Confusion matrix and median per-frame latency of a model file over (image, label) pairs."""
+    seg = Segmenter(model_path, threads=threads)
+    n = len(class_names)
+    if seg.meta.num_classes != n:
+        raise DataError(f"{model_path} has {seg.meta.num_classes} classes, the dataset {n}")
+    cm = np.zeros((n, n), np.int64)
+    latencies = []
+    for image_path, label_path in items:
+        image = read_image(Path(image_path))
+        label, _ = read_label(Path(label_path), label_map)
+        t0 = time.perf_counter()
+        pred = seg.predict(image)
+        latencies.append(time.perf_counter() - t0)
+        cm += metrics.confusion_matrix(label, pred, n)
+        if progress:
+            progress(1)
+    return Score(name=Path(model_path).name, kind=seg.meta.precision, cm=cm, class_names=list(class_names),
+                 frames=len(items), path=str(model_path), bytes=Path(model_path).stat().st_size,
+                 latency_ms=float(1000 * np.median(latencies)) if latencies else None)
