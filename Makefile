@@ -9,8 +9,13 @@ RT_VENV  := .venv-runtime
 RT_STAMP := $(RT_VENV)/.installed-runtime
 TEST_MODELS := build/test-models
 PYTEST_ARGS ?= -m "not slow"
+# Debian packages the tests use for real: GStreamer (camera pipelines), mmdebstrap (the arm64
+# root of test-arm64), Chromium (the --serve page in a browser). Installed when missing and this
+# machine allows it (root with apt); then the tests that need them must not be skipped.
+SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good mmdebstrap chromium
+CAN_APT := $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 
-.PHONY: demo test test-slow bench-env clean
+.PHONY: demo test test-arm64 test-slow system-deps bench-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +41,27 @@ $(RT_STAMP): pyproject.toml
 	$(RT_VENV)/bin/pip install -q -e . pytest
 	touch $@
 
-test: $(STAMP) $(RT_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+system-deps:
+	@missing=""; for tool in gst-launch-1.0 mmdebstrap chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$(CAN_APT)" = 1 ]; then \
+	    echo "installing Debian packages for:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }; \
+	  else echo "warning: missing$$missing (not root with apt): the tests that need them are skipped"; fi; \
+	fi
+
+test: $(STAMP) $(RT_STAMP) system-deps
+	EDGESEG_REQUIRE_SYSTEM_TOOLS=$(CAN_APT) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python tools/make_test_models.py $(TEST_MODELS)
 	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only
+	$(MAKE) --no-print-directory test-arm64
+
+# The device install on aarch64 under qemu-user: what `pip install edgeseg` gives a Raspberry Pi.
+test-arm64: $(RT_STAMP) system-deps
+	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/make_test_models.py $(TEST_MODELS); }
+	$(RT_VENV)/bin/python tools/test_arm64.py $(TEST_MODELS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow

@@ -33,6 +33,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture
+def edgeseg_log():
+    """Messages of the "edgeseg" logger during the test (the CLI stops it propagating to the root
+    logger, where caplog listens)."""
+    import logging
+
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    log = logging.getLogger("edgeseg")
+    handler, level = Collect(), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    yield messages
+    log.removeHandler(handler)
+    log.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A tiny generated dataset: 16 train / 4 val frames of 64x64."""

@@ -312,3 +312,25 @@ def test_pipelined_loop_matches_sequential_and_reports_errors(exported, video, t
             run_stream(seg, video_frames(str(video)), RunOptions(echo=lambda *_: None))
     finally:
         seg.finish = seg_finish
+
+
+def test_auto_upsampling_is_exact_up_to_the_input_size_and_nearest_beyond(exported, synth_root):
+    """Frames no larger than the input: auto is exact. Larger (a 720p camera on a small model):
+    exact at the size the model saw the frame at, then nearest to the frame."""
+    from edgeseg.core.geometry import fit
+    from edgeseg.core.images import read_image
+    from edgeseg.runtime.segmenter import Segmenter
+
+    path = exported["files"]["fp32"]["path"]
+    auto, exact = Segmenter(path), Segmenter(path, upsample="exact")
+    assert auto.upsample == "auto"
+    scene = read_image(sorted((synth_root / "val" / "images").glob("*.jpg"))[1])
+    for size in ((64, 64), (50, 40)):
+        frame = cv2.resize(scene, size[::-1])
+        assert np.array_equal(auto.predict(frame), exact.predict(frame))
+    big = cv2.resize(scene, (256, 192), interpolation=cv2.INTER_LINEAR)
+    small, box = fit(big, auto.input_size)
+    at_box = exact.predict(small)  # what the model saw, exact
+    want = cv2.resize(at_box, (256, 192), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(auto.predict(big), want)
+    assert auto.predict(big).shape == (192, 256)

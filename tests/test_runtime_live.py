@@ -172,7 +172,7 @@ def test_camera_and_delegate_failures_show_only_our_line(exported, synth_root):
     model = exported["files"]["int8"]["path"]
     result = run_edgeseg("run", model, "--camera", "9")
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["edgeseg: error: cannot open video source 9"]
+    assert result.stderr.strip().splitlines() == ["edgeseg: error: cannot open video source camera 9 through V4L2"]
     for strict in (True, False):
         result = run_edgeseg("run", model, "--source", synth_root / "val" / "images", "--max-frames", "1",
                              "--delegate", "/path/libnope.so", *(["--strict"] if strict else []))

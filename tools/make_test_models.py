@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Train a tiny DeepLabv3+ on generated data and export fp32 + int8 TFLite models plus a short
-video and labelled frames, for the runtime tests that run without TensorFlow
+video, the same frames as PNGs, and labelled frames, for the runtime tests that run without TensorFlow
 (`make test` runs them in .venv-runtime, which has only the runtime install).
 
     .venv/bin/python tools/make_test_models.py OUT_DIR
@@ -29,7 +29,8 @@ def main(out: Path) -> None:
     shutil.rmtree(run, ignore_errors=True)
     cfg = TrainConfig().override(
         data__root=str(data), data__crop_size=[64, 64], data__batch_size=4, model__alpha=0.35,
-        model__aspp_filters=32, model__decoder_filters=32, optim__epochs=1, optim__steps_per_epoch=10)
+        model__aspp_filters=32, model__decoder_filters=32, optim__epochs=3, optim__steps_per_epoch=40,
+        optim__learning_rate=5e-3, data__scale_range=[0.75, 1.25])  # trained enough to draw several classes
     train(cfg, run, verbose=0)
     report = export_run(run, ExportOptions(formats=("fp32", "int8"), out_dir=out, calib_size=8,
                                            manifest_dir=out, force=True))
@@ -37,8 +38,11 @@ def main(out: Path) -> None:
         shutil.copy(info["path"], out / f"tiny_{name}.tflite")
     frames = sorted((data / "val" / "images").glob("*.jpg"))
     writer = cv2.VideoWriter(str(out / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    (out / "frames").mkdir(exist_ok=True)
     for f in frames:
-        writer.write(cv2.imread(str(f)))
+        image = cv2.imread(str(f))
+        writer.write(image)
+        cv2.imwrite(str(out / "frames" / f"{f.stem}.png"), image)  # lossless: the same pixels everywhere
     writer.release()
     print(f"test models in {out}")
 

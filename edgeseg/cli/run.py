@@ -15,7 +15,7 @@ Upsample = choices("Upsample", UPSAMPLE_MODES)
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
-               classes: Optional[Path], upsample: str = "exact"):
+               classes: Optional[Path], upsample: str = "auto"):
     from edgeseg.runtime.backend import BackendError, load_delegates
     from edgeseg.core.metadata import MetadataError, ModelMetadata
     from edgeseg.runtime.metadata import load_metadata
@@ -60,11 +60,25 @@ def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path 
         check_writable_dir(save_masks, "--save-masks")
 
 
+SOURCE = "Source"
+
+
+def _wxh(text: str) -> tuple[int, int]:
+    """--camera-size is width x height, as cameras are described (--input-size is HxW)."""
+    from edgeseg.core.geometry import parse_size
+
+    w, h = parse_size(text, "--camera-size")
+    return w, h
+
+
 @handle_errors
 def run(
     model: Annotated[Path, typer.Argument(help="Exported .tflite model.")],
-    camera: Annotated[Optional[int], typer.Option(min=0, help="Camera index (V4L2 /dev/videoN).")] = None,
-    source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob.")] = None,
+    camera: Annotated[Optional[str], typer.Option(help="0 or /dev/videoN (USB, V4L2), or csi[:N] (Pi: Picamera2 / rpicam-vid; Jetson: Argus). On a Pi or Jetson without a USB camera, 0 means the CSI camera.", rich_help_panel=SOURCE)] = None,
+    source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob, csi://N, or gst:PIPELINE (any GStreamer pipeline).", rich_help_panel=SOURCE)] = None,
+    camera_size: Annotated[Optional[str], typer.Option(help="Camera frame size WxH (default: the camera's; CSI and GStreamer 1280x720 / 640x480).", rich_help_panel=SOURCE)] = None,
+    camera_fps: Annotated[Optional[float], typer.Option(min=1, help="Camera frame rate.", rich_help_panel=SOURCE)] = None,
+    camera_mjpg: Annotated[bool, typer.Option("--camera-mjpg", help="Ask a USB camera for MJPG (many need it for full frame rate at 720p and up).", rich_help_panel=SOURCE)] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Play a file or folder source again and again, until stopped.")] = False,
     give_up_after: Annotated[Optional[float], typer.Option(min=0.1, help="Stop when a live source gives no frame for this many seconds (default: keep reconnecting).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="Interpreter threads.")] = 4,
@@ -79,7 +93,7 @@ def run(
     compare: Annotated[Optional[Path], typer.Option(help="Float .tflite model to compare the predictions with.")] = None,
     compare_every: Annotated[Optional[int], typer.Option(min=1, help="Run the --compare model on every Nth frame [default: 10].")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
-    upsample: Annotated[Upsample, typer.Option(help="exact: bilinear logits then argmax (as evaluated); fast: argmax at stride 4, nearest labels.")] = Upsample.exact,
+    upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="HxW, for a model without metadata.")] = None,
@@ -92,6 +106,7 @@ def run(
     [bold]Examples[/bold]
 
       edgeseg run model_int8.tflite --camera 0 --show
+      edgeseg run model_int8.tflite --camera csi --serve 0.0.0.0:8080    # Pi / Jetson CSI camera
       edgeseg run model_int8.tflite --source video.mp4 --save out.mp4 --compare model_fp32.tflite
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
     """
@@ -102,7 +117,14 @@ def run(
 
     if (camera is None) == (source is None):
         usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
-    live = camera is not None or "://" in (source or "")
+    live = camera is not None or "://" in (source or "") or (source or "").startswith("gst:")
+    if (camera_size or camera_fps or camera_mjpg) and not live:
+        usage("--camera-size, --camera-fps and --camera-mjpg apply to cameras and GStreamer sources")
+    if camera_mjpg and (camera is None or not camera.replace("/dev/video", "").isdigit()):
+        usage("--camera-mjpg applies to USB (V4L2) cameras")
+    from edgeseg.runtime.cameras import CameraSettings
+
+    settings = CameraSettings(_wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
     if loop and live:
         usage("--loop replays a file or folder; a camera or stream goes on by itself")
     if give_up_after is not None and not live:
@@ -123,7 +145,7 @@ def run(
             usage(str(e))
     _check_outputs(save, save_masks, stats_json)
     try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
-        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after)
+        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings)
     except SourceError as e:
         fail(str(e))
     server = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgeseg.core.files import write_json_atomic
 from edgeseg.runtime.compare import Comparison, LabelLookup, LabelScore
+from edgeseg.runtime.health import HealthMonitor
 from edgeseg.runtime.outputs import Outputs
 from edgeseg.runtime.stats import RunStats
 
@@ -88,6 +89,9 @@ class StreamRun:
         self.outputs = Outputs(meta, show=options.show, save=options.save, save_masks=options.save_masks,
                                serve=options.serve, draw=options.draw, alpha=options.alpha,
                                fps_hint=options.fps_hint, warn=self.warn)
+        self.health = HealthMonitor()
+        self.health.sample()
+        self._live, self._live_at = None, 0.0
         self.last_status = time.perf_counter()
         self.interrupted = False
 
@@ -116,13 +120,29 @@ class StreamRun:
             self.truth.add(label, pred)
         if self.comparison is not None and stats.frames % self.options.compare_every == 0:
             self.comparison.add(pred, self.compare.predict(frame.image), label)
-        self.outputs.write(frame, pred, stats)
         stats.frame_done()
         now = time.perf_counter()
         if now - self.last_status >= self.options.status_every:
+            health = self.health.sample().line()
             extra = f"  dropped {self.reader.dropped}" if self.reader is not None else ""
-            self.options.echo(stats.line() + extra)
+            self.options.echo(stats.line() + extra + (f"  {health}" if health else ""))
             self.last_status = now
+        if self.options.serve is not None and now - self._live_at >= 0.5:
+            self._live, self._live_at = self.live(), now
+        self.outputs.write(frame, pred, stats, self._live)
+
+    def live(self) -> dict:
+        """What the preview server shows next to the overlay (refreshed twice a second)."""
+        meta = self.seg.meta
+        out = {"model": self.seg.path.name, "precision": meta.precision, "health": self.health.latest.to_dict(),
+               "classes": [{"name": n, "color": list(c)} for n, c in zip(meta.class_names, meta.colors)]}
+        if self.reader is not None:
+            out["dropped_frames"] = self.reader.dropped
+        if self.comparison is not None and self.comparison.frames:
+            out["agreement_miou"] = self.comparison.summary(meta.class_names)["agreement_miou"]
+        if self.truth.frames:
+            out["labelled_miou"] = self.truth.summary(meta.class_names)["miou"]
+        return out
 
     def close(self, ok: bool = True) -> None:
         """Release the outputs and the source; with ``ok`` False (the run failed) the partial
@@ -147,6 +167,9 @@ class StreamRun:
             out["compare"] = {"float_model": str(self.compare.path), **self.comparison.summary(meta.class_names)}
         if self.warnings:
             out["warnings"] = dict(self.warnings)
+        health = self.health.summary()
+        if health:
+            out["health"] = health
         return out
 
 

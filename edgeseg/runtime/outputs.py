@@ -123,8 +123,9 @@ class Outputs:
     def drawing(self) -> bool:
         return bool(self.video or self.show or self.draw or (self.serve is not None and self.serve.watching))
 
-    def write(self, frame, pred, stats) -> None:
-        """Everything for one frame: mask file, overlay (when anyone looks), video, window, server."""
+    def write(self, frame, pred, stats, live=None) -> None:
+        """Everything for one frame: mask file, overlay (when anyone looks), video, window, server
+        (``live``: the extra facts /stats shows)."""
         import cv2
 
         if self.masks is not None:
@@ -143,7 +144,7 @@ class Outputs:
             if self.show:
                 self.latest_view = view
         if self.serve is not None:
-            self.serve.publish(view, stats)
+            self.serve.publish(view, stats, live)
 
     def show_latest(self) -> bool:
         """Show the newest overlay; False when the user closed the window (q / Esc)."""

@@ -18,8 +18,9 @@ from edgeseg.runtime.segmenter import Segmenter
 
 def score_model_file(model_path, items, label_map: LabelMap, class_names, threads: int = 2,
                      progress=None) -> Score:
-    """Confusion matrix and median per-frame latency of a model file over (image, label) pairs."""
-    seg = Segmenter(model_path, threads=threads)
+    """Confusion matrix and median per-frame latency of a model file over (image, label) pairs,
+    with the exact upsampling at every frame's full resolution."""
+    seg = Segmenter(model_path, threads=threads, upsample="exact")
     n = len(class_names)
     if seg.meta.num_classes != n:
         raise DataError(f"{model_path} has {seg.meta.num_classes} classes, the dataset {n}")

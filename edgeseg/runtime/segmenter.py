@@ -31,13 +31,15 @@ class Segmenter:
         threads: interpreter threads.
         metadata: overrides the embedded metadata (needed for models exported elsewhere).
         delegates: loaded LiteRT delegates.
-        upsample: ``exact`` resizes the stride-4 logits bilinearly (as in training) before the
-            argmax; ``fast`` takes the argmax at stride 4 and resizes the labels (nearest):
-            several times cheaper, slightly blockier boundaries.
+        upsample: ``auto`` (default): the argmax of the bilinearly upsampled logits (as in
+            training) at the resolution the model saw the frame at, then nearest-neighbour to
+            the frame's own size: the same as ``exact`` for frames no larger than the input, and
+            cheap for camera frames larger than it. ``exact``: bilinear logits at the frame's full
+            resolution. ``fast``: the argmax at the output stride, labels resized nearest.
     """
 
     def __init__(self, model_path, threads: int | None = None, metadata: ModelMetadata | None = None,
-                 delegates=(), upsample: str = "exact"):
+                 delegates=(), upsample: str = "auto"):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
@@ -146,9 +148,17 @@ class Segmenter:
             if labels.shape != (h, w):
                 labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
             return labels
-        if (box.height, box.width) == (h, w) and self.stride == 4:
-            return bilinear_argmax_x4(y)[:h, :w]  # frame not resized: logits map 1:4 onto it
-        return bilinear_argmax(y, self._taps(box, (h, w)))
+        shrunk = (box.height, box.width) != (h, w)
+        if self.upsample == "auto" and shrunk:  # labels where the model looked, then nearest
+            return cv2.resize(self._exact(y, box, (box.height, box.width)), (w, h), interpolation=cv2.INTER_NEAREST)
+        return self._exact(y, box, (h, w))
+
+    def _exact(self, y: np.ndarray, box: Letterbox, size) -> np.ndarray:
+        """argmax of the logits bilinearly upsampled to ``size`` (the frame, or the box the frame
+        was resized to)."""
+        if (box.height, box.width) == tuple(size) and self.stride == 4:
+            return bilinear_argmax_x4(y)[: size[0], : size[1]]  # logits map 1:4 onto it
+        return bilinear_argmax(y, self._taps(box, size))
 
     def _taps(self, box: Letterbox, frame_hw) -> tuple["AxisTaps", "AxisTaps"]:
         key = (box, tuple(frame_hw))
@@ -245,5 +255,5 @@ def bilinear_argmax_x4(logits: np.ndarray) -> np.ndarray:
     return tiles.reshape(4 * (h + 1), 4 * (w + 1))[2:2 + 4 * h, 2:2 + 4 * w]
 
 
-UPSAMPLE_MODES = ("exact", "fast")
+UPSAMPLE_MODES = ("auto", "exact", "fast")
 

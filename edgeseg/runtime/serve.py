@@ -52,8 +52,15 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def _finite(value):
-    return value if isinstance(value, (int, str)) or (isinstance(value, float) and math.isfinite(value)) else None
+def _json_safe(value):
+    """``value`` with NaN and infinities as None, so /stats is always valid JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class _Server(ThreadingHTTPServer):
@@ -187,10 +194,11 @@ class MJPEGServer:
 
     def stats(self) -> dict:
         with self._cond:
-            return {**{k: _finite(v) for k, v in self._stats.items()}, "seq": self._seq, "clients": self._clients}
+            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients}
 
-    def publish(self, rgb, stats) -> None:
-        """Offer the newest overlay: encoded only when someone watches; the stats always."""
+    def publish(self, rgb, stats, extra: dict | None = None) -> None:
+        """Offer the newest overlay: encoded only when someone watches; the stats always
+        (``extra``: more JSON-ready facts for /stats, e.g. health and agreement)."""
         jpeg = None
         if self.watching and rgb is not None:
             import cv2
@@ -198,7 +206,8 @@ class MJPEGServer:
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             jpeg = buf.tobytes() if ok else None
         with self._cond:
-            self._stats = {"fps": stats.fps, "frames": stats.frames, "status": stats.line()}
+            self._stats = {"fps": stats.fps, "frames": stats.frames, "status": stats.line(),
+                           "stages_ms": stats.recent_ms(), **(extra or {})}
             if jpeg is not None:
                 self._jpeg, self._seq = jpeg, self._seq + 1
                 self._cond.notify_all()

@@ -75,6 +75,10 @@ class RunStats:
                 parts.append(f"{stage} {np.percentile(v, 50):.1f}/{np.percentile(v, 95):.1f}ms")
         return "  ".join(parts)
 
+    def recent_ms(self) -> dict:
+        """Median ms per stage over the rolling window (the live view)."""
+        return {stage: float(np.percentile(np.asarray(v), 50)) for stage, v in self.recent.items() if v}
+
     def summary(self) -> dict:
         wall = time.perf_counter() - self.start
         out = {"frames": self.frames, "seconds": wall, "fps": self.frames / wall if wall else 0.0, "stages": {}}

@@ -1,4 +1,5 @@
-"""Frame sources: camera, video file, RTSP/HTTP stream, image folder or glob.
+"""Frame sources: camera (see :mod:`edgeseg.runtime.cameras`), video file, RTSP/HTTP stream,
+image folder or glob.
 
 Live sources (cameras, network streams) are read by :class:`LatestFrameReader` in a daemon
 thread that keeps only the newest frame, counts the frames it had to drop, and reconnects with
@@ -19,10 +20,9 @@ from typing import Iterator
 
 import numpy as np
 
+from edgeseg.core.images import is_image, list_images
+
 log = logging.getLogger("edgeseg")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
 
 class SourceError(RuntimeError):
     pass
@@ -56,8 +56,10 @@ class LatestFrameReader:
         backoff: first reconnect delay in seconds; doubles up to ``max_backoff``.
     """
 
-    def __init__(self, spec, open_capture=_open_capture, backoff: float = 0.5, max_backoff: float = 8.0):
+    def __init__(self, spec, open_capture=_open_capture, backoff: float = 0.5, max_backoff: float = 8.0,
+                 name: str | None = None):
         self.spec = spec
+        self.name = name or repr(spec)
         self._open = open_capture
         self.backoff, self.max_backoff = backoff, max_backoff
         self._lock = threading.Condition()
@@ -69,7 +71,7 @@ class LatestFrameReader:
         self._stop = threading.Event()
         self._cap = self._open(spec)
         if self._cap is None:
-            raise SourceError(f"cannot open video source {spec!r}")
+            raise SourceError(f"cannot open video source {self.name}")
         self._thread = threading.Thread(target=self._loop, name="edgeseg-capture", daemon=True)
         self._thread.start()
 
@@ -82,23 +84,28 @@ class LatestFrameReader:
             try:
                 ok, bgr = self._cap.read() if self._cap is not None else (False, None)
             except Exception as e:  # noqa: BLE001 - a driver error is a lost signal too
-                log.warning("reading %r failed: %s", self.spec, e)
+                log.warning("reading %s failed: %s", self.name, e)
                 ok, bgr = False, None
             if not ok or bgr is None:
                 if self._cap is not None:
+                    why = self._cap.error_text() if hasattr(self._cap, "error_text") else ""
                     self._cap.release()
                     self._cap = None
-                    log.warning("source %r lost; reconnecting", self.spec)
+                    log.warning("source %s lost%s; reconnecting", self.name, f" ({why})" if why else "")
                 if self._stop.wait(delay):
                     break
-                self._cap = self._open(self.spec)
+                try:
+                    self._cap = self._open(self.spec)
+                except Exception as e:  # noqa: BLE001 - e.g. the camera tool was removed: keep trying
+                    log.warning("reopening %s failed: %s", self.name, e)
+                    self._cap = None
                 if self._cap is None:
                     delay = min(delay * 2, self.max_backoff)
-                    log.warning("source %r unavailable; retrying in %.1fs", self.spec, delay)
+                    log.warning("source %s unavailable; retrying in %.1fs", self.name, delay)
                 else:
                     self.reconnects += 1
                     delay = self.backoff
-                    log.warning("source %r reconnected", self.spec)
+                    log.warning("source %s reconnected", self.name)
                 continue
             frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"frame{self.read_count:06d}",
                           self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0))
@@ -181,10 +188,10 @@ def live_frames(reader: LatestFrameReader, give_up_after: float | None = None,
             waiting_since = waiting_since or now
             waited = now - waiting_since
             if give_up_after is not None and waited >= give_up_after:
-                log.warning("no frame from %r for %.0fs; stopping (--give-up-after)", reader.spec, waited)
+                log.warning("no frame from %s for %.0fs; stopping (--give-up-after)", reader.name, waited)
                 return
             if waited >= warn_every and now - last_warning >= warn_every:
-                log.warning("no frame from %r for %.0fs; still trying (Ctrl-C to stop)", reader.spec, waited)
+                log.warning("no frame from %s for %.0fs; still trying (Ctrl-C to stop)", reader.name, waited)
                 last_warning = now
     finally:
         reader.stop()
@@ -257,12 +264,25 @@ def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
         stop.set()
 
 
-def open_source(camera: int | None = None, source: str | None = None, loop: bool = False,
-                give_up_after: float | None = None):
-    """``(frames iterator, reader or None)`` for ``--camera N`` or ``--source``; ``loop`` replays a
-    file or folder source until the run is stopped."""
-    if camera is not None:
-        reader = LatestFrameReader(camera)
+def open_source(camera: str | None = None, source: str | None = None, loop: bool = False,
+                give_up_after: float | None = None, settings=None):
+    """``(frames iterator, reader or None)`` for ``--camera`` or ``--source``; ``loop`` replays a
+    file or folder source until the run is stopped; ``settings`` (CameraSettings) size, rate and
+    format of cameras."""
+    from edgeseg.runtime.cameras import CameraError, CameraSettings, plan_camera, plan_source
+
+    settings = settings or CameraSettings()
+    try:
+        plan = plan_camera(str(camera), settings) if camera is not None else \
+            plan_source(source, settings) if source is not None else None
+    except CameraError as e:
+        raise SourceError(str(e)) from None
+    if plan is not None:
+        try:
+            reader = LatestFrameReader(plan.spec, open_capture=plan.open, name=plan.describe)
+        except CameraError as e:
+            raise SourceError(str(e)) from None
+        log.info("reading %s", plan.describe)
         return live_frames(reader, give_up_after), reader
     if source is None:
         raise SourceError("give --camera N or --source FILE|URL|DIR|GLOB")
@@ -277,12 +297,12 @@ def _file_source(source: str):
     """A function that opens the file, folder or glob ``source`` from its start."""
     path = Path(source)
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = list_images(path)
         if not images:
             raise SourceError(f"no images in {path}")
         return lambda: image_frames(images)
     if path.is_file():
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image(path):
             return lambda: image_frames([path])
         probe = _open_capture(str(path))  # fail here, before the model is loaded, not mid-run
         if probe is None:
@@ -290,7 +310,7 @@ def _file_source(source: str):
         probe.release()
         return lambda: video_frames(str(path))
     matches = sorted(Path(p) for p in glob.glob(source))
-    images = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for p in matches if is_image(p)]
     if images:
         return lambda: image_frames(images)
     raise SourceError(f"source not found: {source}")
