@@ -2,6 +2,7 @@
 rpicam-vid that writes YUV420 and dies mid-stream, a fake picamera2 module, board detection on
 fake device trees. Frame content is checked, not just that a frame arrived."""
 
+import json
 import os
 import shutil
 import sys
@@ -259,3 +260,37 @@ def test_cli_camera_0_on_a_csi_only_pi_reads_the_csi_camera(exported, fake_rpica
     assert error_lines(result.stderr) == [
         "edgeseg: error: no CSI camera support on Raspberry Pi 5 Model B Rev 1.0: sudo apt install "
         "python3-picamera2 (and make the venv with --system-site-packages) or sudo apt install rpicam-apps"]
+
+
+def test_the_systemd_unit_runs_on_a_pi_as_written(exported, fake_rpicam, tmp_path):
+    """tools/edgeseg.service's ExecStart, with its paths pointed here, on a fake CSI-only Pi."""
+    import shlex
+
+    from conftest import REPO
+
+    unit = (REPO / "tools" / "edgeseg.service").read_text()
+    env = dict(line.split("=", 1)[1].split("=", 1) for line in unit.splitlines() if line.startswith("Environment="))
+    exec_start = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.replace("${EDGESEG_TOKEN}", env["EDGESEG_TOKEN"]))
+    assert argv[0].endswith("/bin/edgeseg") and argv[1] == "run"
+    argv = [a.replace("/home/pi/models/model_int8.tflite", exported["files"]["int8"]["path"])
+             .replace("/home/pi/", f"{tmp_path}/") for a in argv[1:]]
+    argv[argv.index("--serve") + 1] = f"0.0.0.0:{_free_port()}"
+    root = fake_tree(tmp_path / "root", "Raspberry Pi 5 Model B Rev 1.0")
+    blocker = tmp_path / "no-picamera2"
+    (blocker / "picamera2").mkdir(parents=True)
+    (blocker / "picamera2" / "__init__.py").write_text("raise ImportError('no picamera2 here')\n")
+    result = run_edgeseg(*argv, "--max-frames", "6", env={
+        "EDGESEG_SYSROOT": str(root), "PATH": f"{fake_rpicam}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "?token=change-me" in result.stderr and "through rpicam-vid" in result.stderr
+    assert json.loads((tmp_path / "edgeseg-stats.json").read_text())["frames"] == 6
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

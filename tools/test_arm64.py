@@ -5,6 +5,7 @@
    (mmdebstrap --variant=extract: no chroot, no binfmt).
 2. The runtime's aarch64 wheels, resolved by pip for that platform exactly as `pip install
    edgeseg` resolves them on a Pi (no TensorFlow), and edgeseg's own wheel.
+   JetPack 6's Python 3.10 (aarch64) is resolved too (not run: one emulated Python is enough).
 3. `edgeseg run` (--save-masks, --compare) on PNG frames and on a video, and `edgeseg benchmark`,
    with the small int8 test model under qemu-user (Debian 13's 10.x: Debian 12's 7.2 segfaults
    in LiteRT), and the same runs on x86 in .venv-runtime. On the same pixels the masks must be
@@ -186,6 +187,17 @@ def main(models: Path) -> int:
               "OpenCV/FFmpeg builds; the model sees what the decoder gives)")
         bench = run([*python, "benchmark", models / "tiny_int8.tflite", "--threads", "1,2", "--runs", "5"], env=env)
         print(bench.stdout.rstrip())
+
+        jetson_tags = ["manylinux2014_aarch64"] + [f"manylinux_2_{n}_aarch64" for n in range(17, 36)]  # glibc 2.35
+        run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--target",
+                      tmp / "jetson", "--only-binary=:all:", "--python-version", "3.10", "--implementation", "cp",
+                      "--abi", "cp310", *[a for t in jetson_tags for a in ("--platform", t)],
+                      "--report", tmp / "jetson.json", next((tmp / "wheel").glob("*.whl"))])
+        resolved = {i["metadata"]["name"]: i["metadata"]["version"] for i in json.loads((tmp / "jetson.json").read_text())["install"]}
+        step("JetPack 6 (Python 3.10, aarch64, glibc 2.35) resolves: " + ", ".join(
+            f"{n} {resolved[n]}" for n in ("numpy", "opencv-python-headless", "ai-edge-litert") if n in resolved))
+        if not {"numpy", "opencv-python-headless", "ai-edge-litert"} <= set(resolved):
+            sys.exit("the device install does not resolve for JetPack 6's Python 3.10")
 
         x86_tags = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
         legacy = site_packages(next((tmp / "wheel").glob("*.whl")), TFLITE_RUNTIME, x86_tags,

@@ -37,7 +37,7 @@ class Legend:
                 self._patches.clear()
             self._patches[key] = legend_patch(self.class_names, self.colors, present)
         patch = self._patches[key]
-        if patch is not None:  # top-right corner, clipped to the image
+        if patch is not None and patch.shape[1] * 3 <= image.shape[1]:  # top-right corner, if it leaves room
             h, w = patch.shape[:2]
             x0 = max(image.shape[1] - w - 6, 0)
             w, h = min(w, image.shape[1] - x0), min(h, image.shape[0] - 6)

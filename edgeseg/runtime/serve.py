@@ -18,13 +18,14 @@ import secrets
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-PAGE = """<!doctype html><html><head><title>edgeseg</title>
-<style>body{{background:#111;color:#eee;font:14px sans-serif;margin:1em}}img{{max-width:100%}}</style></head>
-<body><img src="/stream.mjpg{query}"><pre id="s"></pre>
-<script>setInterval(()=>fetch('/stats{query}').then(r=>r.json()).then(j=>{{document.getElementById('s').textContent=JSON.stringify(j,null,1)}}),1000)</script>
-</body></html>"""
+def page(query: str) -> bytes:
+    """The viewer page (``page.html`` beside this module): overlay, FPS, latency per stage,
+    agreement, device health and the class legend, refreshed from /stats every second."""
+    html = (Path(__file__).with_name("page.html")).read_text()
+    return html.replace("{{QUERY}}", query).encode()
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -130,8 +131,7 @@ class MJPEGServer:
                 if not self._authorised(query):
                     self._send(401, "text/plain", b"access token required: add ?token=... to the URL\n")
                 elif parts.path == "/":
-                    suffix = f"?token={server.token}" if server.token else ""
-                    self._send(200, "text/html", PAGE.format(query=suffix).encode())
+                    self._send(200, "text/html; charset=utf-8", page(f"?token={server.token}" if server.token else ""))
                 elif parts.path == "/stats":
                     self._send(200, "application/json", json.dumps(server.stats()).encode())
                 elif parts.path == "/stream.mjpg":
