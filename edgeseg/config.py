@@ -42,6 +42,14 @@ class DataSection:
         base_scale: fixed resize of every frame before augmentation and evaluation.
         batch_size: global batch size (split over replicas).
         cache: ``memory``, ``none`` or a file path prefix for an on-disk cache.
+        train_split, val_split: split names; ``train,val`` joins splits.
+        holdout: a glob on frame names (``0006R0_*``): those frames of the training split(s) are
+            not trained on but validate and select checkpoints; the val split is then scored once,
+            at the end.
+        photometric: brightness/contrast/saturation jitter, noise, blur and JPEG re-encoding of
+            the crops, so the model does not depend on one camera's or decoder's pixels.
+        rare_crop_prob: how often a crop is centred on a pixel of a rare class (``rare_classes``:
+            resolved from the training labels, the classes under 2% of the pixels).
     """
 
     root: str | None = None
@@ -55,8 +63,16 @@ class DataSection:
     flip: bool = True
     batch_size: int = 8
     cache: str = "memory"
+    holdout: str | None = None
+    photometric: bool = True
+    rare_crop_prob: float = 0.0
+    rare_classes: Any = None
 
     def __post_init__(self):
+        if not 0 <= self.rare_crop_prob <= 1:
+            raise ConfigError(f"rare crop probability must be in [0, 1], got {self.rare_crop_prob}")
+        if self.holdout is not None and self.format == "tfrecord":
+            raise ConfigError("--holdout picks frames by name; TFRecord shards have none (hold out before writing them)")
         if self.format is not None and self.format not in DATASET_FORMATS:
             raise ConfigError(f"unknown dataset format '{self.format}'; choose one of: {', '.join(DATASET_FORMATS)}")
         object.__setattr__(self, "crop_size", parse_size(self.crop_size, "crop size"))
@@ -144,8 +160,11 @@ class OptimSection:
     poly_power: float = 0.9
     epochs: int = 10
     steps_per_epoch: int | None = None
+    ema: float | None = None  # momentum of an exponential moving average of the weights
 
     def __post_init__(self):
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"EMA momentum must be in (0, 1), got {self.ema}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
         if self.learning_rate <= 0:
@@ -198,8 +217,11 @@ class TrainConfig:
     xla: bool = False
     deterministic: bool = False
     backup_every_steps: int | None = None
+    ship: str = "best"  # the checkpoint export/evaluate use: best on validation, or the last one
 
     def __post_init__(self):
+        if self.ship not in ("best", "last"):
+            raise ConfigError(f"ship must be 'best' or 'last', got '{self.ship}'")
         for name, size in (("crop size", self.data.crop_size), ("eval size", self.data.eval_size)):
             if size is not None:
                 try:

@@ -76,7 +76,11 @@ class RunDir:
         return self
 
     def weights(self) -> Path:
-        """The best checkpoint, else the last one."""
+        """The checkpoint the run ships (``summary.json``'s ``shipped``: the best on validation
+        unless the run was told to ship its last), else the best, else the last one."""
+        shipped = self.read_json(self.summary).get("shipped")
+        if shipped and (self.path / shipped).is_file():
+            return self.path / shipped
         for path in (self.best_weights, self.last_weights):
             if path.is_file():
                 return path

@@ -41,7 +41,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys):
     from edgeseg.cli.main import main
 
     for argv, message in ((["train", "--epochs", "0"], "'--epochs'"), (["run", "m", "--threads", "0"], "'--threads'"),
-                          (["run", "m", "--upsample", "slow"], "'slow' is not one of 'exact', 'fast'"),
+                          (["run", "m", "--upsample", "slow"], "'slow' is not one of 'auto', 'exact', 'fast'"),
                           (["train", "--frobnicate"], "No such option: --frobnicate"),
                           (["export"], "Missing argument 'run'")):
         assert main(argv) == 2, argv
@@ -139,4 +139,4 @@ def test_tfrecords_then_train_from_them(synth_root, tmp_path):
                          "--alpha", "0.35", "--crop-size", "64x64", "--batch-size", "4", "--epochs", "1",
                          "--steps-per-epoch", "2", "--aspp-filters", "16", "--decoder-filters", "16")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "best val mIoU" in result.stdout
+    assert "best mIoU on val" in result.stdout

@@ -40,7 +40,7 @@ def test_train_writes_a_complete_run(trained_run):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 10 and 0.0 <= summary["val_miou"] <= 1.0
     assert set(summary["per_class_iou"]) == {"sky", "building", "road", "sidewalk", "tree", "car", "pole"}
-    assert "best val mIoU" in result.stdout
+    assert "best mIoU on val" in result.stdout
     config = (run_dir / "config.yaml").read_text()
     assert "eval_size:\n  - 64\n  - 64" in config  # resolved from the val frames
     assert "class_weights:\n  - " in config  # median-frequency weights resolved and saved

@@ -130,17 +130,18 @@ def ensure_qat(run: Path, steps: int | None, lr_factor: float | None, decoder_up
 
 
 def print_report(report: dict) -> None:
-    typer.echo(f"\n{'format':<8} {'MB':>7}  {'parity':<28} file")
+    typer.echo(f"\n{'format':<8} {'MB':>7}  {'parity':<44} file")
     for name, info in report["files"].items():
         parity = report["parity"].get(name, {})
         if "max_abs_diff_vs_keras" in parity:
-            check = f"max|diff| {parity['max_abs_diff_vs_keras']:.2e}"
+            check = (f"max|diff| {parity['max_abs_diff_vs_keras']:.2e}, "
+                     f"{100 * parity['pipeline_agreement_min']:.2f}% = Keras (worst frame)")
         elif "pixel_agreement_vs_fp32" in parity:
             check = f"{100 * parity['pixel_agreement_vs_fp32']:.2f}% pixels = fp32"
         else:
             check = "-"
         flag = "" if parity.get("ok", True) else "  FAILED"
-        typer.echo(f"{name:<8} {info['bytes'] / 1e6:>7.2f}  {check + flag:<28} {info['path']}")
+        typer.echo(f"{name:<8} {info['bytes'] / 1e6:>7.2f}  {check + flag:<44} {info['path']}")
     typer.echo("\nops a delegate cannot run (they fall back to the CPU):")
     first = next(iter(report["files"].values()))
     for delegate, ops in first["unsupported"].items():

@@ -16,6 +16,7 @@ Head = choices("Head", HEADS)
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Loss = choices("Loss", LOSSES)
 Strategy = choices("Strategy", STRATEGIES)
+Ship = choices("Ship", ("best", "last"))
 
 
 def _floats(text: str | None, name: str):
@@ -57,6 +58,11 @@ def train(
     base_scale: Annotated[Optional[float], typer.Option(help="Fixed resize of every frame before augmentation and evaluation.", rich_help_panel=DATA)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Global batch size.", rich_help_panel=DATA)] = None,
     cache: Annotated[Optional[str], typer.Option(help="'memory', 'none' or a file prefix for an on-disk cache.", rich_help_panel=DATA)] = None,
+    train_splits: Annotated[Optional[str], typer.Option(help="Split(s) trained on, e.g. train,val for the model you ship [default: train].", rich_help_panel=DATA)] = None,
+    val_split: Annotated[Optional[str], typer.Option(help="Split scored during training (or once at the end with --holdout) [default: val].", rich_help_panel=DATA)] = None,
+    holdout: Annotated[Optional[str], typer.Option(help="Glob on frame names (e.g. '0006R0_*'): those training frames select checkpoints instead of the val split, which is scored once at the end.", rich_help_panel=DATA)] = None,
+    photometric: Annotated[Optional[bool], typer.Option("--photometric/--no-photometric", help="Brightness/contrast/saturation, noise, blur and JPEG re-encoding of the crops [default: on].", rich_help_panel=DATA)] = None,
+    rare_crop_prob: Annotated[Optional[float], typer.Option(min=0, max=1, help="Share of crops centred on a pixel of a rare class (< 2% of the pixels).", rich_help_panel=DATA)] = None,
     backbone: Annotated[Optional[str], typer.Option(help="mobilenetv2 or resnet50.", rich_help_panel=MODEL)] = None,
     alpha: Annotated[Optional[float], typer.Option(help="MobileNetV2 width multiplier.", rich_help_panel=MODEL)] = None,
     output_stride: Annotated[Optional[int], typer.Option(help="16 or 8.", rich_help_panel=MODEL)] = None,
@@ -71,6 +77,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (poly decay after warm-up).", rich_help_panel=OPTIM)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(min=0, help="Decoupled weight decay.", rich_help_panel=OPTIM)] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(min=0, rich_help_panel=OPTIM)] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Keep an exponential moving average of the weights with this momentum (e.g. 0.999); it is what is validated and saved.", rich_help_panel=OPTIM)] = None,
     loss: Annotated[Optional[Loss], typer.Option(help="hybrid = weighted CE + soft Dice; ce = CE only.", rich_help_panel=OPTIM)] = None,
     dice_weight: Annotated[Optional[float], typer.Option(min=0, rich_help_panel=OPTIM)] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none | median_freq | inverse_sqrt | W1,W2,...", rich_help_panel=OPTIM)] = None,
@@ -82,6 +89,7 @@ def train(
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Reproducible batches and ops (slower).", rich_help_panel=RUN)] = None,
     backup_every_steps: Annotated[Optional[int], typer.Option(min=1, help="Also back up every N steps (default: each epoch).", rich_help_panel=RUN)] = None,
     seed: Annotated[Optional[int], typer.Option(rich_help_panel=RUN)] = None,
+    ship: Annotated[Optional[Ship], typer.Option(help="Checkpoint export and evaluate use: best on validation, or last [default: best].", rich_help_panel=RUN)] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Fine-tune the float run given by --from with fake quantization (tfmot); `edgeseg export --qat` uses the result.", rich_help_panel=QAT)] = False,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="The trained float run (QAT weights are saved in it).", rich_help_panel=QAT)] = None,
     qat_steps: Annotated[Optional[int], typer.Option(min=0, help=f"QAT fine-tuning steps [default: {QAT_STEPS}].", rich_help_panel=QAT)] = None,
@@ -139,7 +147,9 @@ def train(
         data__format=format.value if format else None,
         data__crop_size=crop_size, data__eval_size=eval_size,
         data__scale_range=_floats(scale_range, "--scale-range"), data__base_scale=base_scale,
-        data__batch_size=batch_size, data__cache=cache,
+        data__batch_size=batch_size, data__cache=cache, data__train_split=train_splits,
+        data__val_split=val_split, data__holdout=holdout, data__photometric=photometric,
+        data__rare_crop_prob=rare_crop_prob, optim__ema=ema, ship=ship.value if ship else None,
         model__backbone=backbone, model__alpha=alpha, model__output_stride=output_stride,
         model__head=head.value if head else None, model__aspp_filters=aspp_filters,
         model__decoder_filters=decoder_filters, model__backbone_weights=backbone_weights,
@@ -170,10 +180,15 @@ def train(
         return
     miou = summary.get("val_miou")
     typer.echo(f"\nrun: {run_dir}")
+    report = summary.get("report")
+    scores = report["per_class_iou"] if report else summary.get("per_class_iou")
     if miou is not None:
-        typer.echo(f"best val mIoU: {miou:.4f} (epoch {summary['best_epoch']})")
-        for cls, iou in (summary.get("per_class_iou") or {}).items():
-            typer.echo(f"  {cls:<16} {'-' if iou is None else f'{iou:.4f}'}")
+        where = "the held-out training frames" if report else "val"
+        typer.echo(f"best mIoU on {where}: {miou:.4f} (epoch {summary['best_epoch']}); shipped: {summary['shipped']}")
+    if report:
+        typer.echo(f"{report['split']} mIoU, scored once with {report['weights']}: {report['miou']:.4f}")
+    for cls, iou in (scores or {}).items():
+        typer.echo(f"  {cls:<16} {'-' if iou is None else f'{iou:.4f}'}")
     if summary.get("sec_per_step"):
         typer.echo(f"sec/step: {summary['sec_per_step']:.3f}  wall: {summary['wall_seconds_this_session']:.0f}s")
 

@@ -114,7 +114,12 @@ def load_info(root: str | Path | None, fmt: str) -> DatasetInfo:
 
 
 def load_split(root: str | Path | None, fmt: str, split: str, allow_unpaired: bool = False) -> Split:
-    """Load one split; an image without a label is an error naming both files."""
+    """Load a split, or several joined with commas (``train,val``); an image without a label is
+    an error naming both files."""
+    if "," in split:
+        parts = [load_split(root, fmt, s.strip(), allow_unpaired) for s in split.split(",") if s.strip()]
+        return Split(info=parts[0].info, root=parts[0].root, split=split,
+                     items=[item for part in parts for item in part.items])
     module = get_format(fmt)
     root = resolve_root(root, fmt)
     info = module.info(root)

@@ -8,6 +8,7 @@ neither loss nor metrics.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,18 @@ class Split:
     root: Path
     split: str
     items: list[tuple[Path, Path]]
+
+    def partition(self, pattern: str) -> tuple["Split", "Split"]:
+        """(frames whose image name does not match the glob ``pattern``, frames that do): a
+        held-out part of a split, e.g. one recording sequence."""
+        held = [item for item in self.items if fnmatch.fnmatch(Path(item[0]).stem, pattern)]
+        if not held:
+            raise DataError(f"--holdout {pattern!r} matches no frame of split '{self.split}'")
+        if len(held) == len(self.items):
+            raise DataError(f"--holdout {pattern!r} matches every frame of split '{self.split}'")
+        kept = [item for item in self.items if item not in held]
+        return (Split(self.info, self.root, f"{self.split} without {pattern}", kept),
+                Split(self.info, self.root, f"{self.split}: {pattern}", held))
 
     @property
     def image_paths(self) -> list[str]:

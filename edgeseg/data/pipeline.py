@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+import numpy as np
+
 from edgeseg._tf import tf
 from edgeseg.core.files import write_json_atomic
 from edgeseg.core.errors import DataError
@@ -35,12 +37,17 @@ class Augment:
         flip: random horizontal flip.
         base_scale: a fixed resize applied before the random scale (e.g. 0.5 to train at half
             resolution on a CPU).
+        photometric: what cameras and decoders do to pixels (see :func:`photometric`).
+        rare_classes, rare_crop_prob: centre that share of the crops on a pixel of these classes.
     """
 
     crop_size: tuple[int, int]
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     base_scale: float = 1.0
+    photometric: bool = False
+    rare_classes: tuple[int, ...] = ()
+    rare_crop_prob: float = 0.0
 
 
 @dataclass
@@ -77,9 +84,19 @@ def _decode_label_fn(label_map: LabelMap):
 
 
 def _decode_image(data):
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    """RGB uint8, decoded as the device decodes it: JPEG with libjpeg's accurate integer IDCT
+    (what OpenCV uses). TensorFlow's default fast IDCT differs by a grey level or two (up to 17 on
+    CamVid), enough to flip thin-class pixels between training and the device."""
+    image = tf.cond(tf.io.is_jpeg(data),
+                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
     image.set_shape([None, None, 3])
     return image
+
+
+def decode_image_file(path) -> np.ndarray:
+    """An image file as the training pipeline decodes it (RGB uint8)."""
+    return _decode_image(tf.io.read_file(str(path))).numpy()
 
 
 def _file_decoder(label_map: LabelMap):
@@ -111,19 +128,66 @@ def _pad_to(image, label, height, width):
     return image, tf.cast(label, tf.uint8)
 
 
+def _crop_origin(label, crop, seeds, aug: Augment):
+    """Top-left corner of a random crop; with ``rare_crop_prob``, centred on a random pixel of
+    a rare class when the frame has one."""
+    ch, cw = crop
+    h, w = tf.shape(label)[0], tf.shape(label)[1]
+    offset = tf.random.stateless_uniform([2], seeds[0], 0, 2**30, dtype=tf.int32)
+    uniform = tf.stack([offset[0] % (h - ch + 1), offset[1] % (w - cw + 1)])
+    if not aug.rare_classes or aug.rare_crop_prob <= 0:
+        return uniform
+    rare = tf.reduce_any(tf.cast(label, tf.int32)[..., None] == tf.constant(aug.rare_classes, tf.int32), -1)
+    where = tf.cast(tf.where(rare), tf.int32)
+    n = tf.shape(where)[0]
+
+    def centred():  # only taken when there is a rare pixel
+        centre = where[tf.random.stateless_uniform([], seeds[1], 0, n, dtype=tf.int32)]
+        return tf.stack([tf.clip_by_value(centre[0] - ch // 2, 0, h - ch), tf.clip_by_value(centre[1] - cw // 2, 0, w - cw)])
+
+    use = tf.logical_and(n > 0, tf.random.stateless_uniform([], seeds[2]) < aug.rare_crop_prob)
+    return tf.cond(use, centred, lambda: uniform)
+
+
+def photometric(image, seed):
+    """What cameras and decoders do to pixels, each with some probability: brightness, contrast
+    and saturation changes, slight blur, JPEG re-encoding at a random quality, Gaussian noise.
+    ``image``: float32 RGB 0-255 with a static shape."""
+    s = tf.random.experimental.stateless_split(seed, 12)
+    u = lambda i, lo=0.0, hi=1.0: tf.random.stateless_uniform([], s[i], lo, hi)  # noqa: E731
+    apply = lambda p, i, fn, x: tf.cond(u(i) < p, lambda: fn(x), lambda: x)  # noqa: E731
+    image = apply(0.5, 0, lambda x: x + u(1, -25.0, 25.0), image)
+    image = apply(0.5, 2, lambda x: (x - tf.reduce_mean(x)) * u(3, 0.75, 1.25) + tf.reduce_mean(x), image)
+    gray = lambda x: tf.reduce_mean(x, -1, keepdims=True)  # noqa: E731
+    image = apply(0.5, 4, lambda x: gray(x) + (x - gray(x)) * u(5, 0.7, 1.3), image)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+
+    def blur(x):
+        sigma = u(7, 0.4, 1.0)
+        taps = tf.exp(-tf.square(tf.range(-1.0, 2.0)) / (2 * sigma * sigma))
+        kernel = tf.tensordot(taps, taps, 0) / tf.square(tf.reduce_sum(taps))
+        kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+        return tf.nn.depthwise_conv2d(x[None], kernel, [1, 1, 1, 1], "SAME")[0]
+
+    image = apply(0.2, 6, blur, image)
+    image = apply(0.3, 8, lambda x: tf.image.stateless_random_jpeg_quality(
+        tf.cast(tf.round(x), tf.uint8), 40, 95, seed=s[9]), tf.cast(tf.round(image), tf.uint8))
+    image = tf.cast(image, tf.float32)
+    image = apply(0.3, 10, lambda x: x + tf.random.stateless_normal(tf.shape(x), s[11]) * u(11, 1.0, 5.0), image)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
 def _augment_fn(aug: Augment):
     ch, cw = aug.crop_size
     lo, hi = aug.scale_range
 
     def augment(index, image, label, seed):
-        seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 3)
+        seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 6)
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
         scale = aug.base_scale * tf.random.stateless_uniform([], seeds[0], lo, hi)
         image, label = _resize_pair(image, label, tf.cast(tf.round(shape * scale), tf.int32))
         image, label = _pad_to(image, label, ch, cw)
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
-        offset = tf.random.stateless_uniform([2], seeds[1], 0, 2**30, dtype=tf.int32)
-        y0, x0 = offset[0] % (h - ch + 1), offset[1] % (w - cw + 1)
+        y0, x0 = tf.unstack(_crop_origin(label, (ch, cw), seeds[3:6], aug))
         image = image[y0:y0 + ch, x0:x0 + cw]
         label = label[y0:y0 + ch, x0:x0 + cw]
         if aug.flip:
@@ -132,6 +196,8 @@ def _augment_fn(aug: Augment):
             label = tf.cond(flip, lambda: label[:, ::-1], lambda: label)
         image.set_shape([ch, cw, 3])
         label.set_shape([ch, cw])
+        if aug.photometric:
+            image = photometric(image, seeds[1])
         return image, tf.cast(label, tf.int32)
     return augment
 
@@ -257,20 +323,25 @@ def write_tfrecords(split: Split, out_dir: Path, shard_size: int = 256, progress
 
 
 def load_tfrecord_split(root: Path, split: str) -> TFRecordSplit:
+    """Shards of a split, or of several joined with commas."""
     meta_path = Path(root) / TFRECORD_META
     if not meta_path.is_file():
         raise DataError(f"not a TFRecord dataset (no {TFRECORD_META}): {root}")
     meta = json.loads(meta_path.read_text())
-    files = sorted(str(p) for p in Path(root).glob(f"{split}-*.tfrecord"))
-    if not files or split not in meta.get("counts", {}):
-        raise DataError(f"no TFRecord shards for split '{split}' in {root}")
+    names = [s.strip() for s in split.split(",") if s.strip()]
+    files = []
+    for name in names:
+        found = sorted(str(p) for p in Path(root).glob(f"{name}-*.tfrecord"))
+        if not found or name not in meta.get("counts", {}):
+            raise DataError(f"no TFRecord shards for split '{name}' in {root}")
+        files += found
     n = len(meta["class_names"])
     info = DatasetInfo(
         name=meta["name"], class_names=tuple(meta["class_names"]),
         colors=tuple(tuple(c) for c in meta["colors"]),
         label_map=LabelMap.identity(n),
     )
-    return TFRecordSplit(info=info, files=files, count=int(meta["counts"][split]), split=split)
+    return TFRecordSplit(info=info, files=files, count=sum(int(meta["counts"][name]) for name in names), split=split)
 
 
 def load_source(root, fmt: str, split: str):

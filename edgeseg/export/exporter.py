@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from edgeseg import __version__
 from edgeseg.config import TrainConfig
@@ -27,12 +26,10 @@ from edgeseg.quant.calibrate import (
 )
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.core.metadata import ModelMetadata
-from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.export.parity import parity_checks
 
 log = logging.getLogger("edgeseg")
 
-FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
-INT8_MIN_AGREEMENT = 0.90  # pixel agreement of int8 vs fp32 predictions
 
 
 @dataclass
@@ -147,7 +144,6 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
                                            frames=len(parity_items))
 
-    frames = [_read_rgb(p) for p, _ in parity_items]
     written = {}
     for name in options.formats:
         fmt_row = FORMATS[name]
@@ -182,45 +178,10 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
 
         rows = layer_errors(model, calib)
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
-    report["parity"] = parity_checks(model, written, frames)
+    report["parity"] = parity_checks(model, written, [image for image, _ in parity_items])
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
     return report
-
-
-def parity_checks(model, written: dict, frames) -> dict:
-    """Keras vs fp32 TFLite (max abs logit difference) and every other file vs the float
-    reference (pixel agreement of the predictions), on real frames."""
-    from edgeseg.core.geometry import letterbox
-
-    if not frames:
-        return {"skipped": "no frames to compare on"}
-    out: dict = {}
-    reference = None
-    if "fp32" in written:
-        seg = Segmenter(written["fp32"], threads=2)
-        worst, span = 0.0, 1e-6
-        for frame in frames:
-            x, _ = letterbox(frame, seg.input_size)
-            keras_logits = model(x[None], training=False).numpy()[0]
-            tfl, _ = seg.raw_output(frame)
-            worst = max(worst, float(np.abs(keras_logits - tfl).max()))
-            span = max(span, float(np.abs(keras_logits).max()))
-        ok = worst <= FP32_TOLERANCE * max(span, 1.0)
-        out["fp32"] = {"max_abs_diff_vs_keras": worst, "ok": ok}
-        if not ok:
-            log.error("PARITY FAILED: fp32 TFLite differs from Keras by %.4g", worst)
-        reference = [seg.predict(f) for f in frames]
-    for name, path in written.items():
-        if name == "fp32" or reference is None:
-            continue
-        seg = Segmenter(path, threads=2)
-        agree = float(np.mean([np.mean(seg.predict(f) == r) for f, r in zip(frames, reference)]))
-        ok = agree >= INT8_MIN_AGREEMENT or name in ("fp16", "dynamic") and agree >= 0.98
-        out[name] = {"pixel_agreement_vs_fp32": agree, "ok": ok}
-        if not ok:
-            log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
-    return out
 
 
 def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path):
@@ -232,9 +193,3 @@ def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path
     folder = Path(options.manifest_dir) if options.manifest_dir else out_dir
     manifest = write_manifest(folder / name, split, items, options.calib_select, options.seed)
     return items, manifest
-
-
-def _read_rgb(path):
-    from edgeseg.core.images import read_image
-
-    return read_image(Path(path))

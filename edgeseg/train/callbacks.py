@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -32,9 +30,10 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
     pooling layer, so validation runs on a second model of the same architecture. The best score
     lives in ``best.json``, so a resumed run does not overwrite a better checkpoint.
 
-    Under multi-worker training every worker validates (on the same frames, with the same
-    weights) and saves when the score improves, since saving synchronises the workers' variables;
-    only the chief (``write``) keeps the file. The best score so far is read once at the start,
+    With an exponential moving average of the weights (``--ema``) the averaged weights are the
+    ones validated and kept. The checkpoint is the evaluation model's weights (the same layers),
+    written by the chief (``write``) alone; under multi-worker training every worker validates on
+    the same frames with the same weights, and the best score so far is read once at the start,
     so all workers take the same decisions.
     """
 
@@ -60,7 +59,7 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         if (epoch + 1) % self.every and not last:
             return
         t0 = time.perf_counter()
-        self.eval_model.set_weights(self.model.get_weights())
+        self.eval_model.set_weights(self._weights())
         cm = confusion_over(self.eval_model, self.val_dataset, len(self.class_names), self.predictor)
         summary = metrics.summarize(cm, self.class_names)
         logs["val_miou"] = summary["miou"]
@@ -69,13 +68,25 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         if improved:
             self.best = summary["miou"]
             if self.write:
-                save_weights_atomic(self.model, self.run.best_weights)
+                save_weights_atomic(self.eval_model, self.run.best_weights)
                 write_json_atomic(self.run.best_json, {"epoch": epoch + 1, **summary})
-            else:
-                with tempfile.TemporaryDirectory() as scratch:
-                    self.model.save_weights(str(Path(scratch) / "best.h5"))
         print(f"\nval mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_accuracy']:.4f}"
               f"  ({time.perf_counter() - t0:.1f}s){'  * best' if improved else ''}", flush=True)
+
+
+    def _weights(self) -> list:
+        """The model's weights, with the optimizer's moving averages in place of the trainable
+        ones when it keeps them (tf-keras ``use_ema``)."""
+        opt = self.model.optimizer
+        opt = getattr(opt, "inner_optimizer", opt)  # under a loss-scale optimizer
+        averages = getattr(opt, "_model_variables_moving_average", None) if getattr(opt, "use_ema", False) else None
+        if not averages:
+            return self.model.get_weights()
+        out = []
+        for variable in self.model.weights:
+            index = opt._index_dict.get(opt._var_key(variable)) if variable.trainable else None
+            out.append((averages[index] if index is not None else variable).numpy())
+        return out
 
 
 class StepTimer(keras.callbacks.Callback):

@@ -9,92 +9,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from edgeseg.core import metrics
 from edgeseg._tf import device_line, keras, tf
 from edgeseg.config import TrainConfig
-from edgeseg.data.check import pixel_counts
-from edgeseg.data.pipeline import (
-    Augment, build_eval_dataset, build_train_dataset, load_source, source_size, TFRecordSplit,
-)
+from edgeseg.core import metrics
 from edgeseg.core.errors import ConfigError, EdgesegError
-from edgeseg.losses import SegmentationLoss
-from edgeseg.core.geometry import round_up
+from edgeseg.data.pipeline import Augment, build_eval_dataset, build_train_dataset, source_size
 from edgeseg.models import build_deeplabv3plus
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, save_weights_atomic
 from edgeseg.train.keras_metrics import MeanIoU
-from edgeseg.train.schedule import PolyDecayWithWarmup
+from edgeseg.train.recipe import make_loss, make_optimizer, resolve, training_sources
+from edgeseg.train.scoring import confusion_over
 from edgeseg.train.strategy import is_chief, make_strategy, worker_index
 
 log = logging.getLogger("edgeseg")
-
-
-def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
-    """Fill in what the data decides: evaluation size and class weights."""
-    data, loss = config.data, config.loss
-    os_ = config.model.output_stride
-    if data.eval_size is None:
-        h, w = first_frame_size(val_src)
-        size = (round_up(round(h * data.base_scale), os_), round_up(round(w * data.base_scale), os_))
-        config = config.override(data__eval_size=list(size))
-    if isinstance(loss.class_weights, str) and loss.class_weights != "none":
-        counts = label_pixel_counts(train_src)
-        weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
-        config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])
-    config.model.check_input_size(config.data.eval_size)
-    return config
-
-
-def label_pixel_counts(source) -> np.ndarray:
-    """Pixels per class over a split's labels (ignore pixels not counted)."""
-    if not isinstance(source, TFRecordSplit):
-        return pixel_counts(source.info, source.label_paths)
-    from edgeseg.data.pipeline import decoded_dataset
-
-    counts = np.zeros(source.info.num_classes, np.int64)
-    for _, label in decoded_dataset(source):
-        counts += np.bincount(label.numpy().ravel(), minlength=256)[: source.info.num_classes]
-    return counts
-
-
-def first_frame_size(source) -> tuple[int, int]:
-    if isinstance(source, TFRecordSplit):
-        from edgeseg.data.pipeline import decoded_dataset
-
-        image, _ = next(iter(decoded_dataset(source).take(1)))
-        return int(image.shape[0]), int(image.shape[1])
-    import cv2
-
-    image = cv2.imread(source.image_paths[0], cv2.IMREAD_COLOR)
-    if image is None:
-        from edgeseg.core.errors import DataError
-
-        raise DataError(f"cannot read image {source.image_paths[0]}")
-    return image.shape[0], image.shape[1]
-
-
-def make_optimizer(config: TrainConfig, total_steps: int):
-    o = config.optim
-    schedule = PolyDecayWithWarmup(o.learning_rate, total_steps, o.warmup_steps, o.poly_power)
-    if o.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay)
-    else:
-        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=o.momentum, nesterov=False,
-                                   weight_decay=o.weight_decay)
-    # No decay on BatchNorm parameters and biases, as in the reference implementations.
-    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return opt
-
-
-def make_loss(config: TrainConfig, num_classes: int) -> SegmentationLoss:
-    cw = config.loss.class_weights
-    weights = cw if isinstance(cw, list) else None
-    if weights is not None and len(weights) != num_classes:
-        raise ConfigError(f"{len(weights)} class weights given for {num_classes} classes")
-    dice = config.loss.dice_weight if config.loss.type == "hybrid" else 0.0
-    return SegmentationLoss(num_classes, class_weights=weights, dice_weight=dice)
 
 
 class RunFinished(EdgesegError):
@@ -154,8 +82,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
         tf.config.experimental.enable_op_determinism()
 
     d = config.data
-    train_src = load_source(d.root, d.format, d.train_split)
-    val_src = load_source(d.root, d.format, d.val_split)
+    train_src, val_src, report_src = training_sources(config)
     info = train_src.info
     log.info(device_line())
     if not resume:
@@ -172,13 +99,14 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        return _fit(config, run, strategy, train_src, val_src, chief, verbose)
+        return _fit(config, run, strategy, (train_src, val_src, report_src), chief, verbose)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _fit(config: TrainConfig, run: RunDir, strategy, train_src, val_src, chief: bool, verbose) -> dict:
+def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbose) -> dict:
     d, o = config.data, config.optim
+    train_src, val_src, report_src = sources
     info = train_src.info
     n_train = source_size(train_src)
     steps_per_epoch = o.steps_per_epoch or max(1, n_train // d.batch_size)
@@ -187,7 +115,9 @@ def _fit(config: TrainConfig, run: RunDir, strategy, train_src, val_src, chief: 
     cache = {"memory": True, "none": False}.get(d.cache, d.cache)
     if isinstance(cache, str):
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-    augment = Augment(crop_size=d.crop_size, scale_range=d.scale_range, flip=d.flip, base_scale=d.base_scale)
+    augment = Augment(crop_size=d.crop_size, scale_range=d.scale_range, flip=d.flip, base_scale=d.base_scale,
+                      photometric=d.photometric, rare_classes=tuple(d.rare_classes or ()),
+                      rare_crop_prob=d.rare_crop_prob)
     train_ds = build_train_dataset(train_src, d.batch_size, augment, cache=cache, seed=config.seed,
                                    deterministic=config.deterministic)
     val_ds = build_eval_dataset(val_src, batch_size=max(1, min(d.batch_size, 4)), size=d.eval_size,
@@ -222,9 +152,13 @@ def _fit(config: TrainConfig, run: RunDir, strategy, train_src, val_src, chief: 
     model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=verbose)
     wall = time.perf_counter() - t0
+    if o.ema:  # the averaged weights are the model from here on
+        model.optimizer.finalize_variable_values(model.trainable_variables)
     save_weights_atomic(model, write_dir / run.last_weights.name)
     best = run.read_json(run.best_json)
+    shipped = run.last_weights if config.ship == "last" or not best else run.best_weights
     summary = {
+        "shipped": shipped.name,
         "run": str(run.path),
         "best_epoch": best.get("epoch"),
         "val_miou": best.get("miou"),
@@ -236,9 +170,20 @@ def _fit(config: TrainConfig, run: RunDir, strategy, train_src, val_src, chief: 
         "sec_per_step": timer.median,
         "replicas": strategy.num_replicas_in_sync,
     }
+    if report_src is not None:
+        summary["report"] = _score_once(eval_model, shipped, report_src, config, info.class_names)
+        log.info("%s, scored once with %s: mIoU %.4f", d.val_split, shipped.name, summary["report"]["miou"])
     if chief:
         write_json_atomic(run.summary, summary)
     return summary
+
+
+def _score_once(eval_model, weights: Path, source, config: TrainConfig, class_names) -> dict:
+    """The shipped weights on the split nothing was selected on."""
+    eval_model.load_weights(str(weights), by_name=True)
+    ds = build_eval_dataset(source, batch_size=4, size=config.data.eval_size, base_scale=config.data.base_scale)
+    return {"split": config.data.val_split, "weights": weights.name,
+            **metrics.summarize(confusion_over(eval_model, ds, len(class_names)), class_names)}
 
 
 def load_run_model(run_dir: Path, input_size=None, weights: Path | None = None, **build_kwargs):

@@ -1,0 +1,84 @@
+"""Parity of exported files with what was trained, on real frames:
+
+- Keras vs fp32 TFLite on the same input tensor (max absolute logit difference: the conversion);
+- Keras through the training pipeline (TensorFlow's decoder, the evaluation letterbox, the
+  in-graph bilinear upsample) vs the fp32 file through the device runtime (OpenCV's decoder, the
+  runtime's letterbox and upsampling): pixel agreement on every frame, which must be >= 99.9%:
+  the device must see what training saw;
+- every other file vs fp32: pixel agreement of the predictions (quantization).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg._tf import tf
+from edgeseg.core.geometry import letterbox
+from edgeseg.core.images import read_image
+from edgeseg.data.pipeline import decode_image_file
+from edgeseg.runtime.segmenter import Segmenter
+
+log = logging.getLogger("edgeseg")
+
+FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
+PIPELINE_MIN_AGREEMENT = 0.999  # per frame, Keras via tf.data vs fp32 TFLite via the runtime
+INT8_MIN_AGREEMENT = 0.90  # pixel agreement of int8 vs fp32 predictions
+
+
+def keras_labels(model, image_path, input_size) -> np.ndarray:
+    """What training's evaluation predicts for a frame, at the size the frame was letterboxed to."""
+    x, box = letterbox(decode_image_file(image_path), input_size)
+    logits = tf.image.resize(model(x[None], training=False), input_size, method="bilinear")
+    return tf.argmax(logits[0, : box.height, : box.width], -1).numpy().astype(np.uint8)
+
+
+def runtime_labels(seg: Segmenter, frame: np.ndarray, shape) -> np.ndarray:
+    """The runtime's labels for ``frame``, at ``shape`` (the letterbox's size)."""
+    import cv2
+
+    labels = seg.predict(frame)
+    return labels if labels.shape == tuple(shape) else \
+        cv2.resize(labels, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
+
+
+def parity_checks(model, written: dict, image_paths) -> dict:
+    """``model``: the Keras export model (stride-4 logits); ``written``: format -> file."""
+    if not image_paths:
+        return {"skipped": "no frames to compare on"}
+    frames = [read_image(Path(p)) for p in image_paths]
+    out: dict = {}
+    reference = None
+    if "fp32" in written:
+        seg = Segmenter(written["fp32"], threads=2, upsample="exact")
+        worst, span, agreement = 0.0, 1e-6, []
+        for path, frame in zip(image_paths, frames):
+            x, _ = letterbox(frame, seg.input_size)
+            keras_logits = model(x[None], training=False).numpy()[0]
+            tfl, _ = seg.raw_output(frame)
+            worst = max(worst, float(np.abs(keras_logits - tfl).max()))
+            span = max(span, float(np.abs(keras_logits).max()))
+            trained = keras_labels(model, path, seg.input_size)
+            agreement.append(float(np.mean(runtime_labels(seg, frame, trained.shape) == trained)))
+        ok_logits = worst <= FP32_TOLERANCE * max(span, 1.0)
+        ok_pipeline = min(agreement) >= PIPELINE_MIN_AGREEMENT
+        out["fp32"] = {"max_abs_diff_vs_keras": worst, "pipeline_agreement_min": min(agreement),
+                       "pipeline_agreement_mean": float(np.mean(agreement)), "ok": ok_logits and ok_pipeline}
+        if not ok_logits:
+            log.error("PARITY FAILED: fp32 TFLite differs from Keras by %.4g", worst)
+        if not ok_pipeline:
+            log.error("PARITY FAILED: the runtime agrees with training's pipeline on only %.2f%% of one frame's pixels",
+                      100 * min(agreement))
+        reference = [seg.predict(f) for f in frames]
+    for name, path in written.items():
+        if name == "fp32" or reference is None:
+            continue
+        seg = Segmenter(path, threads=2, upsample="exact")
+        agree = float(np.mean([np.mean(seg.predict(f) == r) for f, r in zip(frames, reference)]))
+        ok = agree >= INT8_MIN_AGREEMENT or name in ("fp16", "dynamic") and agree >= 0.98
+        out[name] = {"pixel_agreement_vs_fp32": agree, "ok": ok}
+        if not ok:
+            log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
+    return out

@@ -1,0 +1,110 @@
+"""What a training run is made of, decided before it starts: the splits it trains, selects and
+reports on, what the data fills into the config (evaluation size, class weights, rare classes),
+and the optimizer and loss the config describes."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edgeseg._tf import keras
+from edgeseg.config import TrainConfig
+from edgeseg.core import metrics
+from edgeseg.core.errors import ConfigError
+from edgeseg.core.geometry import round_up
+from edgeseg.core.images import read_image
+from edgeseg.data.check import pixel_counts
+from edgeseg.data.pipeline import TFRecordSplit, load_source
+from edgeseg.losses import SegmentationLoss
+from edgeseg.train.schedule import PolyDecayWithWarmup
+
+log = logging.getLogger("edgeseg")
+RARE_SHARE = 0.02  # a class under this share of the labelled training pixels is rare
+
+
+def training_sources(config: TrainConfig):
+    """``(train, select, report)``: the frames trained on, the frames that validate and select
+    checkpoints, and the split scored once at the end (None when it is the selecting one). With
+    ``data.holdout`` the selecting frames are that part of the training split(s)."""
+    d = config.data
+    train = load_source(d.root, d.format, d.train_split)
+    if d.holdout:
+        train, select = train.partition(d.holdout)
+        log.info("training on %d frames, selecting on %d held-out ones (%s); %s is scored once at the end",
+                 len(train.items), len(select.items), d.holdout, d.val_split)
+        return train, select, load_source(d.root, d.format, d.val_split)
+    if set(d.val_split.split(",")) <= set(d.train_split.split(",")):
+        log.warning("validating on frames that are trained on (%s): the score says nothing about unseen "
+                    "frames%s", d.val_split, "" if config.ship == "last" else "; pass --ship last")
+    return train, load_source(d.root, d.format, d.val_split), None
+
+
+def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
+    """Fill in what the data decides: evaluation size, class weights, rare classes."""
+    data, loss = config.data, config.loss
+    os_ = config.model.output_stride
+    if data.eval_size is None:
+        h, w = first_frame_size(val_src)
+        size = (round_up(round(h * data.base_scale), os_), round_up(round(w * data.base_scale), os_))
+        config = config.override(data__eval_size=list(size))
+    needs_counts = (isinstance(loss.class_weights, str) and loss.class_weights != "none") or \
+        (data.rare_crop_prob > 0 and data.rare_classes is None)
+    counts = label_pixel_counts(train_src) if needs_counts else None
+    if isinstance(loss.class_weights, str) and loss.class_weights != "none":
+        weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
+        config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])
+    if data.rare_crop_prob > 0 and data.rare_classes is None:
+        share = counts / max(counts.sum(), 1)
+        rare = [int(c) for c in np.flatnonzero(share < RARE_SHARE)]
+        log.info("rare classes (under %.0f%% of the pixels): %s", 100 * RARE_SHARE,
+                 ", ".join(train_src.info.class_names[c] for c in rare) or "none")
+        config = config.override(data__rare_classes=rare)
+    config.model.check_input_size(config.data.eval_size)
+    return config
+
+
+def label_pixel_counts(source) -> np.ndarray:
+    """Pixels per class over a split's labels (ignore pixels not counted)."""
+    if not isinstance(source, TFRecordSplit):
+        return pixel_counts(source.info, source.label_paths)
+    from edgeseg.data.pipeline import decoded_dataset
+
+    counts = np.zeros(source.info.num_classes, np.int64)
+    for _, label in decoded_dataset(source):
+        counts += np.bincount(label.numpy().ravel(), minlength=256)[: source.info.num_classes]
+    return counts
+
+
+def first_frame_size(source) -> tuple[int, int]:
+    if isinstance(source, TFRecordSplit):
+        from edgeseg.data.pipeline import decoded_dataset
+
+        image, _ = next(iter(decoded_dataset(source).take(1)))
+        return int(image.shape[0]), int(image.shape[1])
+    return read_image(source.image_paths[0]).shape[:2]
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    o = config.optim
+    schedule = PolyDecayWithWarmup(o.learning_rate, total_steps, o.warmup_steps, o.poly_power)
+    ema = {"use_ema": True, "ema_momentum": o.ema} if o.ema else {}
+    if o.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay, **ema)
+    else:
+        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=o.momentum, nesterov=False,
+                                   weight_decay=o.weight_decay, **ema)
+    # No decay on BatchNorm parameters and biases, as in the reference implementations.
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def make_loss(config: TrainConfig, num_classes: int) -> SegmentationLoss:
+    cw = config.loss.class_weights
+    weights = cw if isinstance(cw, list) else None
+    if weights is not None and len(weights) != num_classes:
+        raise ConfigError(f"{len(weights)} class weights given for {num_classes} classes")
+    dice = config.loss.dice_weight if config.loss.type == "hybrid" else 0.0
+    return SegmentationLoss(num_classes, class_weights=weights, dice_weight=dice)
+
+
