@@ -11,13 +11,14 @@ import numpy as np
 from edgeseg.core.files import write_image_atomic
 from edgeseg.core.metrics import Score
 
+FLOAT_FILES = ("fp32", "onnx_fp32")  # exported float models: what quantization is measured against
 CHART_COLORS = [(66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193)]
 
 
 def reference(scores: list[Score]) -> Score:
     """What drops are measured against: the first Keras run, else the fp32 file, else the first."""
     return next((s for s in scores if s.kind == "keras"), None) or \
-        next((s for s in scores if s.kind == "fp32"), scores[0])
+        next((s for s in scores if s.kind in FLOAT_FILES), scores[0])
 
 
 def comparison_rows(scores: list[Score]) -> list[dict]:
@@ -25,7 +26,7 @@ def comparison_rows(scores: list[Score]) -> list[dict]:
     Keras run and an fp32 file both present, ``drop_vs_fp32`` separates quantization (fp32 ->
     int8) from export fidelity (Keras -> fp32, which should be ~0)."""
     ref = reference(scores)
-    fp32 = next((s for s in scores if s.kind == "fp32"), None)
+    fp32 = next((s for s in scores if s.kind in FLOAT_FILES), None)
     ref_miou = ref.summary["miou"]
     rows = []
     for s in scores:
@@ -33,7 +34,7 @@ def comparison_rows(scores: list[Score]) -> list[dict]:
         row = {"model": s.name, "kind": s.kind, "miou": summary["miou"], "drop_points": 100 * (ref_miou - summary["miou"]),
                "pixel_accuracy": summary["pixel_accuracy"], "mb": None if s.bytes is None else s.bytes / 1e6,
                "latency_ms": s.latency_ms, "per_class_iou": summary["per_class_iou"], "path": s.path, "frames": s.frames}
-        if fp32 is not None and ref is not fp32 and s.kind not in ("keras", "fp32"):
+        if fp32 is not None and ref is not fp32 and s.kind not in ("keras", *FLOAT_FILES):
             row["drop_vs_fp32"] = 100 * (fp32.summary["miou"] - summary["miou"])
         rows.append(row)
     return rows
@@ -52,10 +53,10 @@ def _iou(value) -> str:
 
 def text_table(rows: list[dict], reference_name: str, split: str) -> str:
     lines = [f"{split}: {rows[0]['frames']} frames; drop in points vs {reference_name} (and vs the fp32 file)",
-             f"{'model':<34} {'kind':<6} {'mIoU':>7} {'drop':>7} {'vs fp32':>8} {'pix acc':>8} {'MB':>6} {'pred ms':>8}"]
+             f"{'model':<34} {'kind':<9} {'mIoU':>7} {'drop':>7} {'vs fp32':>8} {'pix acc':>8} {'MB':>6} {'pred ms':>8}"]
     for r in rows:
         mb, ms, vs_fp32 = _cells(r)
-        lines.append(f"{r['model'][:34]:<34} {r['kind']:<6} {r['miou']:>7.4f} {r['drop_points']:>7.2f} {vs_fp32:>8} "
+        lines.append(f"{r['model'][:34]:<34} {r['kind']:<9} {r['miou']:>7.4f} {r['drop_points']:>7.2f} {vs_fp32:>8} "
                      f"{r['pixel_accuracy']:>8.4f} {mb:>6} {ms:>8}")
     lines += ["", "per-class IoU", f"{'class':<16} " + " ".join(f"{r['kind'][:7]:>7}" for r in rows)]
     for c in rows[0]["per_class_iou"]:

@@ -144,3 +144,17 @@ def exported(run_dir, tmp_path_factory):
     manifests = tmp_path_factory.mktemp("manifests")
     return export_run(run_dir, ExportOptions(formats=("fp32", "fp16", "int8"), calib_size=12,
                                              manifest_dir=manifests))
+
+
+@pytest.fixture(scope="session")
+def video(synth_root, tmp_path_factory):
+    """An 8-frame mp4 of the synthetic val frames (twice over)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    frames = sorted((synth_root / "val" / "images").glob("*.jpg"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for f in frames * 2:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    return path

@@ -50,8 +50,8 @@ def test_int8_takes_raw_pixels(exported):
     from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
-    scale, zero = seg.input["quantization"]
-    assert seg.input["dtype"] == np.int8 and scale == pytest.approx(1.0, rel=0.02) and zero == -128
+    scale, zero = seg.input.quantization
+    assert seg.input.dtype == np.int8 and scale == pytest.approx(1.0, rel=0.02) and zero == -128
 
 
 def test_existing_files_are_not_overwritten(run_dir):
@@ -241,3 +241,39 @@ def test_voc_frames_of_different_sizes_export_to_int8(tmp_path):
     assert Path(report["files"]["int8"]["path"]).stat().st_size > 0
     assert report["parity_frames"] == {"split": "val", "frames": 2}
     assert report["parity"]["fp32"]["ok"]
+
+
+def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, video, tmp_path):
+    """`edgeseg export RUN --format both --int8`: ONNX fp32 masks equal the TFLite fp32 masks on
+    the clip; int8 ONNX (QDQ from the int8 TFLite model) agrees with int8 TFLite on >= 99% of pixels;
+    `edgeseg run` takes .onnx and compares it live with a .tflite."""
+    import cv2
+
+    out = tmp_path / "models"
+    result = run_edgeseg("export", run_dir, "--int8", "--format", "both", "--out", out, "--calib-size", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "export.json").read_text())
+    assert set(report["files"]) == {"fp32", "onnx_fp32", "int8", "onnx_int8"}
+    assert report["parity"]["onnx_int8"]["pixel_agreement_vs_tflite"] >= 0.99
+    assert "DequantizeLinear" in report["files"]["onnx_int8"]["ops"]  # QDQ
+    from edgeseg.runtime.metadata import load_metadata
+
+    meta = load_metadata(out / "tiny_int8.onnx")
+    assert meta.precision == "onnx_int8" and meta.class_names[:2] == ["sky", "building"]
+    masks = {}
+    for name in ("tiny_fp32.tflite", "tiny_fp32.onnx", "tiny_int8.tflite", "tiny_int8.onnx"):
+        folder = tmp_path / name
+        result = run_edgeseg("run", out / name, "--source", video, "--save-masks", folder, "--threads", "2")
+        assert result.returncode == 0, result.stderr[-2000:]
+        masks[name] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
+    assert len(masks["tiny_fp32.onnx"]) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(masks["tiny_fp32.onnx"], masks["tiny_fp32.tflite"]))
+    agree = np.mean([np.mean(a == b) for a, b in zip(masks["tiny_int8.onnx"], masks["tiny_int8.tflite"])])
+    assert agree >= 0.99
+    mixed = run_edgeseg("run", out / "tiny_int8.onnx", "--source", video, "--compare", out / "tiny_fp32.tflite",
+                        "--compare-every", "1")
+    assert mixed.returncode == 0 and "ONNX Runtime (CPUExecutionProvider)" in mixed.stderr
+    bad = run_edgeseg("run", out / "tiny_int8.onnx", "--source", video, "--providers", "tensorrt")
+    assert bad.returncode == 1 and "no TensorrtExecutionProvider" in error_lines(bad.stderr)[0]
+    bad = run_edgeseg("export", run_dir, "--fp16", "--format", "onnx", "--out", tmp_path / "x")
+    assert bad.returncode == 2 and "fp16 has no ONNX form" in error_lines(bad.stderr)[0]

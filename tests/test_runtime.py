@@ -84,17 +84,6 @@ def test_source_errors(tmp_path):
         open_source(source=str(tmp_path / "empty"))
 
 
-@pytest.fixture(scope="module")
-def video(synth_root, tmp_path_factory):
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    frames = sorted((synth_root / "val" / "images").glob("*.jpg"))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
-    for f in frames * 2:
-        writer.write(cv2.imread(str(f)))
-    writer.release()
-    return path
-
-
 def test_run_video_writes_overlay_masks_and_stats(exported, video, tmp_path):
     int8 = exported["files"]["int8"]["path"]
     fp32 = exported["files"]["fp32"]["path"]
@@ -265,11 +254,11 @@ def test_integer_input_lookup_table_matches_float_quantization(exported, frame_h
     from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
-    assert seg.input["dtype"] != np.float32
+    assert seg.input.dtype != np.float32
     frame = np.random.default_rng(2).integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
     x, box = seg._prepare(frame)
     reference, ref_box = letterbox(frame, seg.input_size, seg.meta.pad_value)
-    assert box == ref_box and x.dtype == seg.input["dtype"]
+    assert box == ref_box and x.dtype == seg.input.dtype
     assert np.array_equal(x, seg._quantize_input(reference))
 
 

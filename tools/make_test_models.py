@@ -32,10 +32,10 @@ def main(out: Path) -> None:
         model__aspp_filters=32, model__decoder_filters=32, optim__epochs=3, optim__steps_per_epoch=40,
         optim__learning_rate=5e-3, data__scale_range=[0.75, 1.25])  # trained enough to draw several classes
     train(cfg, run, verbose=0)
-    report = export_run(run, ExportOptions(formats=("fp32", "int8"), out_dir=out, calib_size=8,
-                                           manifest_dir=out, force=True))
+    report = export_run(run, ExportOptions(formats=("fp32", "int8", "onnx_fp32", "onnx_int8"), out_dir=out,
+                                           calib_size=8, manifest_dir=out, force=True))
     for name, info in report["files"].items():
-        shutil.copy(info["path"], out / f"tiny_{name}.tflite")
+        shutil.copy(info["path"], out / f"tiny_{name.replace('onnx_', '')}{Path(info['path']).suffix}")
     frames = sorted((data / "val" / "images").glob("*.jpg"))
     writer = cv2.VideoWriter(str(out / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
     (out / "frames").mkdir(exist_ok=True)

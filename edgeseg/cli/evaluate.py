@@ -1,4 +1,4 @@
-"""`edgeseg evaluate`: score trained runs and exported .tflite models on one split, and the
+"""`edgeseg evaluate`: score trained runs and exported .tflite / .onnx models on one split, and the
 mIoU drop of each quantized model against the float one."""
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, handle_errors, setup_logging
 from edgeseg.core.files import check_output_file, write_json_atomic, write_text_atomic
+
+
+MODEL_FILES = (".tflite", ".onnx")
 
 
 def _progress(description: str, total: int | None):
@@ -54,13 +57,13 @@ def _score_model_file(path: Path, data, fmt, split, threads):
 
 @handle_errors
 def evaluate(
-    models: Annotated[list[Path], typer.Argument(help="Run directories, weights files inside runs, and/or .tflite models.")],
+    models: Annotated[list[Path], typer.Argument(help="Run directories, weights files inside runs, and/or .tflite / .onnx models.")],
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: the first run's).")] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: the first run's).")] = None,
     split: Annotated[str, typer.Option("--split", "-s")] = "val",
     eval_size: Annotated[Optional[str], typer.Option(help="Padded input size HxW for Keras runs (default: the run's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
-    threads: Annotated[int, typer.Option(min=1, help="Interpreter threads for .tflite models.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="Threads for .tflite / .onnx models.")] = 2,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics as JSON.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Write the comparison as a Markdown table.")] = None,
     chart: Annotated[Optional[Path], typer.Option(help="PNG bar chart of per-class IoU per model.")] = None,
@@ -79,11 +82,11 @@ def evaluate(
     setup_logging(verbose)
     from edgeseg.core.errors import ConfigError
 
-    keras_runs = [m for m in models if m.suffix != ".tflite"]
+    keras_runs = [m for m in models if m.suffix not in MODEL_FILES]
     if overlays and not keras_runs:
         raise ConfigError("--overlays draws a Keras run's predictions; give a run directory")
     if eval_size and not keras_runs:
-        raise ConfigError("--eval-size applies to Keras runs; a .tflite model has its own input size")
+        raise ConfigError("--eval-size applies to Keras runs; a model file has its own input size")
     for m in models:
         if not m.exists():
             raise ConfigError(f"model not found: {m}")
@@ -94,7 +97,7 @@ def evaluate(
     scores = []
     fmt = format.value if format else None
     for m in models:
-        if m.suffix == ".tflite":
+        if m.suffix in MODEL_FILES:
             scores.append(_score_model_file(m, data, fmt, split, threads))
         else:
             score, dataset = _score_run(m, data, fmt, split, eval_size, batch_size,

@@ -9,7 +9,7 @@ import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
-from edgeseg.export.formats import FORMATS, IO_TYPES, TARGETS
+from edgeseg.export.formats import FILE_KINDS, FORMATS, IO_TYPES, TARGETS, with_files
 from edgeseg.quant.calibrate import SELECTIONS
 
 CALIB = "Calibration (int8)"
@@ -19,6 +19,8 @@ QAT = "Quantization-aware training"
 Target = choices("Target", TARGETS)
 IO = choices("IO", IO_TYPES)
 Select = choices("Select", SELECTIONS)
+FileKind = choices("FileKind", FILE_KINDS)
+OnnxInt8 = choices("OnnxInt8", ("tflite", "ort"))
 
 
 @handle_errors
@@ -41,6 +43,8 @@ def export(
     decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
     debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(help="Keep this tensor/node in float in the int8 model (repeatable; names from --debug).")] = None,
+    file_format: Annotated[FileKind, typer.Option("--format", help="Model files: tflite, onnx (fp32 and int8 QDQ for ONNX Runtime / TensorRT) or both.")] = FileKind.tflite,
+    onnx_int8: Annotated[Optional[OnnxInt8], typer.Option(help="How int8 ONNX is made: from the int8 TFLite model (same quantization) or by ONNX Runtime's static quantization [default: tflite].")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
@@ -53,6 +57,7 @@ def export(
       edgeseg export runs/camvid --int8
       edgeseg export runs/camvid --int8 --qat --io uint8
       edgeseg export runs/camvid --target gpu
+      edgeseg export runs/camvid --format onnx --int8      # for ONNX Runtime / TensorRT (Jetson)
     """
     setup_logging(verbose)
     from edgeseg.core.errors import ConfigError, ExportError
@@ -65,13 +70,20 @@ def export(
         for flag, name in ((int8, "int8"), (fp16, "fp16"), (qat, "qat")):
             if flag and name not in chosen:
                 chosen.append(name)
-        chosen = tuple(chosen)
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
+    try:
+        chosen = with_files(chosen, file_format.value)
+    except ValueError as e:
+        raise ConfigError(f"--format {file_format.value}: {e}; use --format both or leave it out") from None
     rows = [FORMATS[f] for f in chosen if f in FORMATS]
     calibrates = any(r.calibration for r in rows)
     unused = [flag for flag, given, applies in (
         ("--io", io is not None, any(r.integer_io for r in rows)),
-        ("--qat-steps", qat_steps is not None, "qat" in chosen),
-        ("--qat-lr-factor", qat_lr_factor is not None, "qat" in chosen),
+        ("--qat-steps", qat_steps is not None, any(r.qat for r in rows)),
+        ("--qat-lr-factor", qat_lr_factor is not None, any(r.qat for r in rows)),
+        ("--onnx-int8", onnx_int8 is not None, any(r.file == "onnx" and r.calibration for r in rows)),
         ("--calib-data", calib_data is not None, calibrates),
         ("--calib-format", calib_format is not None, calibrates),
         ("--calib-size", calib_size is not None, calibrates),
@@ -87,10 +99,10 @@ def export(
         calib_format=calib_format.value if calib_format else None, calib_size=calib_size or 200,
         calib_select=(calib_select or Select.balanced).value, calib_manifest=calib_manifest,
         decoder_interpolation=decoder_upsample.value, force=force,
-        debug=debug, keep_float=tuple(keep_float or ()),
+        debug=debug, keep_float=tuple(keep_float or ()), onnx_int8=(onnx_int8 or OnnxInt8.tflite).value,
     )
     plan_export(run, options)  # every option and the --force check before any fine-tuning
-    if "qat" in chosen:
+    if any(r.qat for r in rows):
         ensure_qat(run, qat_steps, qat_lr_factor, decoder_upsample.value)
     from rich.progress import Progress
 
@@ -130,7 +142,7 @@ def ensure_qat(run: Path, steps: int | None, lr_factor: float | None, decoder_up
 
 
 def print_report(report: dict) -> None:
-    typer.echo(f"\n{'format':<8} {'MB':>7}  {'parity':<44} file")
+    typer.echo(f"\n{'format':<10} {'MB':>7}  {'parity':<44} file")
     for name, info in report["files"].items():
         parity = report["parity"].get(name, {})
         if "max_abs_diff_vs_keras" in parity:
@@ -138,13 +150,15 @@ def print_report(report: dict) -> None:
                      f"{100 * parity['pipeline_agreement_min']:.2f}% = Keras (worst frame)")
         elif "pixel_agreement_vs_fp32" in parity:
             check = f"{100 * parity['pixel_agreement_vs_fp32']:.2f}% pixels = fp32"
+            if "pixel_agreement_vs_tflite" in parity:
+                check += f", {100 * parity['pixel_agreement_vs_tflite']:.2f}% = TFLite"
         else:
             check = "-"
         flag = "" if parity.get("ok", True) else "  FAILED"
-        typer.echo(f"{name:<8} {info['bytes'] / 1e6:>7.2f}  {check + flag:<44} {info['path']}")
+        typer.echo(f"{name:<10} {info['bytes'] / 1e6:>7.2f}  {check + flag:<44} {info['path']}")
     typer.echo("\nops a delegate cannot run (they fall back to the CPU):")
-    first = next(iter(report["files"].values()))
-    for delegate, ops in first["unsupported"].items():
+    first = next((f for f in report["files"].values() if f["path"].endswith(".tflite")), None)
+    for delegate, ops in (first["unsupported"] if first else {}).items():
         listed = ", ".join(f"{k} x{v}" for k, v in ops.items()) or "none"
         typer.echo(f"  {delegate:<8} {listed}")
     if "calibration" in report:

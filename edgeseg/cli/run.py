@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,12 +11,16 @@ import typer
 from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, setup_logging, usage
 from edgeseg.runtime.segmenter import UPSAMPLE_MODES
 
-
+log = logging.getLogger("edgeseg")
 Upsample = choices("Upsample", UPSAMPLE_MODES)
 
 
+def _providers(text: str | None) -> list[str] | None:
+    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None
+
+
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
-               classes: Optional[Path], upsample: str = "auto"):
+               classes: Optional[Path], upsample: str = "auto", providers=None):
     from edgeseg.runtime.backend import BackendError, load_delegates
     from edgeseg.core.metadata import MetadataError, ModelMetadata
     from edgeseg.runtime.metadata import load_metadata
@@ -38,10 +43,14 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
                              input_size=list(parse_size(input_size, "--input-size")))
     elif input_size or classes:
         usage(f"{model} carries its own input size and classes; --input-size and --classes are for models without metadata")
+    if delegate and model.suffix.lower() == ".onnx":
+        usage("--delegate is for .tflite models; ONNX models take --providers")
     try:
-        return Segmenter(model, threads, meta, load_delegates(delegate, strict), upsample=upsample)
+        seg = Segmenter(model, threads, meta, load_delegates(delegate, strict), upsample=upsample, providers=providers)
     except (BackendError, MetadataError) as e:
         fail(str(e))
+    log.info("%s on %s", model.name, seg.backend.description)
+    return seg
 
 
 def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
@@ -73,7 +82,7 @@ def _wxh(text: str) -> tuple[int, int]:
 
 @handle_errors
 def run(
-    model: Annotated[Path, typer.Argument(help="Exported .tflite model.")],
+    model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model.")],
     camera: Annotated[Optional[str], typer.Option(help="0 or /dev/videoN (USB, V4L2), or csi[:N] (Pi: Picamera2 / rpicam-vid; Jetson: Argus). On a Pi or Jetson without a USB camera, 0 means the CSI camera.", rich_help_panel=SOURCE)] = None,
     source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob, csi://N, or gst:PIPELINE (any GStreamer pipeline).", rich_help_panel=SOURCE)] = None,
     camera_size: Annotated[Optional[str], typer.Option(help="Camera frame size WxH (default: the camera's; CSI and GStreamer 1280x720 / 640x480).", rich_help_panel=SOURCE)] = None,
@@ -84,13 +93,14 @@ def run(
     threads: Annotated[int, typer.Option(min=1, help="Interpreter threads.")] = 4,
     delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so")] = None,
     strict: Annotated[bool, typer.Option(help="Fail instead of falling back to the CPU when the delegate cannot load.")] = False,
+    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models, in order: tensorrt,cuda,cpu [default: those installed].")] = None,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and a GUI build of OpenCV).")] = False,
     save: Annotated[Optional[Path], typer.Option(help="Write the overlay video (.mp4).")] = None,
     save_masks: Annotated[Optional[Path], typer.Option(help="Write each label map as PNG into this folder.")] = None,
     serve: Annotated[Optional[str], typer.Option(help="Stream the overlay as MJPEG at [HOST:]PORT (default host 127.0.0.1; another host needs the printed access token).")] = None,
     serve_token: Annotated[Optional[str], typer.Option(help="Access token for --serve (default: generated for non-loopback hosts).")] = None,
     serve_clients: Annotated[int, typer.Option(min=1, help="Concurrent --serve viewers.")] = 4,
-    compare: Annotated[Optional[Path], typer.Option(help="Float .tflite model to compare the predictions with.")] = None,
+    compare: Annotated[Optional[Path], typer.Option(help="Float model (.tflite or .onnx) to compare the predictions with.")] = None,
     compare_every: Annotated[Optional[int], typer.Option(min=1, help="Run the --compare model on every Nth frame [default: 10].")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
@@ -150,8 +160,9 @@ def run(
         fail(str(e))
     server = None
     try:
-        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value)
-        float_seg = _segmenter(compare, threads, None, False, input_size, classes) if compare else None
+        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
+        float_seg = _segmenter(compare, threads, None, False, input_size, classes,
+                               providers=_providers(providers) if compare.suffix == ".onnx" else None) if compare else None
         if address:
             from edgeseg.runtime.serve import MJPEGServer
 
@@ -203,9 +214,10 @@ def _thread_counts(text: str) -> list[int]:
 
 @handle_errors
 def benchmark(
-    models: Annotated[list[Path], typer.Argument(help=".tflite models.")],
+    models: Annotated[list[Path], typer.Argument(help=".tflite and/or .onnx models.")],
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2,4",
-    delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so")] = None,
+    delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so (.tflite models)")] = None,
+    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models: tensorrt,cuda,cpu.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed invokes per model and thread count.")] = 20,
     warmup: Annotated[int, typer.Option(min=0)] = 3,
     json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
@@ -224,14 +236,13 @@ def benchmark(
     check_output_file(json_out, "--json")
     delegates = load_delegates(delegate)
     try:
-        rows = benchmark_models(models, counts, delegates, runs, warmup)
+        rows = benchmark_models(models, counts, delegates, runs, warmup, _providers(providers))
     except BackendError as e:
         fail(str(e))
+    typer.echo(f"{'model':<34} {'backend':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
     for r in rows:
-        r["delegate"] = delegate if delegates else "xnnpack"
-    typer.echo(f"{'model':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
-    for r in rows:
-        typer.echo(f"{Path(r['model']).name[:40]:<40} {r['threads']:>7} {r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")
+        typer.echo(f"{Path(r['model']).name[:34]:<34} {r['backend'][:40]:<40} {r['threads']:>7} "
+                   f"{r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")
     if json_out:
         from edgeseg.core.files import write_json_atomic
 

@@ -48,6 +48,7 @@ class ExportOptions:
     decoder_interpolation: str = "bilinear"
     debug: bool = False
     keep_float: tuple[str, ...] = ()
+    onnx_int8: str = "tflite"  # how int8 ONNX is made: from the int8 TFLite model, or "ort"
     force: bool = False
     seed: int = 0
 
@@ -78,6 +79,8 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
         raise ConfigError("--keep-float applies to the int8 (PTQ) model, which is not among the formats")
     if options.debug and "int8" not in options.formats:
         raise ConfigError("--debug measures the int8 (PTQ) model, which is not among the formats")
+    if options.onnx_int8 not in ("tflite", "ort"):
+        raise ConfigError(f"ONNX int8 converter must be tflite or ort, got '{options.onnx_int8}'")
     if options.calib_size < 1:
         raise ConfigError(f"--calib-size must be >= 1, got {options.calib_size}")
     out_dir = Path(options.out_dir or run.path / "export")
@@ -112,7 +115,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     model, _ = load_run_model(run.path, size, final_upsample=False,
                               decoder_interpolation=options.decoder_interpolation)
     qat_model = None
-    if "qat" in options.formats:
+    if any(FORMATS[f].qat for f in options.formats):
         from edgeseg.quant.qat import load_qat_model
 
         qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
@@ -148,13 +151,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     for name in options.formats:
         fmt_row = FORMATS[name]
         t0 = time.perf_counter()
-        source = qat_model if fmt_row.qat else model
-        if name == "int8" and options.keep_float:
-            from edgeseg.export.debug import convert_keeping_float
-
-            data = convert_keeping_float(model, calib, options.keep_float, options.io)
-        else:
-            data = convert(source, fmt_row, calib, options.io)
+        data = _convert(fmt_row, model, qat_model, calib, options)
         meta = ModelMetadata(
             class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
             output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
@@ -162,14 +159,21 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             dataset=meta_ds.get("name"), edgeseg_version=__version__,
             **ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"]))),
             extra={"io": options.io if fmt_row.integer_io else "float",
-                   "decoder_interpolation": options.decoder_interpolation},
+                   "decoder_interpolation": options.decoder_interpolation,
+                   **({"onnx_int8": options.onnx_int8} if fmt_row.file == "onnx" and fmt_row.calibration else {})},
         )
-        data = embed_metadata(data, meta)
+        if fmt_row.file == "onnx":
+            from edgeseg.export.onnx import embed_onnx_metadata, onnx_ops
+
+            data, ops = embed_onnx_metadata(data, meta), {"ops": onnx_ops(data), "unsupported": {}}
+        else:
+            data = embed_metadata(data, meta)
+            ops = compatibility_report(data)
         write_bytes_atomic(targets[name], data)
         written[name] = targets[name]
         report["files"][name] = {
             "path": str(targets[name]), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
-            "description": fmt_row.description, **compatibility_report(data),
+            "description": fmt_row.description, **ops,
         }
         log.info("wrote %s (%.1f MB)", targets[name], len(data) / 1e6)
 
@@ -182,6 +186,26 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
     return report
+
+
+def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
+    """One format's bytes: TFLite from the Keras (or QAT) model; ONNX fp32 from the Keras model,
+    ONNX int8 from the int8 TFLite model made for float input and output (same quantization as
+    the TFLite row) or, with ``onnx_int8='ort'``, by ONNX Runtime's static quantization."""
+    source = qat_model if row.qat else model
+    if row.file == "onnx":
+        from edgeseg.export import onnx
+
+        if not row.calibration:
+            return onnx.keras_to_onnx(model)
+        if options.onnx_int8 == "ort" and not row.qat:
+            return onnx.ort_static_int8(onnx.keras_to_onnx(model), calib)
+        return onnx.tflite_to_onnx(convert(source, FORMATS[row.base], calib, "float"))
+    if row.name == "int8" and options.keep_float:
+        from edgeseg.export.debug import convert_keeping_float
+
+        return convert_keeping_float(model, calib, options.keep_float, options.io)
+    return convert(source, row, calib, options.io)
 
 
 def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path):

@@ -20,6 +20,8 @@ class ExportFormat:
         qat: converts the quantization-aware-trained model.
         integer_io: takes ``--io`` (int8 / uint8 / float input and output).
         description: shown in the CLI help and the report.
+        file: ``tflite`` or ``onnx``.
+        base: for ONNX rows, the TFLite row with the same weights and quantization.
     """
 
     name: str
@@ -28,6 +30,8 @@ class ExportFormat:
     qat: bool = False
     integer_io: bool = False
     description: str = ""
+    file: str = "tflite"
+    base: str | None = None
 
 
 FORMATS = {f.name: f for f in (
@@ -40,7 +44,32 @@ FORMATS = {f.name: f for f in (
     # tfmot leaves without fake-quant (the float32 logits cast), so QAT calibrates too.
     ExportFormat("qat", "_qat_int8.tflite", calibration=True, qat=True, integer_io=True,
                  description="full-integer from quantization-aware training"),
+    ExportFormat("onnx_fp32", "_fp32.onnx", description="float32 ONNX (ONNX Runtime: TensorRT, CUDA, CPU)",
+                 file="onnx", base="fp32"),
+    ExportFormat("onnx_int8", "_int8.onnx", calibration=True, file="onnx", base="int8",
+                 description="int8 QDQ ONNX with the PTQ model's calibration"),
+    ExportFormat("onnx_qat", "_qat_int8.onnx", calibration=True, qat=True, file="onnx", base="qat",
+                 description="int8 QDQ ONNX from quantization-aware training"),
 )}
+FILE_KINDS = ("tflite", "onnx", "both")
+
+
+def with_files(names, kind: str) -> tuple[str, ...]:
+    """The formats for ``--format tflite|onnx|both``: each TFLite precision as that kind of file;
+    ValueError naming a precision that has no ONNX form."""
+    onnx = {row.base: row.name for row in FORMATS.values() if row.file == "onnx"}
+    if kind != "tflite":
+        missing = [n for n in names if n not in onnx and FORMATS.get(n, ExportFormat(n, "")).file != "onnx"]
+        if missing:
+            raise ValueError(f"{missing[0]} has no ONNX form (ONNX: {', '.join(onnx)})")
+    out = []
+    for name in names:
+        if kind != "onnx" or name not in onnx:
+            out.append(name)
+        if kind != "tflite" and name in onnx:
+            out.append(onnx[name])
+    return tuple(dict.fromkeys(out))
+
 
 TARGETS = {
     "cpu": ("fp32", "int8"),

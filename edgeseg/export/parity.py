@@ -5,7 +5,8 @@
   in-graph bilinear upsample) vs the fp32 file through the device runtime (OpenCV's decoder, the
   runtime's letterbox and upsampling): pixel agreement on every frame, which must be >= 99.9%:
   the device must see what training saw;
-- every other file vs fp32: pixel agreement of the predictions (quantization).
+- every other file vs fp32: pixel agreement of the predictions (quantization); int8 ONNX also
+  vs the int8 TFLite model of the same quantization (>= 99%).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = logging.getLogger("edgeseg")
 FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
 PIPELINE_MIN_AGREEMENT = 0.999  # per frame, Keras via tf.data vs fp32 TFLite via the runtime
 INT8_MIN_AGREEMENT = 0.90  # pixel agreement of int8 vs fp32 predictions
+ONNX_MIN_AGREEMENT = 0.99  # int8 ONNX vs the int8 TFLite model it was made from
 
 
 def keras_labels(model, image_path, input_size) -> np.ndarray:
@@ -45,40 +47,57 @@ def runtime_labels(seg: Segmenter, frame: np.ndarray, shape) -> np.ndarray:
 
 
 def parity_checks(model, written: dict, image_paths) -> dict:
-    """``model``: the Keras export model (stride-4 logits); ``written``: format -> file."""
+    """``model``: the Keras export model (stride-4 logits); ``written``: format -> file. The
+    float reference is the fp32 TFLite file, else the fp32 ONNX one."""
     if not image_paths:
         return {"skipped": "no frames to compare on"}
     frames = [read_image(Path(p)) for p in image_paths]
     out: dict = {}
-    reference = None
-    if "fp32" in written:
-        seg = Segmenter(written["fp32"], threads=2, upsample="exact")
-        worst, span, agreement = 0.0, 1e-6, []
-        for path, frame in zip(image_paths, frames):
-            x, _ = letterbox(frame, seg.input_size)
-            keras_logits = model(x[None], training=False).numpy()[0]
-            tfl, _ = seg.raw_output(frame)
-            worst = max(worst, float(np.abs(keras_logits - tfl).max()))
-            span = max(span, float(np.abs(keras_logits).max()))
-            trained = keras_labels(model, path, seg.input_size)
-            agreement.append(float(np.mean(runtime_labels(seg, frame, trained.shape) == trained)))
-        ok_logits = worst <= FP32_TOLERANCE * max(span, 1.0)
-        ok_pipeline = min(agreement) >= PIPELINE_MIN_AGREEMENT
-        out["fp32"] = {"max_abs_diff_vs_keras": worst, "pipeline_agreement_min": min(agreement),
-                       "pipeline_agreement_mean": float(np.mean(agreement)), "ok": ok_logits and ok_pipeline}
-        if not ok_logits:
-            log.error("PARITY FAILED: fp32 TFLite differs from Keras by %.4g", worst)
-        if not ok_pipeline:
-            log.error("PARITY FAILED: the runtime agrees with training's pipeline on only %.2f%% of one frame's pixels",
-                      100 * min(agreement))
-        reference = [seg.predict(f) for f in frames]
-    for name, path in written.items():
-        if name == "fp32" or reference is None:
-            continue
-        seg = Segmenter(path, threads=2, upsample="exact")
-        agree = float(np.mean([np.mean(seg.predict(f) == r) for f, r in zip(frames, reference)]))
-        ok = agree >= INT8_MIN_AGREEMENT or name in ("fp16", "dynamic") and agree >= 0.98
-        out[name] = {"pixel_agreement_vs_fp32": agree, "ok": ok}
-        if not ok:
-            log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
+    reference_name = next((n for n in ("fp32", "onnx_fp32") if n in written), None)
+    predictions = {}
+    for name in ([reference_name] if reference_name else []) + [n for n in written if n != reference_name]:
+        seg = Segmenter(written[name], threads=2, upsample="exact")
+        predictions[name] = [seg.predict(f) for f in frames]
+        if name in ("fp32", "onnx_fp32"):
+            out[name] = _against_keras(model, seg, image_paths, frames)
+        if name != reference_name and reference_name:
+            agree = _agreement(predictions[name], predictions[reference_name])
+            float_copy = name in ("fp16", "dynamic", "onnx_fp32")
+            ok = agree >= (0.98 if float_copy else INT8_MIN_AGREEMENT)
+            out.setdefault(name, {}).update(pixel_agreement_vs_fp32=agree, ok=ok and out.get(name, {}).get("ok", True))
+            if not ok:
+                log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
+    for onnx_name, tflite_name in (("onnx_int8", "int8"), ("onnx_qat", "qat")):
+        if onnx_name in predictions and tflite_name in predictions:
+            agree = _agreement(predictions[onnx_name], predictions[tflite_name])
+            out[onnx_name]["pixel_agreement_vs_tflite"] = agree
+            if agree < ONNX_MIN_AGREEMENT:
+                out[onnx_name]["ok"] = False
+                log.error("PARITY FAILED: %s agrees with %s on only %.2f%% of pixels", onnx_name, tflite_name, 100 * agree)
     return out
+
+
+def _agreement(a, b) -> float:
+    return float(np.mean([np.mean(x == y) for x, y in zip(a, b)]))
+
+
+def _against_keras(model, seg: Segmenter, image_paths, frames) -> dict:
+    """Logits on the same input tensor, and predictions through both pipelines."""
+    worst, span, agreement = 0.0, 1e-6, []
+    for path, frame in zip(image_paths, frames):
+        x, _ = letterbox(frame, seg.input_size)
+        keras_logits = model(x[None], training=False).numpy()[0]
+        exported, _ = seg.raw_output(frame)
+        worst = max(worst, float(np.abs(keras_logits - exported).max()))
+        span = max(span, float(np.abs(keras_logits).max()))
+        trained = keras_labels(model, path, seg.input_size)
+        agreement.append(float(np.mean(runtime_labels(seg, frame, trained.shape) == trained)))
+    ok_logits = worst <= FP32_TOLERANCE * max(span, 1.0)
+    ok_pipeline = min(agreement) >= PIPELINE_MIN_AGREEMENT
+    if not ok_logits:
+        log.error("PARITY FAILED: %s differs from Keras by %.4g", seg.path.name, worst)
+    if not ok_pipeline:
+        log.error("PARITY FAILED: the runtime agrees with training's pipeline on only %.2f%% of one frame's pixels",
+                  100 * min(agreement))
+    return {"max_abs_diff_vs_keras": worst, "pipeline_agreement_min": min(agreement),
+            "pipeline_agreement_mean": float(np.mean(agreement)), "ok": ok_logits and ok_pipeline}

@@ -1,8 +1,14 @@
-"""The LiteRT interpreter: ``ai_edge_litert``, falling back to ``tflite_runtime``."""
+"""What runs a model file: LiteRT for ``.tflite`` (``ai_edge_litert``, falling back to
+``tflite_runtime``) and ONNX Runtime for ``.onnx`` (:mod:`edgeseg.runtime.onnx_backend`), behind
+one small interface: input and output shapes, types and quantization, and ``run``."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from edgeseg.core.quiet import captured_stderr
 
@@ -11,6 +17,29 @@ log = logging.getLogger("edgeseg")
 
 class BackendError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output: ``shape`` (with the batch), ``dtype``, and for integer tensors
+    ``quantization`` (scale, zero point): real = (q - zero point) * scale."""
+
+    shape: tuple
+    dtype: type
+    quantization: tuple[float, int] | None = None
+
+
+class Backend:
+    """A loaded model: ``input``, ``output`` (:class:`TensorInfo`), ``description`` (what runs
+    it, for the user), and ``run(x) -> output`` for one batch."""
+
+    path: Path
+    input: TensorInfo
+    output: TensorInfo
+    description: str
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
 
 def interpreter_api():
@@ -42,6 +71,41 @@ def make_interpreter(model_path, threads: int | None = None, delegates=()):
     except (ValueError, RuntimeError) as e:
         raise BackendError(f"cannot load {model_path}: {str(e).splitlines()[0]}") from None
     return interpreter
+
+
+def _tensor_info(details: dict) -> TensorInfo:
+    scale, zero = details.get("quantization", (0.0, 0))
+    return TensorInfo(tuple(int(v) for v in details["shape"]), details["dtype"],
+                      (float(scale), int(zero)) if details["dtype"] != np.float32 else None)
+
+
+class LiteRTBackend(Backend):
+    def __init__(self, path, threads: int | None = None, delegates=()):
+        self.path = Path(path)
+        self.interpreter = make_interpreter(self.path, threads, delegates)
+        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        self.input, self.output = _tensor_info(inp), _tensor_info(out)
+        self._in, self._out = inp["index"], out["index"]
+        self.description = f"LiteRT ({interpreter_api()[2]}, {'delegate' if delegates else 'XNNPACK CPU'})"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self._in, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out)
+
+
+def open_backend(path, threads: int | None = None, delegates=(), providers=None) -> Backend:
+    """The backend for a model file, by its suffix: ``.onnx`` -> ONNX Runtime (``providers``),
+    anything else -> LiteRT (``delegates``)."""
+    if Path(path).suffix.lower() == ".onnx":
+        if delegates:
+            raise BackendError("--delegate is for .tflite models; ONNX models take --providers")
+        from edgeseg.runtime.onnx_backend import OnnxBackend
+
+        return OnnxBackend(path, threads, providers)
+    if providers:
+        raise BackendError("--providers is for .onnx models; .tflite models take --delegate")
+    return LiteRTBackend(path, threads, delegates)
 
 
 DELEGATE_LIBRARIES = {

@@ -1,4 +1,4 @@
-"""Timing ``invoke()`` of exported models: warm-up, then timed rounds, interleaved across
+"""Timing exported models (.tflite and .onnx): warm-up, then timed rounds, interleaved across
 models so that noise on a shared machine hits all of them alike. Used by `edgeseg benchmark`
 and the benchmark tools."""
 
@@ -8,22 +8,30 @@ import time
 
 import numpy as np
 
-from edgeseg.runtime.backend import make_interpreter
+from edgeseg.runtime.backend import open_backend
 
 
-def ready_interpreter(model_path, threads: int, delegates=(), warmup: int = 3):
-    """An interpreter with a zero input set and ``warmup`` invokes done."""
-    it = make_interpreter(model_path, threads, delegates)
-    d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+class _Ready:
+    """A backend and a zero input for it."""
+
+    def __init__(self, backend):
+        self.backend, self.x = backend, np.zeros(backend.input.shape, backend.input.dtype)
+
+    def invoke(self):
+        self.backend.run(self.x)
+
+
+def ready_interpreter(model_path, threads: int, delegates=(), warmup: int = 3, providers=None) -> _Ready:
+    """A model (.tflite or .onnx) with a zero input and ``warmup`` runs done."""
+    ready = _Ready(open_backend(model_path, threads, delegates, providers))
     for _ in range(warmup):
-        it.invoke()
-    return it
+        ready.invoke()
+    return ready
 
 
 def time_invokes(interpreters: dict, runs: int) -> dict:
-    """Milliseconds of ``runs`` invokes per interpreter (name -> interpreter), in interleaved
-    rounds; name -> {median_ms, p90_ms, p95_ms, runs}."""
+    """Milliseconds of ``runs`` runs per model (name -> ready model), in interleaved rounds;
+    name -> {median_ms, p90_ms, p95_ms, runs}."""
     times = {name: [] for name in interpreters}
     for _ in range(runs):
         for name, it in interpreters.items():
@@ -34,11 +42,16 @@ def time_invokes(interpreters: dict, runs: int) -> dict:
                    "p95_ms": float(np.percentile(t, 95)), "runs": len(t)} for name, t in times.items()}
 
 
-def benchmark_models(models, thread_counts, delegates=(), runs: int = 20, warmup: int = 3) -> list[dict]:
-    """Invoke latency for every model x thread count: one row each (model, threads, median, p95)."""
+def benchmark_models(models, thread_counts, delegates=(), runs: int = 20, warmup: int = 3,
+                     providers=None) -> list[dict]:
+    """Latency for every model x thread count: one row each (model, backend, threads, median, p95);
+    ``delegates`` apply to .tflite files, ``providers`` to .onnx ones."""
     rows = []
     for threads in thread_counts:
-        interpreters = {str(m): ready_interpreter(m, threads, delegates, warmup) for m in models}
-        for model, stats in time_invokes(interpreters, runs).items():
-            rows.append({"model": model, "threads": threads, **stats})
+        ready = {}
+        for m in models:
+            onnx = str(m).endswith(".onnx")
+            ready[str(m)] = ready_interpreter(m, threads, () if onnx else delegates, warmup, providers if onnx else None)
+        for model, stats in time_invokes(ready, runs).items():
+            rows.append({"model": model, "backend": ready[model].backend.description, "threads": threads, **stats})
     return rows

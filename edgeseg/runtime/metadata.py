@@ -1,5 +1,5 @@
-"""Reading edgeseg's metadata (:mod:`edgeseg.core.metadata`) out of a .tflite file, without
-TensorFlow."""
+"""Reading edgeseg's metadata (:mod:`edgeseg.core.metadata`) out of a .tflite or .onnx file,
+without TensorFlow or the onnx package."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ from edgeseg.runtime.flatbuffer import FlatbufferError, read_metadata
 
 
 def load_metadata(path_or_bytes) -> ModelMetadata | None:
-    """The edgeseg metadata of a .tflite model, or None when it has none."""
-    buf = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
+    """The edgeseg metadata of a .tflite or .onnx model (by suffix; bytes: TFLite), or None
+    when it has none."""
+    is_path = isinstance(path_or_bytes, (str, Path))
+    buf = Path(path_or_bytes).read_bytes() if is_path else path_or_bytes
+    if is_path and Path(path_or_bytes).suffix.lower() == ".onnx":
+        from edgeseg.runtime.onnx_backend import onnx_metadata
+
+        try:
+            data = onnx_metadata(buf).get(METADATA_NAME)
+        except ValueError as e:
+            raise MetadataError(str(e)) from None
+        return ModelMetadata.from_json(data.encode()) if data is not None else None
     try:
         entries = read_metadata(buf)
     except FlatbufferError as e:

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeseg.core.geometry import RESIZE_MODES, Letterbox, fit, letterbox
 from edgeseg.core.metadata import MetadataError, ModelMetadata
-from edgeseg.runtime.backend import make_interpreter
+from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.metadata import load_metadata
 
 
@@ -27,10 +27,11 @@ class Segmenter:
     """Runs an exported model on RGB frames.
 
     Args:
-        model_path: a .tflite file from ``edgeseg export``.
+        model_path: a .tflite or .onnx file from ``edgeseg export``.
         threads: interpreter threads.
         metadata: overrides the embedded metadata (needed for models exported elsewhere).
-        delegates: loaded LiteRT delegates.
+        delegates: loaded LiteRT delegates (.tflite).
+        providers: ONNX Runtime execution providers in order of preference (.onnx).
         upsample: ``auto`` (default): the argmax of the bilinearly upsampled logits (as in
             training) at the resolution the model saw the frame at, then nearest-neighbour to
             the frame's own size: the same as ``exact`` for frames no larger than the input, and
@@ -39,7 +40,7 @@ class Segmenter:
     """
 
     def __init__(self, model_path, threads: int | None = None, metadata: ModelMetadata | None = None,
-                 delegates=(), upsample: str = "auto"):
+                 delegates=(), upsample: str = "auto", providers=None):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
@@ -48,11 +49,10 @@ class Segmenter:
         if meta is None:
             raise MetadataError(f"{self.path} has no edgeseg metadata; pass the input size and classes explicitly")
         self.meta = meta
-        self.interpreter = make_interpreter(self.path, threads, delegates)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_size = tuple(int(v) for v in self.input["shape"][1:3])
-        self.output_size = tuple(int(v) for v in self.output["shape"][1:3])
+        self.backend = open_backend(self.path, threads, delegates, providers)
+        self.input, self.output = self.backend.input, self.backend.output
+        self.input_size = tuple(int(v) for v in self.input.shape[1:3])
+        self.output_size = tuple(int(v) for v in self.output.shape[1:3])
         self._check_metadata()
         self.stride = self.input_size[0] // self.output_size[0]
         self._tap_cache: dict = {}
@@ -73,17 +73,17 @@ class Segmenter:
                                 f"model maps a {H}x{W} input to a {h}x{w} output")
 
     def _quantize_input(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
+        dtype = self.input.dtype
         if dtype == np.float32:
             return x[None]
-        scale, zero = self.input["quantization"]
+        scale, zero = self.input.quantization
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)[None]
 
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """The input tensor for ``frame``. Integer-input models get their pixels through a
         256-entry lookup table (the same rounding as ``_quantize_input``, without floats)."""
-        dtype = self.input["dtype"]
+        dtype = self.input.dtype
         if dtype == np.float32 or frame.dtype != np.uint8:
             x, box = letterbox(frame, self.input_size, self.meta.pad_value, self.meta.resize)
             return self._quantize_input(x), box
@@ -103,12 +103,10 @@ class Segmenter:
 
         t0 = time.perf_counter()
         x, box = self._prepare(frame)
-        self.interpreter.set_tensor(self.input["index"], x)
         t1 = time.perf_counter()
-        self.interpreter.invoke()
+        y = self.backend.run(x)[0]
         t2 = time.perf_counter()
-        return Pending(self.interpreter.get_tensor(self.output["index"])[0], box, frame.shape[:2],
-                       {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
+        return Pending(y, box, frame.shape[:2], {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
 
     def finish(self, pending: Pending) -> np.ndarray:
         """Class ids (uint8) at the frame's resolution; adds the post-processing time."""
@@ -123,8 +121,8 @@ class Segmenter:
         """The model's output for one RGB frame (dequantized), and the letterbox used."""
         p = self.infer(frame)
         y = p.output
-        if self.output["dtype"] != np.float32:
-            scale, zero = self.output["quantization"]
+        if self.output.dtype != np.float32:
+            scale, zero = self.output.quantization
             y = (y.astype(np.float32) - zero) * scale
         return y, p.box
 

@@ -56,3 +56,16 @@ def test_training_commands_say_what_is_missing(tmp_path):
     result = edgeseg("train", "--epochs", "1")
     assert result.returncode != 0
     assert "pip install" in result.stderr and "train" in result.stderr
+
+
+def test_onnx_models_say_which_extra_to_install(models):
+    """The base device install has no ONNX Runtime: an .onnx model is one line naming the extra."""
+    assert importlib.util.find_spec("onnxruntime") is None
+    result = edgeseg("run", models / "tiny_int8.onnx", "--source", models / "frames")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "edgeseg: error: tiny_int8.onnx is an ONNX model: pip install 'edgeseg[onnx]' "
+        "(onnxruntime, or onnxruntime-gpu on a GPU machine)")
+    from edgeseg.runtime.metadata import load_metadata  # the metadata reads without onnx or onnxruntime
+
+    assert load_metadata(models / "tiny_int8.onnx").precision == "onnx_int8"
