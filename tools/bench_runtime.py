@@ -5,6 +5,8 @@
 - end-to-end FPS of the `edgeseg run` loop on that video (decode + letterbox + inference +
   upsample/argmax + overlay, headless) and its ratio to the pure-inference FPS, for the
   pipelined loop (default), the sequential one, and ``--upsample fast``;
+- the same at camera frame sizes larger than the model (640x480, 1280x720, 1920x1080):
+  ``--upsample auto`` (labels at the size the model saw, nearest to the frame) vs ``exact``;
 - import time and peak resident memory of the TF-free runtime versus ``import tensorflow``
   (each in a fresh interpreter).
 
@@ -54,6 +56,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=101)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved runs of each variant (best kept)")
+    ap.add_argument("--frame-sizes", default="640x480,1280x720,1920x1080",
+                    help="camera frame sizes WxH to measure too ('' to skip)")
+    ap.add_argument("--large-frames", type=int, default=60, help="frames per large-frame clip")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -77,17 +82,17 @@ def main(argv=None):
     for f in frames[:3]:
         seg.predict(f)
 
-    def pure() -> float:
+    def pure(segmenter=seg, clip=frames) -> float:
         invoke_ms = []
-        for f in frames:
-            seg.raw_output(f)  # sets the input
+        for f in clip:
+            x, _ = segmenter._prepare(f)
             t = time.perf_counter()
-            seg.interpreter.invoke()
+            segmenter.backend.run(x)
             invoke_ms.append(1000 * (time.perf_counter() - t))
         return 1000 / float(np.mean(invoke_ms))
 
-    def run(segmenter, pipeline=True):
-        return run_stream(segmenter, video_frames(str(video)),
+    def run(segmenter, pipeline=True, clip=video):
+        return run_stream(segmenter, video_frames(str(clip)),
                           RunOptions(draw=True, status_every=1e9, echo=lambda *_: None, pipeline=pipeline))
 
     fast = Segmenter(args.model, threads=args.threads, upsample="fast")
@@ -104,6 +109,27 @@ def main(argv=None):
     pure_fps = max(pure_runs)
     e2e_fps = summary["fps"]
     agree = float(np.mean([np.mean(seg.predict(f) == fast.predict(f)) for f in frames[:10]]))
+
+    large = {}
+    if args.frame_sizes:
+        exact = Segmenter(args.model, threads=args.threads, upsample="exact")
+        for size in args.frame_sizes.split(","):
+            w, h = (int(v) for v in size.lower().split("x"))
+            clip = tmp / f"camvid_val_{w}x{h}.mp4"
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+            for p in images[: args.large_frames]:
+                writer.write(cv2.resize(cv2.imread(str(p)), (w, h), interpolation=cv2.INTER_LINEAR))
+            writer.release()
+            clip_frames = [f.image for f in video_frames(str(clip))]
+            result = {"pure": [], "auto": [], "exact": []}
+            for _ in range(args.rounds):
+                result["pure"].append(pure(seg, clip_frames))
+                result["auto"].append(run(seg, clip=clip)["fps"])
+                result["exact"].append(run(exact, clip=clip)["fps"])
+            best = {k: max(v) for k, v in result.items()}
+            large[size] = {"pure_fps": best["pure"], "auto_fps": best["auto"], "exact_fps": best["exact"],
+                           "auto_ratio": best["auto"] / best["pure"], "exact_ratio": best["exact"] / best["pure"]}
+            print(f"measured {size}", file=sys.stderr, flush=True)
 
     runtime = import_cost("import edgeseg.runtime.loop, edgeseg.runtime.segmenter, cv2, numpy")
     tf = import_cost("import tensorflow")
@@ -124,8 +150,15 @@ def main(argv=None):
     print(f"{'  pixels equal to exact upsampling':<44} {100 * agree:>9.1f}%")
     print(f"{'import runtime: seconds / peak RSS MB':<44} {runtime.get('seconds', float('nan')):>6.2f} / {runtime.get('peak_rss_mb', float('nan')):.0f}")
     print(f"{'import tensorflow: seconds / peak RSS MB':<44} {tf.get('seconds', float('nan')):>6.2f} / {tf.get('peak_rss_mb', float('nan')):.0f}")
+    if large:
+        print(f"\nframes larger than the model ({args.large_frames} CamVid val frames resized, as an mp4; overlay drawn)\n")
+        print("| frame | pure inference FPS | run, --upsample auto | ratio | run, --upsample exact | ratio |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for size, r in large.items():
+            print(f"| {size} | {r['pure_fps']:.1f} | {r['auto_fps']:.1f} | {r['auto_ratio']:.2f} | "
+                  f"{r['exact_fps']:.1f} | {r['exact_ratio']:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "pure_fps": pure_fps, "e2e_fps": e2e_fps,
+        args.json.write_text(json.dumps({"model": str(args.model), "pure_fps": pure_fps, "e2e_fps": e2e_fps, "frame_sizes": large,
                                          "ratio": e2e_fps / pure_fps, "stages": summary["stages"],
                                          "sequential_fps": seq, "fast_fps": fast_summary["fps"], "fast_ratio": fast_summary["fps"] / pure_fps,
                                          "fast_pixel_agreement": agree,
