@@ -57,7 +57,8 @@ def main(argv=None):
     ap.add_argument("--calib-size", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decoder-upsample", default="bilinear", choices=["bilinear", "nearest"])
-    ap.add_argument("--formats", default="fp32,fp16,int8,qat")
+    ap.add_argument("--formats", default="fp32,fp16,int8,qat",
+                    help="with --peers, onnx_fp32,onnx_int8,onnx_qat and ONNX Runtime's own int8 are added")
     ap.add_argument("--peers", action="store_true", help="also time the smp/PyTorch/ONNX Runtime peers")
     ap.add_argument("--peers-python", type=Path, default=Path(".venv-bench/bin/python"))
     ap.add_argument("--json", type=Path)
@@ -69,6 +70,8 @@ def main(argv=None):
     from edgeseg.runtime.scoring import score_model_file
 
     formats = tuple(args.formats.split(","))
+    if args.peers:
+        formats += tuple(f"onnx_{f}" for f in ("fp32", "int8", "qat") if f in formats)
     out = args.out or args.run / f"bench_quant_{args.decoder_upsample}"
     if "qat" in formats:
         from edgeseg.quant.qat import qat_finetune
@@ -82,6 +85,12 @@ def main(argv=None):
     meta = json.loads((args.run / "dataset.json").read_text())
     val = load_split(meta["root"], meta["format"], "val")
     paths = {name: Path(info["path"]) for name, info in report["files"].items()}
+    if args.peers and "int8" in formats:  # the other way to make int8 ONNX, on the same calibration frames
+        manifest = report["calibration"]["manifest"]
+        ort = export_run(args.run, ExportOptions(formats=("onnx_int8",), out_dir=out / "ort", force=True,
+                                                 calib_manifest=Path(manifest), onnx_int8="ort",
+                                                 decoder_interpolation=args.decoder_upsample))
+        paths["onnx_int8_ort"] = Path(ort["files"]["onnx_int8"]["path"])
     results = {}
     for name, path in paths.items():
         r = score_model_file(path, val.items, val.info.label_map, val.info.class_names, threads=args.threads)
@@ -92,14 +101,14 @@ def main(argv=None):
     ref = results.get("fp32", next(iter(results.values())))
     h, w = report["input_size"]
     print(f"\n{args.run} on {meta['format']} val ({len(val.items)} frames), input {h}x{w}, "
-          f"XNNPACK CPU, {args.threads} threads, decoder upsample {args.decoder_upsample}\n")
-    print(f"{'model':<8} {'mIoU':>7} {'drop':>7} {'MB':>7} {'size/fp32':>9} {'median ms':>10} {'p90 ms':>8} {'lat/fp32':>9}")
+          f"LiteRT XNNPACK / ONNX Runtime CPU, {args.threads} threads, decoder upsample {args.decoder_upsample}\n")
+    print(f"{'model':<14} {'mIoU':>7} {'drop':>7} {'MB':>7} {'size/fp32':>9} {'median ms':>10} {'p90 ms':>8} {'lat/fp32':>9}")
     for name, r in results.items():
         r.update(lat[name])
         r["drop_points"] = 100 * (ref["miou"] - r["miou"])
         r["size_vs_fp32"] = r["bytes"] / ref["bytes"]
         r["latency_vs_fp32"] = r["median_ms"] / lat.get("fp32", lat[name])["median_ms"]
-        print(f"{name:<8} {r['miou']:>7.4f} {r['drop_points']:>6.2f}p {r['bytes'] / 1e6:>7.2f} {r['size_vs_fp32']:>9.2f} "
+        print(f"{name:<14} {r['miou']:>7.4f} {r['drop_points']:>6.2f}p {r['bytes'] / 1e6:>7.2f} {r['size_vs_fp32']:>9.2f} "
               f"{r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {r['latency_vs_fp32']:>9.2f}")
     peers = peer_latency((h, w), args.threads, args.peers_python) if args.peers else {}
     if peers:

@@ -152,8 +152,7 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
     model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=verbose)
     wall = time.perf_counter() - t0
-    if o.ema:  # the averaged weights are the model from here on
-        model.optimizer.finalize_variable_values(model.trainable_variables)
+    # with --ema, fit() has put the averaged weights into the model: last.h5 holds them
     save_weights_atomic(model, write_dir / run.last_weights.name)
     best = run.read_json(run.best_json)
     shipped = run.last_weights if config.ship == "last" or not best else run.best_weights
