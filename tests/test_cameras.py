@@ -16,7 +16,7 @@ import pytest
 from conftest import error_lines, run_edgeseg
 from edgeseg.runtime.board import Board, csi_only, detect_board, usb_cameras
 from edgeseg.runtime.cameras import CameraError, CameraSettings, parse_camera, plan_camera, plan_source
-from edgeseg.runtime.stream import LatestFrameReader
+from edgeseg.runtime.live import LatestFrameReader
 
 # the seven SMPTE bars of videotestsrc, left to right (RGB)
 BARS = [(255, 255, 255), (255, 255, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255), (255, 0, 0), (0, 0, 255)]
@@ -38,6 +38,15 @@ def read_frames(reader, n, timeout=10.0):
         if frame is not None:
             frames.append(frame)
     return frames
+
+
+def frames_from(plan, n, **reader_options):
+    """Up to ``n`` frames of a planned camera, read as the run loop reads it; and the reader."""
+    reader = LatestFrameReader(plan.spec, open_capture=plan.open, name=plan.describe, **reader_options)
+    try:
+        return read_frames(reader, n), reader
+    finally:
+        reader.stop()
 
 
 def fake_tree(root: Path, model: str | None = None, jetson=False, uvc=()):
@@ -82,11 +91,7 @@ def test_gstreamer_pipeline_through_gst_launch_gives_the_colour_bars():
     need_gstreamer()
     plan = plan_source("gst:videotestsrc pattern=smpte", CameraSettings((700, 140)))
     assert "gst-launch-1.0" in plan.describe
-    reader = LatestFrameReader(plan.spec, open_capture=plan.open, name=plan.describe)
-    try:
-        frames = read_frames(reader, 3)
-    finally:
-        reader.stop()
+    frames, _ = frames_from(plan, 3)
     assert len(frames) == 3
     for frame in frames:
         assert frame.image.shape == (140, 700, 3)
@@ -98,11 +103,7 @@ def test_gstreamer_source_that_ends_is_restarted_and_its_stderr_reported(edgeseg
     """num-buffers ends the pipeline after 3 frames: the reader restarts it like a lost camera."""
     need_gstreamer()
     plan = plan_source("gst:videotestsrc num-buffers=3 pattern=red", CameraSettings((32, 24)))
-    reader = LatestFrameReader(plan.spec, open_capture=plan.open, name=plan.describe, backoff=0.05)
-    try:
-        frames = read_frames(reader, 8)
-    finally:
-        reader.stop()
+    frames, reader = frames_from(plan, 8, backoff=0.05)
     assert len(frames) == 8 and reader.reconnects >= 1
     assert all(tuple(f.image[5, 5]) == (255, 0, 0) for f in frames)
     assert any("gst-launch-1.0 exited with 0" in m for m in edgeseg_log), edgeseg_log
@@ -226,11 +227,7 @@ def test_pi_csi_camera_through_picamera2(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     plan = plan_camera("csi:1", CameraSettings((64, 32)), Board("raspberrypi", "Raspberry Pi 5"))
     assert "Picamera2" in plan.describe
-    reader = LatestFrameReader(plan.spec, open_capture=plan.open, name=plan.describe)
-    try:
-        frames = read_frames(reader, 2)
-    finally:
-        reader.stop()
+    frames, _ = frames_from(plan, 2)
     import picamera2
 
     assert picamera2.opened[0].index == 1
@@ -239,13 +236,19 @@ def test_pi_csi_camera_through_picamera2(tmp_path, monkeypatch):
         assert tuple(frame.image[5, 5]) == (0, 0, 255) and tuple(frame.image[5, 60]) == (255, 0, 0)
 
 
-def test_cli_camera_0_on_a_csi_only_pi_reads_the_csi_camera(exported, fake_rpicam, tmp_path):
+@pytest.fixture
+def fake_pi(fake_rpicam, tmp_path):
+    """The environment of a Raspberry Pi 5 with a CSI camera only, rpicam-vid and no Picamera2."""
     root = fake_tree(tmp_path / "root", "Raspberry Pi 5 Model B Rev 1.0")
     blocker = tmp_path / "no-picamera2"
     (blocker / "picamera2").mkdir(parents=True)
     (blocker / "picamera2" / "__init__.py").write_text("raise ImportError('no picamera2 here')\n")
-    env = {"EDGESEG_SYSROOT": str(root), "PATH": f"{fake_rpicam}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return {"EDGESEG_SYSROOT": str(root), "PATH": f"{fake_rpicam}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_cli_camera_0_on_a_csi_only_pi_reads_the_csi_camera(exported, fake_pi, tmp_path):
+    env = fake_pi
     masks = tmp_path / "masks"
     result = run_edgeseg("run", exported["files"]["int8"]["path"], "--camera", "0", "--camera-size", "128x96",
                          "--max-frames", "5", "--save-masks", masks, env=env)
@@ -262,7 +265,7 @@ def test_cli_camera_0_on_a_csi_only_pi_reads_the_csi_camera(exported, fake_rpica
         "python3-picamera2 (and make the venv with --system-site-packages) or sudo apt install rpicam-apps"]
 
 
-def test_the_systemd_unit_runs_on_a_pi_as_written(exported, fake_rpicam, tmp_path):
+def test_the_systemd_unit_runs_on_a_pi_as_written(exported, fake_pi, tmp_path):
     """tools/edgeseg.service's ExecStart, with its paths pointed here, on a fake CSI-only Pi."""
     import shlex
 
@@ -276,13 +279,7 @@ def test_the_systemd_unit_runs_on_a_pi_as_written(exported, fake_rpicam, tmp_pat
     argv = [a.replace("/home/pi/models/model_int8.tflite", exported["files"]["int8"]["path"])
              .replace("/home/pi/", f"{tmp_path}/") for a in argv[1:]]
     argv[argv.index("--serve") + 1] = f"0.0.0.0:{_free_port()}"
-    root = fake_tree(tmp_path / "root", "Raspberry Pi 5 Model B Rev 1.0")
-    blocker = tmp_path / "no-picamera2"
-    (blocker / "picamera2").mkdir(parents=True)
-    (blocker / "picamera2" / "__init__.py").write_text("raise ImportError('no picamera2 here')\n")
-    result = run_edgeseg(*argv, "--max-frames", "6", env={
-        "EDGESEG_SYSROOT": str(root), "PATH": f"{fake_rpicam}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    result = run_edgeseg(*argv, "--max-frames", "6", env=fake_pi)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "?token=change-me" in result.stderr and "through rpicam-vid" in result.stderr
     assert json.loads((tmp_path / "edgeseg-stats.json").read_text())["frames"] == 6

@@ -9,7 +9,8 @@ import pytest
 
 from edgeseg.core.images import read_image
 from edgeseg.data import load_split
-from edgeseg.data.pipeline import Augment, build_train_dataset, decode_image_file, photometric
+from edgeseg.data.augment import Augment, photometric
+from edgeseg.data.pipeline import build_train_dataset, decode_image_file
 
 
 def test_training_decodes_jpeg_exactly_as_the_device(synth_root, tmp_path):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, error_lines, run_edgeseg
-from edgeseg.runtime.stream import LatestFrameReader, SourceError, open_source
+from edgeseg.runtime.live import LatestFrameReader, SourceError
+from edgeseg.runtime.stream import open_source
 
 
 class FakeCapture:

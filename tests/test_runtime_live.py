@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import error_lines, run_edgeseg
-from edgeseg.runtime.stream import LatestFrameReader, live_frames
+from edgeseg.runtime.live import LatestFrameReader, live_frames
 
 
 class ScheduledCamera:

@@ -53,7 +53,8 @@ def test_mixed_precision_keeps_float32_logits():
 
 def test_file_cache(synth_root, tmp_path):
     from edgeseg.data import load_split
-    from edgeseg.data.pipeline import Augment, build_train_dataset
+    from edgeseg.data.augment import Augment
+    from edgeseg.data.pipeline import build_train_dataset
 
     split = load_split(synth_root, "synthetic", "val")
     ds = build_train_dataset(split, 2, Augment((32, 32)), cache=str(tmp_path / "cache"), repeat=False)

@@ -66,7 +66,8 @@ def main(argv=None):
 
     from edgeseg._tf import keras, tf
     from edgeseg.core.geometry import parse_size
-    from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
+    from edgeseg.data.augment import Augment
+    from edgeseg.data.pipeline import build_train_dataset, load_source
     from edgeseg.losses import SegmentationLoss
     from edgeseg.config import ModelConfig
     from edgeseg.models import build_deeplabv3plus

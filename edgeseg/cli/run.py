@@ -123,7 +123,8 @@ def run(
     setup_logging(verbose)
     from edgeseg.runtime.compare import LabelLookup
     from edgeseg.runtime.loop import RunOptions, run_stream
-    from edgeseg.runtime.stream import SourceError, open_source
+    from edgeseg.runtime.live import SourceError
+    from edgeseg.runtime.stream import open_source
 
     if (camera is None) == (source is None):
         usage("give one of --camera N or --source FILE|URL|DIR|GLOB")

@@ -76,7 +76,8 @@ def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACT
     Longer fine-tuning drifts from the validation-selected float checkpoint faster than it
     recovers quantization error."""
     from edgeseg.config import TrainConfig
-    from edgeseg.data.pipeline import Augment, build_train_dataset, load_source
+    from edgeseg.data.augment import Augment
+    from edgeseg.data.pipeline import build_train_dataset, load_source
     from edgeseg.rundir import RunDir, write_json_atomic
     from edgeseg.train import load_run_model
     from edgeseg.train.fit import make_loss

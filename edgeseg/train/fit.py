@@ -13,7 +13,8 @@ from edgeseg._tf import device_line, keras, tf
 from edgeseg.config import TrainConfig
 from edgeseg.core import metrics
 from edgeseg.core.errors import ConfigError, EdgesegError
-from edgeseg.data.pipeline import Augment, build_eval_dataset, build_train_dataset, source_size
+from edgeseg.data.augment import Augment
+from edgeseg.data.pipeline import build_eval_dataset, build_train_dataset, source_size
 from edgeseg.models import build_deeplabv3plus
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, save_weights_atomic

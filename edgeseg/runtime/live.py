@@ -1,0 +1,155 @@
+"""Live sources (cameras, network streams): :class:`LatestFrameReader` reads them in a daemon
+thread that keeps only the newest frame, counts the frames it had to drop, and reconnects with
+back-off when the signal is lost, for as long as the run lasts; :func:`live_frames` hands the
+frames to the run loop. Also the :class:`Frame` every source yields."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger("edgeseg")
+
+
+class SourceError(RuntimeError):
+    pass
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # RGB uint8
+    name: str
+    index: int
+    captured: float  # time.perf_counter() when read
+    capture_ms: float = 0.0
+
+
+def open_capture(spec):
+    """``cv2.VideoCapture(spec)`` if it opens, else None."""
+    import cv2
+
+    cap = cv2.VideoCapture(spec)
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+class LatestFrameReader:
+    """Reads a live source in a daemon thread and keeps only the latest frame.
+
+    Args:
+        spec: camera index or stream URL (anything ``cv2.VideoCapture`` opens).
+        open_capture: factory returning an object with ``read()`` / ``release()`` (tests pass a fake).
+        backoff: first reconnect delay in seconds; doubles up to ``max_backoff``.
+    """
+
+    def __init__(self, spec, open_capture=open_capture, backoff: float = 0.5, max_backoff: float = 8.0,
+                 name: str | None = None):
+        self.spec = spec
+        self.name = name or repr(spec)
+        self._open = open_capture
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self._lock = threading.Condition()
+        self._frame: Frame | None = None
+        self._fresh = False
+        self.dropped = 0
+        self.reconnects = 0
+        self.read_count = 0
+        self._stop = threading.Event()
+        self._cap = self._open(spec)
+        if self._cap is None:
+            raise SourceError(f"cannot open video source {self.name}")
+        self._thread = threading.Thread(target=self._loop, name="edgeseg-capture", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        import cv2
+
+        delay = self.backoff
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                ok, bgr = self._cap.read() if self._cap is not None else (False, None)
+            except Exception as e:  # noqa: BLE001 - a driver error is a lost signal too
+                log.warning("reading %s failed: %s", self.name, e)
+                ok, bgr = False, None
+            if not ok or bgr is None:
+                if self._cap is not None:
+                    why = self._cap.error_text() if hasattr(self._cap, "error_text") else ""
+                    self._cap.release()
+                    self._cap = None
+                    log.warning("source %s lost%s; reconnecting", self.name, f" ({why})" if why else "")
+                if self._stop.wait(delay):
+                    break
+                try:
+                    self._cap = self._open(self.spec)
+                except Exception as e:  # noqa: BLE001 - e.g. the camera tool was removed: keep trying
+                    log.warning("reopening %s failed: %s", self.name, e)
+                    self._cap = None
+                if self._cap is None:
+                    delay = min(delay * 2, self.max_backoff)
+                    log.warning("source %s unavailable; retrying in %.1fs", self.name, delay)
+                else:
+                    self.reconnects += 1
+                    delay = self.backoff
+                    log.warning("source %s reconnected", self.name)
+                continue
+            frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"frame{self.read_count:06d}",
+                          self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0))
+            with self._lock:
+                if self._fresh:
+                    self.dropped += 1
+                self._frame, self._fresh = frame, True
+                self.read_count += 1
+                self._lock.notify_all()
+        if self._cap is not None:
+            self._cap.release()
+
+    def read(self, timeout: float = 5.0) -> Frame | None:
+        """The newest frame not returned before; None if none arrives within ``timeout``."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._fresh or self._stop.is_set(), timeout):
+                return None
+            if not self._fresh:
+                return None
+            self._fresh = False
+            return self._frame
+
+    def stop(self):
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        self._thread.join(timeout=2.0)
+
+
+def live_frames(reader: LatestFrameReader, give_up_after: float | None = None,
+                poll: float = 1.0, warn_every: float = 30.0) -> Iterator[Frame]:
+    """Frames from a live source for as long as the caller wants them: while the source is down
+    the reader keeps reconnecting with back-off and this waits (saying so every ``warn_every``
+    seconds); with ``give_up_after`` it ends after that many seconds without a frame."""
+    try:
+        waiting_since = None
+        last_warning = 0.0
+        while True:
+            frame = reader.read(poll)
+            if frame is not None:
+                waiting_since = None
+                yield frame
+                continue
+            now = time.monotonic()
+            waiting_since = waiting_since or now
+            waited = now - waiting_since
+            if give_up_after is not None and waited >= give_up_after:
+                log.warning("no frame from %s for %.0fs; stopping (--give-up-after)", reader.name, waited)
+                return
+            if waited >= warn_every and now - last_warning >= warn_every:
+                log.warning("no frame from %s for %.0fs; still trying (Ctrl-C to stop)", reader.name, waited)
+                last_warning = now
+    finally:
+        reader.stop()
