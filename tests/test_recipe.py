@@ -65,25 +65,43 @@ def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_r
         load_split(synth_root, "synthetic", "train").partition("nothing*")
 
 
-def test_validation_uses_the_averaged_weights():
+def test_weight_average_covers_batchnorm_statistics_and_ends_in_the_model():
+    """The average of every weight (BatchNorm's moving statistics too), with the warm-up
+    momentum min(m, (1+n)/(10+n)); the model ends training holding it."""
     from edgeseg._tf import keras
-    from edgeseg.train.callbacks import ValidateAndCheckpoint
+    from edgeseg.train.callbacks import WeightAverage
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
-    model.compile(keras.optimizers.SGD(0.5, use_ema=True, ema_momentum=0.5), "mse")
-    x, y = np.ones((8, 4), np.float32), np.zeros((8, 2), np.float32)
-    before = [w.copy() for w in model.get_weights()]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(momentum=0.5)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x = np.random.default_rng(0).normal(size=(24, 4)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(24, 3)).astype(np.float32)
+    average = WeightAverage(0.9)
+    history = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            history.append([w.copy() for w in self.model.get_weights()])
+
+        def on_train_batch_end(self, batch, logs=None):
+            history.append([w.copy() for w in self.model.get_weights()])
+
     seen = {}
 
     class Probe(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):  # during training, before fit() swaps in the average
-            probe = ValidateAndCheckpoint.__new__(ValidateAndCheckpoint)
-            probe.model = self.model
-            seen["averaged"], seen["raw"] = probe._weights(), self.model.get_weights()
+        def on_epoch_end(self, epoch, logs=None):
+            seen["averaged"], seen["raw"] = average.averaged(), self.model.get_weights()
 
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[Probe()])  # one step
-    for b, a, r in zip(before, seen["averaged"], seen["raw"]):
-        assert np.allclose(a, 0.5 * b + 0.5 * r, atol=1e-6)  # momentum 0.5 after one step
-        assert not np.allclose(a, r)
-    for final, a in zip(model.get_weights(), seen["averaged"]):
-        assert np.allclose(final, a)  # and the model ends with the average
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False, callbacks=[Record(), average, Probe()])
+    expected = history[0]
+    for n, weights in enumerate(history[1:], start=1):  # 3 steps
+        m = min(0.9, (1 + n) / (10 + n))
+        expected = [m * e + (1 - m) * w for e, w in zip(expected, weights)]
+    names = [w.name for w in model.weights]
+    assert any("moving_mean" in n for n in names)
+    for name, got, want, raw in zip(names, seen["averaged"], expected, seen["raw"]):
+        assert np.allclose(got, want, atol=1e-6), name
+        if "moving" in name or "kernel" in name:
+            assert not np.allclose(got, raw), name  # the statistics are averaged, not copied
+    for final, got in zip(model.get_weights(), seen["averaged"]):
+        assert np.allclose(final, got)

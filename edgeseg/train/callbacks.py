@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from edgeseg.core import metrics
-from edgeseg._tf import keras
+from edgeseg._tf import keras, tf
 from edgeseg.core.files import atomic_path
 from edgeseg.train.scoring import confusion_over, make_predictor
 from edgeseg.rundir import RunDir, write_json_atomic
@@ -30,16 +30,17 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
     pooling layer, so validation runs on a second model of the same architecture. The best score
     lives in ``best.json``, so a resumed run does not overwrite a better checkpoint.
 
-    With an exponential moving average of the weights (``--ema``) the averaged weights are the
-    ones validated and kept. The checkpoint is the evaluation model's weights (the same layers),
+    ``weights()`` gives the weights to validate: the model's, or their moving average
+    (:class:`WeightAverage`, ``--ema``). The checkpoint is the evaluation model's weights (the same layers),
     written by the chief (``write``) alone; under multi-worker training every worker validates on
     the same frames with the same weights, and the best score so far is read once at the start,
     so all workers take the same decisions.
     """
 
     def __init__(self, eval_model, val_dataset, run: RunDir, class_names, every: int = 1,
-                 epochs: int | None = None, write: bool = True):
+                 epochs: int | None = None, write: bool = True, weights=None):
         super().__init__()
+        self.weights = weights
         self.eval_model = eval_model
         self.val_dataset = val_dataset
         self.run = run
@@ -59,7 +60,13 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         if (epoch + 1) % self.every and not last:
             return
         t0 = time.perf_counter()
-        self.eval_model.set_weights(self._weights())
+        raw = ""
+        if self.weights:  # the raw weights too, for the record: what averaging buys
+            self.eval_model.set_weights(self.model.get_weights())
+            cm_raw = confusion_over(self.eval_model, self.val_dataset, len(self.class_names), self.predictor)
+            logs["val_miou_raw"] = metrics.mean_iou(cm_raw)
+            raw = f"  (raw weights {logs['val_miou_raw']:.4f})"
+        self.eval_model.set_weights(self.weights() if self.weights else self.model.get_weights())
         cm = confusion_over(self.eval_model, self.val_dataset, len(self.class_names), self.predictor)
         summary = metrics.summarize(cm, self.class_names)
         logs["val_miou"] = summary["miou"]
@@ -70,23 +77,46 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
             if self.write:
                 save_weights_atomic(self.eval_model, self.run.best_weights)
                 write_json_atomic(self.run.best_json, {"epoch": epoch + 1, **summary})
-        print(f"\nval mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_accuracy']:.4f}"
+        print(f"\nval mIoU {summary['miou']:.4f}{raw}  pixel acc {summary['pixel_accuracy']:.4f}"
               f"  ({time.perf_counter() - t0:.1f}s){'  * best' if improved else ''}", flush=True)
 
 
-    def _weights(self) -> list:
-        """The model's weights, with the optimizer's moving averages in place of the trainable
-        ones when it keeps them (tf-keras ``use_ema``)."""
-        opt = self.model.optimizer
-        opt = getattr(opt, "inner_optimizer", opt)  # under a loss-scale optimizer
-        averages = getattr(opt, "_model_variables_moving_average", None) if getattr(opt, "use_ema", False) else None
-        if not averages:
-            return self.model.get_weights()
-        out = []
-        for variable in self.model.weights:
-            index = opt._index_dict.get(opt._var_key(variable)) if variable.trainable else None
-            out.append((averages[index] if index is not None else variable).numpy())
-        return out
+class WeightAverage(keras.callbacks.Callback):
+    """An exponential moving average of every weight of the model, BatchNorm statistics included
+    (averaging only the trainable weights, as tf-keras' ``use_ema`` does, leaves the statistics of
+    other weights in the averaged model: measured on CamVid at step 2400, 0.243 mIoU averaged vs
+    0.349 raw). The momentum warms up, ``min(momentum, (1 + n) / (10 + n))`` after n steps, so the
+    average follows the fast early changes. At the end of training the model takes the average.
+    """
+
+    def __init__(self, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+        self.shadow: list = []
+
+    def on_train_begin(self, logs=None):
+        weights = self.model.weights
+        self.shadow = [tf.Variable(w.read_value(), trainable=False, name=f"average_{i}") for i, w in enumerate(weights)]
+        step = tf.Variable(0.0, trainable=False)
+        momentum = self.momentum
+
+        @tf.function
+        def update():
+            step.assign_add(1.0)
+            m = tf.minimum(momentum, (1.0 + step) / (10.0 + step))
+            for average, w in zip(self.shadow, weights):
+                average.assign(m * average + (1.0 - m) * tf.cast(w, average.dtype))
+
+        self._update = update
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update()
+
+    def averaged(self) -> list:
+        return [average.numpy() for average in self.shadow]
+
+    def on_train_end(self, logs=None):
+        self.model.set_weights(self.averaged())
 
 
 class StepTimer(keras.callbacks.Callback):

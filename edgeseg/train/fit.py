@@ -17,7 +17,7 @@ from edgeseg.data.augment import Augment
 from edgeseg.data.pipeline import build_eval_dataset, build_train_dataset, source_size
 from edgeseg.models import build_deeplabv3plus
 from edgeseg.rundir import RunDir, write_json_atomic
-from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, save_weights_atomic
+from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, WeightAverage, save_weights_atomic
 from edgeseg.train.keras_metrics import MeanIoU
 from edgeseg.train.recipe import make_loss, make_optimizer, resolve, training_sources
 from edgeseg.train.scoring import confusion_over
@@ -139,10 +139,12 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
     # the chief's checkpoint in it (and writes the others' to temporary folders beside it).
     write_dir = run.path if chief else run.path / f"worker-{worker_index()}"
     write_dir.mkdir(parents=True, exist_ok=True)
+    average = WeightAverage(o.ema) if o.ema else None
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run.backup), save_freq=config.backup_every_steps or "epoch"),
+        *([average] if average else []),
         ValidateAndCheckpoint(eval_model, val_ds, run, info.class_names, config.val_every,
-                              o.epochs, write=chief),
+                              o.epochs, write=chief, weights=average.averaged if average else None),
         keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "logs"), update_freq="epoch", profile_batch=0),
         timer,
@@ -153,7 +155,7 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
     model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=verbose)
     wall = time.perf_counter() - t0
-    # with --ema, fit() has put the averaged weights into the model: last.h5 holds them
+    # with --ema the model holds the averaged weights from here on: last.h5 is the average
     save_weights_atomic(model, write_dir / run.last_weights.name)
     best = run.read_json(run.best_json)
     shipped = run.last_weights if config.ship == "last" or not best else run.best_weights

@@ -88,12 +88,11 @@ def first_frame_size(source) -> tuple[int, int]:
 def make_optimizer(config: TrainConfig, total_steps: int):
     o = config.optim
     schedule = PolyDecayWithWarmup(o.learning_rate, total_steps, o.warmup_steps, o.poly_power)
-    ema = {"use_ema": True, "ema_momentum": o.ema} if o.ema else {}
     if o.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay, **ema)
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay)
     else:
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=o.momentum, nesterov=False,
-                                   weight_decay=o.weight_decay, **ema)
+                                   weight_decay=o.weight_decay)
     # No decay on BatchNorm parameters and biases, as in the reference implementations.
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
