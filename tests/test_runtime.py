@@ -324,3 +324,24 @@ def test_auto_upsampling_is_exact_up_to_the_input_size_and_nearest_beyond(export
     want = cv2.resize(at_box, (256, 192), interpolation=cv2.INTER_NEAREST)
     assert np.array_equal(auto.predict(big), want)
     assert auto.predict(big).shape == (192, 256)
+
+
+def test_stopping_early_waits_for_the_decoding_thread(exported, video):
+    """A decode thread left inside OpenCV when the interpreter exits aborts the process
+    ("FATAL: exception not rethrown"): --max-frames must stop and join it before returning."""
+    import threading
+
+    from edgeseg.runtime.loop import RunOptions, run_stream
+    from edgeseg.runtime.segmenter import Segmenter
+
+    from edgeseg.runtime.stream import video_frames
+
+    def slow_frames():
+        for frame in video_frames(str(video)):
+            time.sleep(0.3)  # a decoder still busy when the consumer stops
+            yield frame
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    summary = run_stream(seg, slow_frames(), RunOptions(max_frames=2, echo=lambda *_: None))
+    assert summary["frames"] == 2
+    assert not [t for t in threading.enumerate() if t.name == "edgeseg-decode"]

@@ -202,6 +202,8 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
                 if options.max_frames and submitted >= options.max_frames:
                     break
         finally:
+            if hasattr(frames, "close"):
+                frames.close()  # stops and joins the decoding thread before anything exits
             if finisher is not None:
                 finisher.close()
         ok = True

@@ -82,7 +82,8 @@ _END = object()
 def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
     """Iterate ``frames`` (a file or folder source) in a daemon thread, up to ``depth`` frames
     ahead, so decoding overlaps inference; no frame is dropped and the order is kept. An error
-    in the source is raised here, in the consumer."""
+    in the source is raised here, in the consumer. Closing the iterator stops the thread and
+    waits for it."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -120,7 +121,10 @@ def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
                 raise item.error
             yield item
     finally:
+        # Wait for the worker: a daemon thread still inside a decoder's C++ code when the
+        # interpreter exits aborts the process ("FATAL: exception not rethrown").
         stop.set()
+        thread.join(timeout=10.0)
 
 
 def open_source(camera: str | None = None, source: str | None = None, loop: bool = False,
