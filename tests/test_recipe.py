@@ -52,10 +52,11 @@ def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_r
     from edgeseg.rundir import RunDir
     from edgeseg.train import train
 
-    cfg = TrainConfig().override(
-        data__root=str(synth_root), data__crop_size=[64, 64], data__batch_size=4, data__holdout="0000[0-3]",
+    plain = TrainConfig().override(
+        data__root=str(synth_root), data__crop_size=[64, 64], data__batch_size=4,
         model__alpha=0.35, model__aspp_filters=16, model__decoder_filters=16, optim__epochs=2,
         optim__steps_per_epoch=3, optim__ema=0.9, ship="last")
+    cfg = plain.override(data__holdout="0000[0-3]")
     summary = train(cfg, tmp_path / "run", verbose=0)
     assert summary["shipped"] == "last.h5" and RunDir(tmp_path / "run").weights().name == "last.h5"
     report = summary["report"]
@@ -63,6 +64,12 @@ def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_r
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["report"]["miou"] == report["miou"]
     with pytest.raises(Exception, match="matches no frame"):
         load_split(synth_root, "synthetic", "train").partition("nothing*")
+    # no holdout, last weights shipped: val only watched the run, and is reported for them
+    summary = train(plain.override(optim__epochs=1), tmp_path / "watched", verbose=0)
+    assert summary["report"]["weights"] == "last.h5" and summary["report"]["split"] == "val"
+    assert summary["report"]["miou"] == pytest.approx(summary["val_miou"])  # the one validation, same weights
+    summary = train(plain.override(optim__epochs=1, ship="best"), tmp_path / "selected", verbose=0)
+    assert "report" not in summary  # val selected the checkpoint: no score nothing was selected on
 
 
 def test_weight_average_covers_batchnorm_statistics_and_ends_in_the_model():
