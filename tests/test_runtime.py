@@ -345,3 +345,20 @@ def test_stopping_early_waits_for_the_decoding_thread(exported, video):
     summary = run_stream(seg, slow_frames(), RunOptions(max_frames=2, echo=lambda *_: None))
     assert summary["frames"] == 2
     assert not [t for t in threading.enumerate() if t.name == "edgeseg-decode"]
+
+
+def test_interleaved_timing_lets_each_model_settle_before_it_is_timed():
+    from edgeseg.runtime.benchmark import time_invokes
+
+    class Counting:
+        def __init__(self):
+            self.calls = 0
+
+        def invoke(self):
+            self.calls += 1
+
+    a, b = Counting(), Counting()
+    stats = time_invokes({"a": a, "b": b}, runs=5, settle=2)
+    assert (a.calls, b.calls) == (15, 15) and stats["a"]["runs"] == stats["b"]["runs"] == 5
+    alone = Counting()
+    assert time_invokes({"alone": alone}, runs=5)["alone"]["runs"] == 5 and alone.calls == 5

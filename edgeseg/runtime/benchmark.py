@@ -29,12 +29,20 @@ def ready_interpreter(model_path, threads: int, delegates=(), warmup: int = 3, p
     return ready
 
 
-def time_invokes(interpreters: dict, runs: int) -> dict:
+def time_invokes(interpreters: dict, runs: int, settle: int = 2) -> dict:
     """Milliseconds of ``runs`` runs per model (name -> ready model), in interleaved rounds;
-    name -> {median_ms, p90_ms, p95_ms, runs}."""
+    name -> {median_ms, p90_ms, p95_ms, runs}.
+
+    In each round a model first runs ``settle`` untimed invokes: ONNX Runtime's worker threads
+    keep spinning for a while after a run, and the next model timed straight after one ran up to
+    2x slower (CamVid fp32 TFLite: 47 ms against 21 ms alone; with two settling invokes, 21.3).
+    """
     times = {name: [] for name in interpreters}
+    settle = settle if len(interpreters) > 1 else 0
     for _ in range(runs):
         for name, it in interpreters.items():
+            for _ in range(settle):
+                it.invoke()
             t0 = time.perf_counter()
             it.invoke()
             times[name].append(1000 * (time.perf_counter() - t0))
