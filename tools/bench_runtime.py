@@ -126,9 +126,9 @@ def main(argv=None):
                 result["pure"].append(pure(seg, clip_frames))
                 result["auto"].append(run(seg, clip=clip)["fps"])
                 result["exact"].append(run(exact, clip=clip)["fps"])
-            best = {k: max(v) for k, v in result.items()}
-            large[size] = {"pure_fps": best["pure"], "auto_fps": best["auto"], "exact_fps": best["exact"],
-                           "auto_ratio": best["auto"] / best["pure"], "exact_ratio": best["exact"] / best["pure"]}
+            top = {k: max(v) for k, v in result.items()}
+            large[size] = {"pure_fps": top["pure"], "auto_fps": top["auto"], "exact_fps": top["exact"],
+                           "auto_ratio": top["auto"] / top["pure"], "exact_ratio": top["exact"] / top["pure"]}
             print(f"measured {size}", file=sys.stderr, flush=True)
 
     runtime = import_cost("import edgeseg.runtime.loop, edgeseg.runtime.segmenter, cv2, numpy")
