@@ -362,3 +362,24 @@ def test_interleaved_timing_lets_each_model_settle_before_it_is_timed():
     assert (a.calls, b.calls) == (15, 15) and stats["a"]["runs"] == stats["b"]["runs"] == 5
     alone = Counting()
     assert time_invokes({"alone": alone}, runs=5)["alone"]["runs"] == 5 and alone.calls == 5
+
+
+def test_blend_reuses_its_buffers_without_mixing_frames_and_the_legend_lists_present_classes():
+    from edgeseg.runtime.overlay import Legend, blend, palette
+
+    rng = np.random.default_rng(5)
+    colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(5)]
+    table, scratch = palette(colors), {}
+    for size in [(48, 64), (48, 64), (30, 40)]:
+        frame = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+        labels = rng.integers(0, 5, size, dtype=np.uint8)
+        expected = np.round(0.5 * frame + 0.5 * table[labels]).astype(np.uint8)
+        out = blend(frame, labels, table, 0.5, scratch)
+        assert np.abs(out.astype(int) - expected).max() <= 1
+        assert out is not scratch["colored"] and out.base is None  # a new image each frame
+    legend = Legend([f"c{i}" for i in range(5)], colors)
+    only = np.full((48, 64), 3, np.uint8)
+    only[0, 0] = 1  # one pixel of class 1
+    image = np.zeros((48, 640, 3), np.uint8)
+    legend.draw(image, only)
+    assert len(legend._patches) == 1 and next(iter(legend._patches)) == bytes([0, 1, 0, 1, 0])

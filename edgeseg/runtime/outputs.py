@@ -106,6 +106,7 @@ class Outputs:
                  fps_hint=15.0, warn=None):
         self.table = palette(meta.colors)
         self.legend = Legend(meta.class_names, meta.colors)
+        self._scratch: dict = {}  # blend()'s buffers, reused frame to frame
         self.video = VideoSink(save, fps_hint) if save else None
         self.masks = Path(save_masks) if save_masks else None
         if self.masks is not None:
@@ -135,7 +136,7 @@ class Outputs:
         view = None
         if self.drawing:
             t0 = time.perf_counter()
-            view = blend(frame.image, pred, self.table, self.alpha)
+            view = blend(frame.image, pred, self.table, self.alpha, self._scratch)
             self.legend.draw(view, pred)
             draw_status(view, stats.line())
             stats.add("overlay", 1000 * (time.perf_counter() - t0))
