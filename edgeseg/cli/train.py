@@ -183,8 +183,12 @@ def train(
     report = summary.get("report")
     scores = report["per_class_iou"] if report else summary.get("per_class_iou")
     if miou is not None:
-        where = "the held-out training frames" if report else "val"
-        typer.echo(f"best mIoU on {where}: {miou:.4f} (epoch {summary['best_epoch']}); shipped: {summary['shipped']}")
+        if report and not cfg.data.holdout:  # val watched the run; nothing was selected on it
+            typer.echo(f"best mIoU on val while training: {miou:.4f} (epoch {summary['best_epoch']}); "
+                       f"shipped: {summary['shipped']} (not selected on val)")
+        else:
+            where = "the held-out training frames" if report else "val"
+            typer.echo(f"best mIoU on {where}: {miou:.4f} (epoch {summary['best_epoch']}); shipped: {summary['shipped']}")
     if report:
         typer.echo(f"{report['split']} mIoU, scored once with {report['weights']}: {report['miou']:.4f}")
     for cls, iou in (scores or {}).items():
