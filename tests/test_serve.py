@@ -214,3 +214,27 @@ def test_ipv6_loopback():
         assert conn.getresponse().status == 200
     finally:
         server.close()
+
+
+def test_preview_rate_cap_skips_frames_but_never_the_stats():
+    from types import SimpleNamespace
+
+    server = MJPEGServer("127.0.0.1", 0, max_fps=5.0)
+    try:
+        stats = SimpleNamespace(fps=80.0, frames=0, line=lambda: "status", recent_ms=lambda: {})
+        frame = np.zeros((16, 16, 3), np.uint8)
+        assert not server.wants_frame()  # nobody watches: nothing drawn or encoded
+        server._clients = 1  # a viewer, without the socket
+        sent, t0 = [], time.monotonic()
+        for i in range(20):  # 20 frames in ~0.4 s
+            stats.frames = i + 1
+            wanted = server.wants_frame()
+            server.publish(frame, stats)
+            sent.append(wanted)
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        assert sent[0] and sum(sent) <= 1 + 5.0 * elapsed and sum(sent) < 20 and server._seq == sum(sent)
+        assert server.stats()["frames"] == 20  # the stats follow every frame
+    finally:
+        server._clients = 0
+        server.close()

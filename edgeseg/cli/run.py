@@ -70,6 +70,7 @@ def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path 
 
 
 SOURCE = "Source"
+PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks and stats keep every frame
 
 
 def _wxh(text: str) -> tuple[int, int]:
@@ -168,7 +169,7 @@ def run(
             from edgeseg.runtime.serve import MJPEGServer
 
             try:
-                server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients)
+                server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients, max_fps=PREVIEW_FPS)
             except OSError as e:
                 fail(f"--serve {serve}: {e.strerror or e}")
             typer.echo(f"serving {server.url}", err=True)

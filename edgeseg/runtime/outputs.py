@@ -122,7 +122,7 @@ class Outputs:
 
     @property
     def drawing(self) -> bool:
-        return bool(self.video or self.show or self.draw or (self.serve is not None and self.serve.watching))
+        return bool(self.video or self.show or self.draw or (self.serve is not None and self.serve.wants_frame()))
 
     def write(self, frame, pred, stats, live=None) -> None:
         """Everything for one frame: mask file, overlay (when anyone looks), video, window, server

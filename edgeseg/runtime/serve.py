@@ -17,6 +17,7 @@ import math
 import secrets
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -85,8 +86,10 @@ class MJPEGServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, token: str | None = None,
-                 max_clients: int = 4, timeout: float = 10.0):
+                 max_clients: int = 4, timeout: float = 10.0, max_fps: float | None = None):
         self.quality = quality
+        self.max_fps = max_fps  # None: every frame offered is encoded while someone watches
+        self._last_frame = -float("inf")
         self.max_clients = max_clients
         self.token = token if token is not None or is_loopback(host) else secrets.token_urlsafe(16)
         self._cond = threading.Condition()
@@ -192,6 +195,14 @@ class MJPEGServer:
         """Whether a client is streaming (frames are only drawn and encoded then)."""
         return self._clients > 0
 
+    def wants_frame(self) -> bool:
+        """Whether the next overlay would be sent: someone watches and, with ``max_fps``, the last
+        one is at least 1/max_fps old (a 1280x720 overlay costs ~3 ms to draw and more to encode:
+        a viewer does not need every frame of an 80 FPS loop)."""
+        if not self.watching:
+            return False
+        return self.max_fps is None or time.monotonic() - self._last_frame >= 1.0 / self.max_fps
+
     def stats(self) -> dict:
         with self._cond:
             return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients}
@@ -200,8 +211,10 @@ class MJPEGServer:
         """Offer the newest overlay: encoded only when someone watches; the stats always
         (``extra``: more JSON-ready facts for /stats, e.g. health and agreement)."""
         jpeg = None
-        if self.watching and rgb is not None:
+        if rgb is not None and self.wants_frame():
             import cv2
+
+            self._last_frame = time.monotonic()
 
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             jpeg = buf.tobytes() if ok else None
