@@ -197,7 +197,7 @@ class MJPEGServer:
 
     def wants_frame(self) -> bool:
         """Whether the next overlay would be sent: someone watches and, with ``max_fps``, the last
-        one is at least 1/max_fps old (a 1280x720 overlay costs ~3 ms to draw and more to encode:
+        one is at least 1/max_fps old (a 1280x720 overlay costs ~3 ms to draw and ~2 ms to encode:
         a viewer does not need every frame of an 80 FPS loop)."""
         if not self.watching:
             return False
