@@ -21,6 +21,7 @@ CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 DATASET_FORMATS = ("camvid", "cityscapes", "voc", "folder", "synthetic", "tfrecord")
 HEADS = ("separable", "plain")
+SHIP = ("best", "last")  # the checkpoint export and evaluate use
 DECODER_UPSAMPLING = ("bilinear", "nearest")
 # Quantization-aware fine-tuning defaults (`edgeseg train --qat`, `edgeseg export --qat`); chosen
 # on CamVid val, see edgeseg.quant.qat.qat_finetune.
@@ -220,8 +221,8 @@ class TrainConfig:
     ship: str = "best"  # the checkpoint export/evaluate use: best on validation, or the last one
 
     def __post_init__(self):
-        if self.ship not in ("best", "last"):
-            raise ConfigError(f"ship must be 'best' or 'last', got '{self.ship}'")
+        if self.ship not in SHIP:
+            raise ConfigError(f"ship must be one of {', '.join(SHIP)}, got '{self.ship}'")
         for name, size in (("crop size", self.data.crop_size), ("eval size", self.data.eval_size)):
             if size is not None:
                 try:

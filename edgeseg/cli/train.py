@@ -9,14 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
-from edgeseg.config import HEADS, LOSSES, OPTIMIZERS, QAT_LR_FACTOR, QAT_STEPS, STRATEGIES
+from edgeseg.config import HEADS, LOSSES, OPTIMIZERS, QAT_LR_FACTOR, QAT_STEPS, SHIP, STRATEGIES
 
 
 Head = choices("Head", HEADS)
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Loss = choices("Loss", LOSSES)
 Strategy = choices("Strategy", STRATEGIES)
-Ship = choices("Ship", ("best", "last"))
+Ship = choices("Ship", SHIP)
 
 
 def _floats(text: str | None, name: str):

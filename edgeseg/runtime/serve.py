@@ -215,7 +215,6 @@ class MJPEGServer:
             import cv2
 
             self._last_frame = time.monotonic()
-
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             jpeg = buf.tobytes() if ok else None
         with self._cond:

@@ -172,9 +172,6 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
         "sec_per_step": timer.median,
         "replicas": strategy.num_replicas_in_sync,
     }
-    trained_on_val = set(d.val_split.split(",")) <= set(d.train_split.split(","))
-    if report_src is None and config.ship == "last" and not trained_on_val:
-        report_src = val_src  # validation only watched the run: nothing was selected on it
     if report_src is not None:
         summary["report"] = _score_once(eval_model, shipped, report_src, config, info.class_names)
         log.info("%s, scored once with %s: mIoU %.4f", d.val_split, shipped.name, summary["report"]["miou"])

@@ -25,8 +25,10 @@ RARE_SHARE = 0.02  # a class under this share of the labelled training pixels is
 
 def training_sources(config: TrainConfig):
     """``(train, select, report)``: the frames trained on, the frames that validate and select
-    checkpoints, and the split scored once at the end (None when it is the selecting one). With
-    ``data.holdout`` the selecting frames are that part of the training split(s)."""
+    checkpoints, and the split scored once at the end with the shipped weights (None when
+    nothing is left that the run was not selected or trained on). With ``data.holdout`` the
+    selecting frames are that part of the training split(s); with ``ship: last`` and no holdout,
+    val only watches the run and is also the split reported."""
     d = config.data
     train = load_source(d.root, d.format, d.train_split)
     if d.holdout:
@@ -34,10 +36,12 @@ def training_sources(config: TrainConfig):
         log.info("training on %d frames, selecting on %d held-out ones (%s); %s is scored once at the end",
                  len(train.items), len(select.items), d.holdout, d.val_split)
         return train, select, load_source(d.root, d.format, d.val_split)
+    val = load_source(d.root, d.format, d.val_split)
     if set(d.val_split.split(",")) <= set(d.train_split.split(",")):
         log.warning("validating on frames that are trained on (%s): the score says nothing about unseen "
                     "frames%s", d.val_split, "" if config.ship == "last" else "; pass --ship last")
-    return train, load_source(d.root, d.format, d.val_split), None
+        return train, val, None
+    return train, val, val if config.ship == "last" else None
 
 
 def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
