@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, setup_logging, usage
+from edgeseg.runtime.backend import is_onnx
 from edgeseg.runtime.segmenter import UPSAMPLE_MODES
 
 log = logging.getLogger("edgeseg")
@@ -43,7 +44,7 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
                              input_size=list(parse_size(input_size, "--input-size")))
     elif input_size or classes:
         usage(f"{model} carries its own input size and classes; --input-size and --classes are for models without metadata")
-    if delegate and model.suffix.lower() == ".onnx":
+    if delegate and is_onnx(model):
         usage("--delegate is for .tflite models; ONNX models take --providers")
     try:
         seg = Segmenter(model, threads, meta, load_delegates(delegate, strict), upsample=upsample, providers=providers)
@@ -164,7 +165,7 @@ def run(
     try:
         seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
-                               providers=_providers(providers) if compare.suffix == ".onnx" else None) if compare else None
+                               providers=_providers(providers) if is_onnx(compare) else None) if compare else None
         if address:
             from edgeseg.runtime.serve import MJPEGServer
 

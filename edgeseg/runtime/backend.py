@@ -94,10 +94,15 @@ class LiteRTBackend(Backend):
         return self.interpreter.get_tensor(self._out)
 
 
+def is_onnx(path) -> bool:
+    """Whether a model file is ONNX, by its suffix (anything else is taken for TFLite)."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def open_backend(path, threads: int | None = None, delegates=(), providers=None) -> Backend:
     """The backend for a model file, by its suffix: ``.onnx`` -> ONNX Runtime (``providers``),
     anything else -> LiteRT (``delegates``)."""
-    if Path(path).suffix.lower() == ".onnx":
+    if is_onnx(path):
         if delegates:
             raise BackendError("--delegate is for .tflite models; ONNX models take --providers")
         from edgeseg.runtime.onnx_backend import OnnxBackend

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from edgeseg.runtime.backend import open_backend
+from edgeseg.runtime.backend import is_onnx, open_backend
 
 
 class _Ready:
@@ -58,7 +58,7 @@ def benchmark_models(models, thread_counts, delegates=(), runs: int = 20, warmup
     for threads in thread_counts:
         ready = {}
         for m in models:
-            onnx = str(m).endswith(".onnx")
+            onnx = is_onnx(m)
             ready[str(m)] = ready_interpreter(m, threads, () if onnx else delegates, warmup, providers if onnx else None)
         for model, stats in time_invokes(ready, runs).items():
             rows.append({"model": model, "backend": ready[model].backend.description, "threads": threads, **stats})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.core.metadata import METADATA_NAME, MetadataError, ModelMetadata
+from edgeseg.runtime.backend import is_onnx
 from edgeseg.runtime.flatbuffer import FlatbufferError, read_metadata
 
 
@@ -14,7 +15,7 @@ def load_metadata(path_or_bytes) -> ModelMetadata | None:
     when it has none."""
     is_path = isinstance(path_or_bytes, (str, Path))
     buf = Path(path_or_bytes).read_bytes() if is_path else path_or_bytes
-    if is_path and Path(path_or_bytes).suffix.lower() == ".onnx":
+    if is_path and is_onnx(path_or_bytes):
         from edgeseg.runtime.onnx_backend import onnx_metadata
 
         try:
