@@ -13,23 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-
-def timeit(fn, rounds: int, warmup: int = 3) -> dict:
-    for _ in range(warmup):
-        fn()
-    t = []
-    for _ in range(rounds):
-        s = time.perf_counter()
-        fn()
-        t.append(1000 * (time.perf_counter() - s))
-    return {"median_ms": statistics.median(t), "p90_ms": float(np.percentile(t, 90))}
+from timing import timeit  # tools/timing.py
 
 
 def main(argv=None):

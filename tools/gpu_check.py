@@ -21,13 +21,14 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from timing import timeit  # noqa: E402 - tools/timing.py, beside this script
 
 
 def gpu_name() -> str:
@@ -66,15 +67,9 @@ def train_rows(data: Path, steps: int) -> list[dict]:
     return rows
 
 
-def time_it(fn, warmup=5, runs=30) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t0))
-    return float(np.median(times))
+def time_it(fn) -> float:
+    """Median milliseconds of 30 calls after 5 warm-up ones."""
+    return timeit(fn, 30, warmup=5)["median_ms"]
 
 
 def ort_rows(path: Path, size_label: str) -> list[dict]:

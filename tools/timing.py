@@ -1,0 +1,20 @@
+"""The timing loop the standalone benchmark scripts share (`bench_peers.py` in .venv-bench,
+`gpu_check.py` on a GPU machine): neither can import edgeseg's own, whose venvs they do not have."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def timeit(fn, rounds: int, warmup: int = 3) -> dict:
+    """Milliseconds of ``rounds`` calls of ``fn`` after ``warmup`` untimed ones: median and p90."""
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(rounds):
+        s = time.perf_counter()
+        fn()
+        t.append(1000 * (time.perf_counter() - s))
+    return {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90))}
