@@ -36,12 +36,13 @@ class Split:
     def partition(self, pattern: str) -> tuple["Split", "Split"]:
         """(frames whose image name does not match the glob ``pattern``, frames that do): a
         held-out part of a split, e.g. one recording sequence."""
-        held = [item for item in self.items if fnmatch.fnmatch(Path(item[0]).stem, pattern)]
+        matches = [fnmatch.fnmatch(Path(image).stem, pattern) for image, _ in self.items]
+        held = [item for item, match in zip(self.items, matches) if match]
+        kept = [item for item, match in zip(self.items, matches) if not match]
         if not held:
             raise DataError(f"--holdout {pattern!r} matches no frame of split '{self.split}'")
         if len(held) == len(self.items):
             raise DataError(f"--holdout {pattern!r} matches every frame of split '{self.split}'")
-        kept = [item for item in self.items if item not in held]
         return (Split(self.info, self.root, f"{self.split} without {pattern}", kept),
                 Split(self.info, self.root, f"{self.split}: {pattern}", held))
 
