@@ -245,8 +245,8 @@ def test_voc_frames_of_different_sizes_export_to_int8(tmp_path):
 
 def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, video, tmp_path):
     """`edgeseg export RUN --format both --int8`: ONNX fp32 masks equal the TFLite fp32 masks on
-    the clip; int8 ONNX (QDQ from the int8 TFLite model) agrees with int8 TFLite on >= 99% of pixels;
-    `edgeseg run` takes .onnx and compares it live with a .tflite."""
+    the clip; int8 ONNX (QDQ from the int8 TFLite model) flips no class that int8 TFLite chose
+    clearly; `edgeseg run` takes .onnx and compares it live with a .tflite."""
     import cv2
 
     out = tmp_path / "models"
@@ -254,7 +254,11 @@ def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, video, tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "export.json").read_text())
     assert set(report["files"]) == {"fp32", "onnx_fp32", "int8", "onnx_int8"}
-    assert report["parity"]["onnx_int8"]["pixel_agreement_vs_tflite"] >= 0.99
+    from edgeseg.export.parity import TIE_STEPS
+
+    onnx_int8 = report["parity"]["onnx_int8"]
+    assert onnx_int8["ok"] and onnx_int8["clear_flips"] == 0.0, onnx_int8
+    assert onnx_int8["max_logit_diff_steps"] < TIE_STEPS  # rounding, not a wrong op
     assert "DequantizeLinear" in report["files"]["onnx_int8"]["ops"]  # QDQ
     from edgeseg.runtime.metadata import load_metadata
 
@@ -268,8 +272,12 @@ def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, video, tmp_path
         masks[name] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
     assert len(masks["tiny_fp32.onnx"]) == 8
     assert all(np.array_equal(a, b) for a, b in zip(masks["tiny_fp32.onnx"], masks["tiny_fp32.tflite"]))
-    agree = np.mean([np.mean(a == b) for a, b in zip(masks["tiny_int8.onnx"], masks["tiny_int8.tflite"])])
-    assert agree >= 0.99
+    from edgeseg.runtime.segmenter import Segmenter
+
+    capture, in_process = cv2.VideoCapture(str(video)), Segmenter(out / "tiny_int8.onnx", threads=2)
+    frames = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(8)]
+    assert all(np.array_equal(saved, in_process.predict(f)) for saved, f in zip(masks["tiny_int8.onnx"], frames))
+    assert np.mean([np.mean(a == b) for a, b in zip(masks["tiny_int8.onnx"], masks["tiny_int8.tflite"])]) > 0.9
     mixed = run_edgeseg("run", out / "tiny_int8.onnx", "--source", video, "--compare", out / "tiny_fp32.tflite",
                         "--compare-every", "1")
     assert mixed.returncode == 0 and "ONNX Runtime (CPUExecutionProvider)" in mixed.stderr

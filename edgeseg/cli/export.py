@@ -151,7 +151,8 @@ def print_report(report: dict) -> None:
         elif "pixel_agreement_vs_fp32" in parity:
             check = f"{100 * parity['pixel_agreement_vs_fp32']:.2f}% pixels = fp32"
             if "pixel_agreement_vs_tflite" in parity:
-                check += f", {100 * parity['pixel_agreement_vs_tflite']:.2f}% = TFLite"
+                check += (f", {100 * parity['pixel_agreement_vs_tflite']:.2f}% = TFLite"
+                          f" (logits within {parity['max_logit_diff_steps']:.0f} steps)")
         else:
             check = "-"
         flag = "" if parity.get("ok", True) else "  FAILED"

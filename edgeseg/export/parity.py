@@ -5,8 +5,12 @@
   in-graph bilinear upsample) vs the fp32 file through the device runtime (OpenCV's decoder, the
   runtime's letterbox and upsampling): pixel agreement on every frame, which must be >= 99.9%:
   the device must see what training saw;
-- every other file vs fp32: pixel agreement of the predictions (quantization); int8 ONNX also
-  vs the int8 TFLite model of the same quantization (>= 99%).
+- every other file vs fp32: pixel agreement of the predictions (quantization);
+- int8 ONNX vs the int8 TFLite model of the same quantization, at the model's output: ONNX
+  Runtime rounds differently from TFLite, so the logits differ by a few output steps and the
+  class flips where TFLite's two best classes are that close (an undertrained model has many such
+  pixels: the pixel agreement of a correct file varied from 98.3% to 100% across seeds of the test
+  model). What must not happen is a flip where TFLite's choice is clear.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
 PIPELINE_MIN_AGREEMENT = 0.999  # per frame, Keras via tf.data vs fp32 TFLite via the runtime
 INT8_MIN_AGREEMENT = 0.90  # pixel agreement of int8 vs fp32 predictions
 FLOAT_COPY_MIN_AGREEMENT = 0.98  # fp16, dynamic-range and fp32 ONNX files vs the fp32 reference
-ONNX_MIN_AGREEMENT = 0.99  # int8 ONNX vs the int8 TFLite model it was made from
+# int8 ONNX vs the int8 TFLite model it was made from: their logits differed by at most 7 output
+# quantization steps on CamVid (3 on the tiny test model), and every flipped pixel had a TFLite
+# margin of at most 3 steps. A flip where TFLite's margin exceeds TIE_STEPS is a conversion error.
+TIE_STEPS = 8
+ONNX_MAX_CLEAR_FLIPS = 0.001  # fraction of output pixels
 
 
 def keras_labels(model, image_path, input_size) -> np.ndarray:
@@ -70,12 +78,33 @@ def parity_checks(model, written: dict, image_paths) -> dict:
                 log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
     for onnx_name, tflite_name in (("onnx_int8", "int8"), ("onnx_qat", "qat")):
         if onnx_name in predictions and tflite_name in predictions:
-            agree = _agreement(predictions[onnx_name], predictions[tflite_name])
-            out[onnx_name]["pixel_agreement_vs_tflite"] = agree
-            if agree < ONNX_MIN_AGREEMENT:
+            out[onnx_name]["pixel_agreement_vs_tflite"] = _agreement(predictions[onnx_name], predictions[tflite_name])
+            same = _same_quantization(Segmenter(written[onnx_name], threads=2), Segmenter(written[tflite_name], threads=2),
+                                      frames)
+            out[onnx_name].update(same)
+            if same["clear_flips"] > ONNX_MAX_CLEAR_FLIPS:
                 out[onnx_name]["ok"] = False
-                log.error("PARITY FAILED: %s agrees with %s on only %.2f%% of pixels", onnx_name, tflite_name, 100 * agree)
+                log.error("PARITY FAILED: %s picks another class than %s on %.2f%% of output pixels where %s's "
+                          "choice is clear (margin > %d steps)", onnx_name, tflite_name, 100 * same["clear_flips"],
+                          tflite_name, TIE_STEPS)
     return out
+
+
+def _same_quantization(onnx: Segmenter, tflite: Segmenter, frames) -> dict:
+    """Compare the two files' logits (stride 4, dequantized) in units of TFLite's output step:
+    the largest difference, and the fraction of output pixels whose class differs although TFLite's
+    margin between its class and ONNX's exceeds ``TIE_STEPS``."""
+    outputs = [(tflite.raw_output(f)[0], onnx.raw_output(f)[0]) for f in frames]
+    scale = tflite.output.quantization[0] if tflite.output.quantization else 0.0
+    if not scale:  # float output: one step of an 8-bit grid over the logits' range
+        scale = max(float(np.ptp(a)) for a, _ in outputs) / 255 or 1.0
+    worst, clear = 0.0, []
+    for a, b in outputs:
+        worst = max(worst, float(np.abs(a - b).max()) / scale)
+        ours, theirs = a.argmax(-1)[..., None], b.argmax(-1)[..., None]
+        margin = (np.take_along_axis(a, ours, -1) - np.take_along_axis(a, theirs, -1))[..., 0] / scale
+        clear.append(float(np.mean(margin > TIE_STEPS)))
+    return {"max_logit_diff_steps": worst, "clear_flips": float(np.mean(clear))}
 
 
 def _agreement(a, b) -> float:
