@@ -142,7 +142,7 @@ def ensure_qat(run: Path, steps: int | None, lr_factor: float | None, decoder_up
 
 
 def print_report(report: dict) -> None:
-    typer.echo(f"\n{'format':<10} {'MB':>7}  {'parity':<44} file")
+    typer.echo(f"\n{'format':<10} {'MB':>7}  {'parity':<62} file")
     for name, info in report["files"].items():
         parity = report["parity"].get(name, {})
         if "max_abs_diff_vs_keras" in parity:
@@ -151,12 +151,14 @@ def print_report(report: dict) -> None:
         elif "pixel_agreement_vs_fp32" in parity:
             check = f"{100 * parity['pixel_agreement_vs_fp32']:.2f}% pixels = fp32"
             if "pixel_agreement_vs_tflite" in parity:
-                check += (f", {100 * parity['pixel_agreement_vs_tflite']:.2f}% = TFLite"
-                          f" (logits within {parity['max_logit_diff_steps']:.0f} steps)")
+                check += f", {100 * parity['pixel_agreement_vs_tflite']:.2f}% = TFLite"
+            flips = [parity[k] for k in ("clear_flips", "clear_flips_vs_tflite") if k in parity]
+            if flips:
+                check += f"; clear flips {100 * max(flips):.2f}%"
         else:
             check = "-"
         flag = "" if parity.get("ok", True) else "  FAILED"
-        typer.echo(f"{name:<10} {info['bytes'] / 1e6:>7.2f}  {check + flag:<44} {info['path']}")
+        typer.echo(f"{name:<10} {info['bytes'] / 1e6:>7.2f}  {check + flag:<62} {info['path']}")
     typer.echo("\nops a delegate cannot run (they fall back to the CPU):")
     first = next((f for f in report["files"].values() if f["path"].endswith(".tflite")), None)
     for delegate, ops in (first["unsupported"] if first else {}).items():

@@ -5,12 +5,13 @@
   in-graph bilinear upsample) vs the fp32 file through the device runtime (OpenCV's decoder, the
   runtime's letterbox and upsampling): pixel agreement on every frame, which must be >= 99.9%:
   the device must see what training saw;
-- every other file vs fp32: pixel agreement of the predictions (quantization);
-- int8 ONNX vs the int8 TFLite model of the same quantization, at the model's output: ONNX
-  Runtime rounds differently from TFLite, so the logits differ by a few output steps and the
-  class flips where TFLite's two best classes are that close (an undertrained model has many such
-  pixels: the pixel agreement of a correct file varied from 98.3% to 100% across seeds of the test
-  model). What must not happen is a flip where TFLite's choice is clear.
+- the float copies (fp16, dynamic range, fp32 ONNX) vs fp32: pixel agreement (>= 98%);
+- the int8 files vs fp32, and int8 ONNX vs the int8 TFLite model it was made from: class flips
+  where the reference's choice is clear. Quantization moves logits by a few output steps, so the
+  class flips where the reference's two best classes are that close; an undertrained model has
+  many such pixels (the int8 pixel agreement of correct files varied from 92.8% to 100% across
+  seeds of the 64x64 test model, ONNX vs TFLite from 98.3% to 100%), a broken file flips pixels
+  the reference scored clearly. Pixel agreement is reported beside it.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ log = logging.getLogger("edgeseg")
 
 FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
 PIPELINE_MIN_AGREEMENT = 0.999  # per frame, Keras via tf.data vs fp32 TFLite via the runtime
-INT8_MIN_AGREEMENT = 0.90  # pixel agreement of int8 vs fp32 predictions
 FLOAT_COPY_MIN_AGREEMENT = 0.98  # fp16, dynamic-range and fp32 ONNX files vs the fp32 reference
-# int8 ONNX vs the int8 TFLite model it was made from: their logits differed by at most 7 output
-# quantization steps on CamVid (3 on the tiny test model), and every flipped pixel had a TFLite
-# margin of at most 3 steps. A flip where TFLite's margin exceeds TIE_STEPS is a conversion error.
+# A flip is clear where the reference's margin between its class and the other file's exceeds
+# TIE_STEPS output steps of the quantized file (8 steps: about 3% of the logit range). Measured on
+# 8 CamVid val frames (runs/camvid-after): int8 TFLite vs fp32 0.7% of output pixels flipped, none
+# clear; QAT int8 (fine-tuned, so a different model) 1.3% flipped, 0.03% clear; int8 ONNX vs
+# TFLite logits within 7 steps, every flip within 3 steps.
 TIE_STEPS = 8
-ONNX_MAX_CLEAR_FLIPS = 0.001  # fraction of output pixels
+INT8_MAX_CLEAR_FLIPS = 0.02  # int8 / QAT vs fp32, fraction of output pixels
+ONNX_MAX_CLEAR_FLIPS = 0.001  # int8 ONNX vs the int8 TFLite model it was made from
 
 
 def keras_labels(model, image_path, input_size) -> np.ndarray:
@@ -63,48 +66,50 @@ def parity_checks(model, written: dict, image_paths) -> dict:
     frames = [read_image(Path(p)) for p in image_paths]
     out: dict = {}
     reference_name = next((n for n in ("fp32", "onnx_fp32") if n in written), None)
-    predictions = {}
+    segmenters, predictions = {}, {}
     for name in ([reference_name] if reference_name else []) + [n for n in written if n != reference_name]:
-        seg = Segmenter(written[name], threads=2, upsample="exact")
+        seg = segmenters[name] = Segmenter(written[name], threads=2, upsample="exact")
         predictions[name] = [seg.predict(f) for f in frames]
         if name in ("fp32", "onnx_fp32"):
             out[name] = _against_keras(model, seg, image_paths, frames)
-        if name != reference_name and reference_name:
-            agree = _agreement(predictions[name], predictions[reference_name])
-            float_copy = name in ("fp16", "dynamic", "onnx_fp32")
-            ok = agree >= (FLOAT_COPY_MIN_AGREEMENT if float_copy else INT8_MIN_AGREEMENT)
-            out.setdefault(name, {}).update(pixel_agreement_vs_fp32=agree, ok=ok and out.get(name, {}).get("ok", True))
-            if not ok:
+        if name == reference_name or not reference_name:
+            continue
+        agree = _agreement(predictions[name], predictions[reference_name])
+        row = out.setdefault(name, {"ok": True})
+        row["pixel_agreement_vs_fp32"] = agree
+        if name in ("fp16", "dynamic", "onnx_fp32"):
+            if agree < FLOAT_COPY_MIN_AGREEMENT:
+                row["ok"] = False
                 log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
+        else:
+            row.update(_flips(segmenters[reference_name], seg, frames, "fp32", INT8_MAX_CLEAR_FLIPS))
     for onnx_name, tflite_name in (("onnx_int8", "int8"), ("onnx_qat", "qat")):
         if onnx_name in predictions and tflite_name in predictions:
-            out[onnx_name]["pixel_agreement_vs_tflite"] = _agreement(predictions[onnx_name], predictions[tflite_name])
-            same = _same_quantization(Segmenter(written[onnx_name], threads=2), Segmenter(written[tflite_name], threads=2),
-                                      frames)
-            out[onnx_name].update(same)
-            if same["clear_flips"] > ONNX_MAX_CLEAR_FLIPS:
-                out[onnx_name]["ok"] = False
-                log.error("PARITY FAILED: %s picks another class than %s on %.2f%% of output pixels where %s's "
-                          "choice is clear (margin > %d steps)", onnx_name, tflite_name, 100 * same["clear_flips"],
-                          tflite_name, TIE_STEPS)
+            row = out[onnx_name]
+            row["pixel_agreement_vs_tflite"] = _agreement(predictions[onnx_name], predictions[tflite_name])
+            same = _flips(segmenters[tflite_name], segmenters[onnx_name], frames, tflite_name, ONNX_MAX_CLEAR_FLIPS)
+            row.update({f"{k}_vs_tflite": v for k, v in same.items() if k != "ok"}, ok=row["ok"] and same["ok"])
     return out
 
 
-def _same_quantization(onnx: Segmenter, tflite: Segmenter, frames) -> dict:
-    """Compare the two files' logits (stride 4, dequantized) in units of TFLite's output step:
-    the largest difference, and the fraction of output pixels whose class differs although TFLite's
-    margin between its class and ONNX's exceeds ``TIE_STEPS``."""
-    outputs = [(tflite.raw_output(f)[0], onnx.raw_output(f)[0]) for f in frames]
-    scale = tflite.output.quantization[0] if tflite.output.quantization else 0.0
-    if not scale:  # float output: one step of an 8-bit grid over the logits' range
-        scale = max(float(np.ptp(a)) for a, _ in outputs) / 255 or 1.0
+def _flips(reference: Segmenter, other: Segmenter, frames, reference_name: str, max_clear: float) -> dict:
+    """The two files' logits (output stride, dequantized) in units of the quantized file's output
+    step: the largest difference, and the fraction of output pixels where ``other`` picks a class
+    that ``reference`` scores more than ``TIE_STEPS`` below its own (at most ``max_clear``)."""
+    outputs = [(reference.raw_output(f)[0], other.raw_output(f)[0]) for f in frames]
+    quantized = next((s.output.quantization for s in (other, reference) if s.output.quantization), None)
+    scale = quantized[0] if quantized else max(float(np.ptp(a)) for a, _ in outputs) / 255 or 1.0
     worst, clear = 0.0, []
     for a, b in outputs:
         worst = max(worst, float(np.abs(a - b).max()) / scale)
         ours, theirs = a.argmax(-1)[..., None], b.argmax(-1)[..., None]
         margin = (np.take_along_axis(a, ours, -1) - np.take_along_axis(a, theirs, -1))[..., 0] / scale
         clear.append(float(np.mean(margin > TIE_STEPS)))
-    return {"max_logit_diff_steps": worst, "clear_flips": float(np.mean(clear))}
+    flips = float(np.mean(clear))
+    if flips > max_clear:
+        log.error("PARITY FAILED: %s picks another class than %s on %.2f%% of output pixels where %s's choice "
+                  "is clear (margin > %d steps)", other.path.name, reference_name, 100 * flips, reference_name, TIE_STEPS)
+    return {"max_logit_diff_steps": worst, "clear_flips": flips, "ok": flips <= max_clear}
 
 
 def _agreement(a, b) -> float:
