@@ -124,32 +124,27 @@ def test_manifest_reproduces_the_int8_model(run_dir, exported, tmp_path):
     assert Path(again["files"]["int8"]["path"]).read_bytes() == first
 
 
-def test_qat_weights_saved_in_the_run_load_at_the_export_size(run_dir, tmp_path):
+def test_cli_train_qat_from_run_then_export_reuses_it_at_the_export_size(run_dir, tmp_path):
+    """`train --qat --from RUN` saves QAT weights in the run; they load at the export size (and
+    only with the decoder upsampling they were trained with); `export` reuses them."""
     from edgeseg.core.errors import ExportError
-    from edgeseg.export.exporter import ExportOptions, export_run
-    from edgeseg.quant.qat import load_qat_model, qat_finetune
+    from edgeseg.quant.qat import load_qat_model
 
-    info = qat_finetune(run_dir, steps=2, batch_size=2, verbose=0)
-    assert info["steps"] == 2 and (run_dir / "qat.npz").is_file()
+    result = run_edgeseg("train", "--qat", "--from", run_dir, "--qat-steps", "3", "--batch-size", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val mIoU with fake quantization" in result.stdout
+    assert json.loads((run_dir / "qat.json").read_text())["steps"] == 3 and (run_dir / "qat.npz").is_file()
     qat = load_qat_model(run_dir)
     assert any(type(l).__name__ == "QuantizeWrapperV2" for l in qat.layers)
     with pytest.raises(ExportError, match="bilinear decoder upsampling"):
         load_qat_model(run_dir, decoder_interpolation="nearest")
-    report = export_run(run_dir, ExportOptions(formats=("fp32", "qat"), out_dir=tmp_path, calib_size=4,
-                                               manifest_dir=tmp_path))
-    assert report["files"]["qat"]["bytes"] < 0.45 * report["files"]["fp32"]["bytes"]
-    assert report["parity"]["qat"]["pixel_agreement_vs_fp32"] > 0.8
-
-
-def test_cli_train_qat_from_run_then_export_reuses_it(run_dir, tmp_path):
-    result = run_edgeseg("train", "--qat", "--from", run_dir, "--qat-steps", "3", "--batch-size", "2")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "val mIoU with fake quantization" in result.stdout
-    assert json.loads((run_dir / "qat.json").read_text())["steps"] == 3
     out = tmp_path / "models"
-    result = run_edgeseg("export", run_dir, "--formats", "qat", "--out", out, "--calib-size", "4")
+    result = run_edgeseg("export", run_dir, "--formats", "fp32,qat", "--out", out, "--calib-size", "4")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "using the QAT weights" in result.stdout and (out / "tiny_qat_int8.tflite").is_file()
+    report = json.loads((out / "export.json").read_text())
+    assert report["files"]["qat"]["bytes"] < 0.45 * report["files"]["fp32"]["bytes"]
+    assert report["parity"]["qat"]["pixel_agreement_vs_fp32"] > 0.8 and report["parity"]["qat"]["ok"]
     for args, message in ((("--qat",), "needs both --qat and --from"),
                           (("--qat", "--from", run_dir, "--epochs", "3"), "--epochs does not apply")):
         bad = run_edgeseg("train", *args)
