@@ -35,19 +35,6 @@ def test_parity_checks_pass(exported):
     assert parity["fp16"]["pixel_agreement_vs_fp32"] > 0.98
 
 
-class _FakeSegmenter:
-    """Stands in for a Segmenter: fixed logits per frame, an int8 output step of 0.1."""
-
-    def __init__(self, logits, quantized=True):
-        from types import SimpleNamespace
-
-        self.logits, self.path = logits, Path("fake.tflite")
-        self.output = SimpleNamespace(quantization=(0.1, 0) if quantized else None)
-
-    def raw_output(self, frame):
-        return self.logits[frame], None
-
-
 def test_parity_tells_near_ties_from_clear_flips():
     """Class flips where the reference's two best classes are within a few output steps are
     rounding; a flip where the reference's choice was clear fails the file."""
@@ -57,12 +44,12 @@ def test_parity_tells_near_ties_from_clear_flips():
     reference = rng.normal(0, 3, (2, 16, 16, 5)).astype(np.float32)
     reference[..., 1] = reference[..., 0] + 0.1 * rng.integers(-2, 3, (2, 16, 16))  # near-ties everywhere
     rounded = reference + 0.1 * rng.integers(-2, 3, reference.shape)  # 2 steps of rounding
-    tied = _flips(_FakeSegmenter(reference, False), _FakeSegmenter(rounded), [0, 1], "fp32", 0.001)
+    tied = _flips(list(reference), list(rounded), 0.1, ("int8", "fp32"), 0.001)  # an output step of 0.1
     assert tied["ok"] and tied["clear_flips"] == 0.0 and tied["max_logit_diff_steps"] == pytest.approx(2, abs=1e-3)
     assert (reference.argmax(-1) != rounded.argmax(-1)).mean() > 0.05  # many pixels flipped, all near-ties
     broken = rounded.copy()
     broken[:, :4, :, 4] += 0.1 * (TIE_STEPS + 40)  # a quarter of the frame wins a class it should not
-    clear = _flips(_FakeSegmenter(reference, False), _FakeSegmenter(broken), [0, 1], "fp32", 0.02)
+    clear = _flips(list(reference), list(broken), 0.1, ("int8", "fp32"), 0.02)
     assert not clear["ok"] and 0.05 < clear["clear_flips"] <= 0.25
 
 

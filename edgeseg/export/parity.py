@@ -49,11 +49,10 @@ def keras_labels(model, image_path, input_size) -> np.ndarray:
     return tf.argmax(logits[0, : box.height, : box.width], -1).numpy().astype(np.uint8)
 
 
-def runtime_labels(seg: Segmenter, frame: np.ndarray, shape) -> np.ndarray:
-    """The runtime's labels for ``frame``, at ``shape`` (the letterbox's size)."""
+def at_size(labels: np.ndarray, shape) -> np.ndarray:
+    """``labels`` (the runtime's, at the frame's size) at ``shape`` (the letterbox's size)."""
     import cv2
 
-    labels = seg.predict(frame)
     return labels if labels.shape == tuple(shape) else \
         cv2.resize(labels, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
 
@@ -66,12 +65,15 @@ def parity_checks(model, written: dict, image_paths) -> dict:
     frames = [read_image(Path(p)) for p in image_paths]
     out: dict = {}
     reference_name = next((n for n in ("fp32", "onnx_fp32") if n in written), None)
-    segmenters, predictions = {}, {}
+    logits, steps, predictions = {}, {}, {}
     for name in ([reference_name] if reference_name else []) + [n for n in written if n != reference_name]:
-        seg = segmenters[name] = Segmenter(written[name], threads=2, upsample="exact")
-        predictions[name] = [seg.predict(f) for f in frames]
+        seg = Segmenter(written[name], threads=2, upsample="exact")
+        pending = [seg.infer(f) for f in frames]
+        logits[name] = [seg.dequantize(p.output) for p in pending]
+        predictions[name] = [seg.finish(p) for p in pending]
+        steps[name] = seg.output.quantization[0] if seg.output.quantization else None
         if name in ("fp32", "onnx_fp32"):
-            out[name] = _against_keras(model, seg, image_paths, frames)
+            out[name] = _against_keras(model, seg, image_paths, frames, logits[name], predictions[name])
         if name == reference_name or not reference_name:
             continue
         agree = _agreement(predictions[name], predictions[reference_name])
@@ -82,33 +84,34 @@ def parity_checks(model, written: dict, image_paths) -> dict:
                 row["ok"] = False
                 log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
         else:
-            row.update(_flips(segmenters[reference_name], seg, frames, "fp32", INT8_MAX_CLEAR_FLIPS))
+            row.update(_flips(logits[reference_name], logits[name], steps[name], (name, "fp32"), INT8_MAX_CLEAR_FLIPS))
     for onnx_name, tflite_name in (("onnx_int8", "int8"), ("onnx_qat", "qat")):
         if onnx_name in predictions and tflite_name in predictions:
             row = out[onnx_name]
             row["pixel_agreement_vs_tflite"] = _agreement(predictions[onnx_name], predictions[tflite_name])
-            same = _flips(segmenters[tflite_name], segmenters[onnx_name], frames, tflite_name, ONNX_MAX_CLEAR_FLIPS)
+            same = _flips(logits[tflite_name], logits[onnx_name], steps[onnx_name] or steps[tflite_name],
+                          (onnx_name, tflite_name), ONNX_MAX_CLEAR_FLIPS)
             row.update({f"{k}_vs_tflite": v for k, v in same.items() if k != "ok"}, ok=row["ok"] and same["ok"])
     return out
 
 
-def _flips(reference: Segmenter, other: Segmenter, frames, reference_name: str, max_clear: float) -> dict:
-    """The two files' logits (output stride, dequantized) in units of the quantized file's output
-    step: the largest difference, and the fraction of output pixels where ``other`` picks a class
-    that ``reference`` scores more than ``TIE_STEPS`` below its own (at most ``max_clear``)."""
-    outputs = [(reference.raw_output(f)[0], other.raw_output(f)[0]) for f in frames]
-    quantized = next((s.output.quantization for s in (other, reference) if s.output.quantization), None)
-    scale = quantized[0] if quantized else max(float(np.ptp(a)) for a, _ in outputs) / 255 or 1.0
+def _flips(reference: list, other: list, step: float | None, names: tuple[str, str], max_clear: float) -> dict:
+    """Two files' logits per frame (output stride, dequantized) in units of ``step``, the quantized
+    file's output step (None for a float output: 1/255 of the reference's logit range): the
+    largest difference, and the fraction of output pixels where ``other`` picks a class that
+    ``reference`` scores more than ``TIE_STEPS`` below its own (at most ``max_clear``).
+    ``names``: (other, reference), for the message."""
+    step = step or max(float(np.ptp(a)) for a in reference) / 255 or 1.0
     worst, clear = 0.0, []
-    for a, b in outputs:
-        worst = max(worst, float(np.abs(a - b).max()) / scale)
+    for a, b in zip(reference, other):
+        worst = max(worst, float(np.abs(a - b).max()) / step)
         ours, theirs = a.argmax(-1)[..., None], b.argmax(-1)[..., None]
-        margin = (np.take_along_axis(a, ours, -1) - np.take_along_axis(a, theirs, -1))[..., 0] / scale
+        margin = (np.take_along_axis(a, ours, -1) - np.take_along_axis(a, theirs, -1))[..., 0] / step
         clear.append(float(np.mean(margin > TIE_STEPS)))
     flips = float(np.mean(clear))
     if flips > max_clear:
         log.error("PARITY FAILED: %s picks another class than %s on %.2f%% of output pixels where %s's choice "
-                  "is clear (margin > %d steps)", other.path.name, reference_name, 100 * flips, reference_name, TIE_STEPS)
+                  "is clear (margin > %d steps)", names[0], names[1], 100 * flips, names[1], TIE_STEPS)
     return {"max_logit_diff_steps": worst, "clear_flips": flips, "ok": flips <= max_clear}
 
 
@@ -116,17 +119,17 @@ def _agreement(a, b) -> float:
     return float(np.mean([np.mean(x == y) for x, y in zip(a, b)]))
 
 
-def _against_keras(model, seg: Segmenter, image_paths, frames) -> dict:
-    """Logits on the same input tensor, and predictions through both pipelines."""
+def _against_keras(model, seg: Segmenter, image_paths, frames, logits, labels) -> dict:
+    """Logits on the same input tensor, and predictions through both pipelines (``logits``,
+    ``labels``: the file's, per frame, through the runtime)."""
     worst, span, agreement = 0.0, 1e-6, []
-    for path, frame in zip(image_paths, frames):
+    for path, frame, exported, runtime in zip(image_paths, frames, logits, labels):
         x, _ = letterbox(frame, seg.input_size)
         keras_logits = model(x[None], training=False).numpy()[0]
-        exported, _ = seg.raw_output(frame)
         worst = max(worst, float(np.abs(keras_logits - exported).max()))
         span = max(span, float(np.abs(keras_logits).max()))
         trained = keras_labels(model, path, seg.input_size)
-        agreement.append(float(np.mean(runtime_labels(seg, frame, trained.shape) == trained)))
+        agreement.append(float(np.mean(at_size(runtime, trained.shape) == trained)))
     ok_logits = worst <= FP32_TOLERANCE * max(span, 1.0)
     ok_pipeline = min(agreement) >= PIPELINE_MIN_AGREEMENT
     if not ok_logits:

@@ -120,11 +120,14 @@ class Segmenter:
     def raw_output(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """The model's output for one RGB frame (dequantized), and the letterbox used."""
         p = self.infer(frame)
-        y = p.output
-        if self.output.dtype != np.float32:
-            scale, zero = self.output.quantization
-            y = (y.astype(np.float32) - zero) * scale
-        return y, p.box
+        return self.dequantize(p.output), p.box
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        """A raw model output as float logits."""
+        if self.output.dtype == np.float32:
+            return y
+        scale, zero = self.output.quantization
+        return (y.astype(np.float32) - zero) * scale
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (uint8) at the frame's own resolution."""
