@@ -236,13 +236,41 @@ def test_pi_csi_camera_through_picamera2(tmp_path, monkeypatch):
         assert tuple(frame.image[5, 5]) == (0, 0, 255) and tuple(frame.image[5, 60]) == (255, 0, 0)
 
 
+@pytest.mark.parametrize("error", [
+    "ValueError('numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, got 88 from PyObject')",
+    "RuntimeError('libcamera: no cameras available')",
+    "ImportError('libcamera.so.0.3: cannot open shared object file')",
+])
+def test_a_picamera2_that_fails_to_import_is_one_line_then_rpicam_vid(error, fake_rpicam, tmp_path, monkeypatch,
+                                                                       edgeseg_log):
+    """Picamera2 broken by a venv's numpy (or libcamera) is a reason, not a traceback: the run
+    falls back to rpicam-vid and says why; with no rpicam-vid either, one error naming both."""
+    broken = tmp_path / "broken"
+    (broken / "picamera2").mkdir(parents=True)
+    (broken / "picamera2" / "__init__.py").write_text(f"raise {error}\n")
+    monkeypatch.syspath_prepend(str(broken))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    kind = error.split("(")[0]
+    pi = Board("raspberrypi", "Raspberry Pi 5 Model B Rev 1.0")
+    monkeypatch.setenv("PATH", f"{fake_rpicam}{os.pathsep}{os.environ['PATH']}")
+    plan = plan_camera("csi", CameraSettings((64, 32)), pi)
+    assert "rpicam-vid" in plan.describe
+    said = [m for m in edgeseg_log if "Picamera2 failed to import" in m]
+    assert len(said) == 1 and f"({kind}: " in said[0] and said[0].endswith("through rpicam-vid instead"), edgeseg_log
+    assert ("shadows the system numpy" in said[0]) == ("numpy" in error)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CameraError, match=rf"Picamera2 failed to import \({kind}: .*rpicam-vid is not installed") as e:
+        plan_camera("csi", CameraSettings((64, 32)), pi)
+    assert "\n" not in str(e.value)
+
+
 @pytest.fixture
 def fake_pi(fake_rpicam, tmp_path):
     """The environment of a Raspberry Pi 5 with a CSI camera only, rpicam-vid and no Picamera2."""
     root = fake_tree(tmp_path / "root", "Raspberry Pi 5 Model B Rev 1.0")
     blocker = tmp_path / "no-picamera2"
     (blocker / "picamera2").mkdir(parents=True)
-    (blocker / "picamera2" / "__init__.py").write_text("raise ImportError('no picamera2 here')\n")
+    (blocker / "picamera2" / "__init__.py").write_text("raise ModuleNotFoundError('no picamera2 here', name='picamera2')\n")
     return {"EDGESEG_SYSROOT": str(root), "PATH": f"{fake_rpicam}{os.pathsep}{os.environ['PATH']}",
             "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 

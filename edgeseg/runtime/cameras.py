@@ -190,6 +190,26 @@ def gstreamer_plan(pipeline: str, settings: CameraSettings, what: str) -> Camera
                       lambda _spec: PipeCapture(argv, width, height, "bgr", GST_INSTALL), " ".join(argv))
 
 
+def picamera2_problem() -> str | None:
+    """None when Picamera2 imports; else why not, in a few words. The usual cause on a Pi is a
+    venv whose own numpy shadows the system numpy that Picamera2 and simplejpeg are built against
+    ("numpy.dtype size changed"): any exception of the import is a reason, not a traceback."""
+    try:
+        import picamera2  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name == "picamera2":
+            return "not installed"
+        return f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 - ValueError (numpy ABI), RuntimeError (libcamera), ...
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        hint = ""
+        if "numpy" in text.lower() or "size changed" in text:
+            hint = (" (a pip-installed numpy shadows the system numpy Picamera2 was built with: "
+                    "reinstall keeping the system numpy, see the README's Raspberry Pi section)")
+        return f"{type(e).__name__}: {text}{hint}"
+    return None
+
+
 def csi_plan(index: int, settings: CameraSettings, board: Board) -> CameraPlan:
     """The CSI camera ``index``: Picamera2 or rpicam-vid on a Pi, nvarguscamerasrc on a Jetson."""
     width, height = settings.size or (1280, 720)
@@ -198,17 +218,20 @@ def csi_plan(index: int, settings: CameraSettings, board: Board) -> CameraPlan:
         pipeline = (f"nvarguscamerasrc sensor-id={index} ! video/x-raw(memory:NVMM),width={width},height={height},"
                     f"framerate={fps}/1 ! nvvidconv ! video/x-raw,format=BGRx")
         return gstreamer_plan(pipeline, CameraSettings((width, height), fps), f"CSI camera {index} (Argus)")
-    try:
-        import picamera2  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    problem = picamera2_problem()
+    if problem is None:
         return CameraPlan(f"CSI camera {index} through Picamera2 ({width}x{height})",
                           lambda _spec: Picamera2Capture(index, width, height, settings.fps), f"picamera2:{index}")
     tool = shutil.which("rpicam-vid") or shutil.which("libcamera-vid")
     if tool is None:
         where = board.name if board.kind else "this machine (not a Raspberry Pi or Jetson)"
+        if problem != "not installed":
+            raise CameraError(f"no CSI camera support on {where}: Picamera2 failed to import ({problem}) "
+                              "and rpicam-vid is not installed (sudo apt install rpicam-apps)")
         raise CameraError(f"no CSI camera support on {where}: {PI_INSTALL}")
+    if problem != "not installed":
+        log.warning("Picamera2 failed to import (%s); reading the camera through %s instead",
+                    problem, tool.rsplit("/", 1)[-1])
     width = -(-width // 64) * 64  # rpicam-vid pads YUV rows to 64 pixels: ask for whole rows
     argv = [tool, "-t", "0", "-n", "--codec", "yuv420", "--width", str(width), "--height", str(height),
             "--camera", str(index), "-o", "-"]
