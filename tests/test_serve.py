@@ -91,7 +91,7 @@ def test_non_loopback_bind_requires_the_token():
     try:
         token = server.token
         assert token and len(token) >= 16 and f"?token={token}" in server.url
-        for path in ("/", "/stats", "/stream.mjpg", f"/stats?token={token}x", "/stats?token="):
+        for path in ("/", "/stats", "/metrics", "/stream.mjpg", f"/stats?token={token}x", "/stats?token="):
             status, _, _ = get(server, path)
             assert status == 401, path
         status, body, _ = get(server, f"/?token={token}")
@@ -221,7 +221,7 @@ def test_preview_rate_cap_skips_frames_but_never_the_stats():
 
     server = MJPEGServer("127.0.0.1", 0, max_fps=5.0)
     try:
-        stats = SimpleNamespace(fps=80.0, frames=0, line=lambda: "status", recent_ms=lambda: {})
+        stats = SimpleNamespace(fps=80.0, frames=0, line=lambda: "status", recent_ms=lambda: {}, recent_quantiles=lambda: {})
         frame = np.zeros((16, 16, 3), np.uint8)
         assert not server.wants_frame()  # nobody watches: nothing drawn or encoded
         server._clients = 1  # a viewer, without the socket
@@ -238,3 +238,42 @@ def test_preview_rate_cap_skips_frames_but_never_the_stats():
     finally:
         server._clients = 0
         server.close()
+
+
+def test_metrics_are_prometheus_text_with_the_run_facts_and_the_token_rule():
+    """/metrics parsed by prometheus_client's own parser: names, types, values from the run."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stats = RunStats()
+    for ms in (10.0, 20.0, 30.0, 40.0):
+        stats.add("inference", ms)
+        stats.frame_done()
+    live = {"model": 'm "q".tflite', "precision": "int8", "dropped_frames": 7, "reconnects": 2,
+            "agreement_miou": 0.93, "reloads": 1,
+            "health": {"cpu_temp_c": 61.5, "cpu_mhz": 2400.0, "throttled": ["frequency capped"],
+                       "throttled_since_boot": True}}
+    server = MJPEGServer("0.0.0.0", 0)
+    try:
+        server.publish(None, stats, live)
+        assert get(server, "/metrics")[0] == 401
+        conn = http.client.HTTPConnection("127.0.0.1", server.address[1], timeout=5)
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {server.token}"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    finally:
+        server.close()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    value = {f.name: f.samples[0].value for f in families.values() if len(f.samples) == 1}
+    assert families["edgeseg_frames"].type == "counter" and value["edgeseg_frames"] == 4
+    assert value["edgeseg_dropped_frames"] == 7 and value["edgeseg_reconnects"] == 2 and value["edgeseg_reloads"] == 1
+    assert value["edgeseg_agreement_miou"] == pytest.approx(0.93) and value["edgeseg_cpu_temperature_celsius"] == 61.5
+    assert value["edgeseg_cpu_frequency_hertz"] == 2.4e9 and value["edgeseg_throttled_since_boot"] == 1
+    assert value["edgeseg_fps"] == pytest.approx(stats.fps)
+    assert "edgeseg_labelled_miou" not in families  # not measured: absent, not 0
+    latency = {(s.labels["stage"], s.labels["quantile"]): s.value for s in families["edgeseg_stage_latency_seconds"].samples}
+    assert latency[("inference", "0.5")] == pytest.approx(0.025) and latency[("inference", "0.95")] == pytest.approx(0.0385)
+    flags = {s.labels["reason"]: s.value for s in families["edgeseg_throttled"].samples}
+    assert flags["frequency capped"] == 1 and flags["under-voltage"] == 0 and len(flags) == 4
+    info = families["edgeseg_model_info"].samples[0].labels
+    assert info == {"model": 'm "q".tflite', "precision": "int8"}

@@ -123,10 +123,12 @@ def run(
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
     """
     setup_logging(verbose)
+    from edgeseg.runtime.backend import load_delegates
     from edgeseg.runtime.compare import LabelLookup
     from edgeseg.runtime.loop import RunOptions, run_stream
     from edgeseg.runtime.live import SourceError
-    from edgeseg.runtime.stream import open_source
+    from edgeseg.runtime.signals import RunSignals
+    from edgeseg.runtime.stream import open_source, video_fps
 
     if (camera is None) == (source is None):
         usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
@@ -157,8 +159,10 @@ def run(
         except ValueError as e:
             usage(str(e))
     _check_outputs(save, save_masks, stats_json)
+    signals = RunSignals()
     try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
-        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings)
+        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
+                                     stopping=signals.stopping)
     except SourceError as e:
         fail(str(e))
     server = None
@@ -177,7 +181,10 @@ def run(
         lookup = LabelLookup(labels, seg.meta.label_map()) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
-                             serve=server, echo=lambda line: typer.echo(line, err=True))
+                             save_fps=video_fps(source) if save and camera is None else None,
+                             serve=server, signals=signals,
+                             reload=lambda: seg.reopen(load_delegates(delegate, strict)),
+                             echo=lambda line: typer.echo(line, err=True))
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
     finally:
         if server:

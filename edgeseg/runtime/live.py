@@ -129,14 +129,15 @@ class LatestFrameReader:
 
 
 def live_frames(reader: LatestFrameReader, give_up_after: float | None = None,
-                poll: float = 1.0, warn_every: float = 30.0) -> Iterator[Frame]:
+                poll: float = 1.0, warn_every: float = 30.0, stopping=None) -> Iterator[Frame]:
     """Frames from a live source for as long as the caller wants them: while the source is down
     the reader keeps reconnecting with back-off and this waits (saying so every ``warn_every``
-    seconds); with ``give_up_after`` it ends after that many seconds without a frame."""
+    seconds); with ``give_up_after`` it ends after that many seconds without a frame, and when
+    ``stopping()`` (a stop signal, checked every ``poll`` seconds) says so."""
     try:
         waiting_since = None
         last_warning = 0.0
-        while True:
+        while not (stopping and stopping()):
             frame = reader.read(poll)
             if frame is not None:
                 waiting_since = None

@@ -28,8 +28,10 @@ class RunOptions:
     status_every: float = 2.0
     alpha: float = 0.5
     draw: bool = False  # draw the overlay even with no window, video or server (benchmarks)
-    fps_hint: float = 15.0
+    save_fps: float | None = None  # the --save video's rate: a file's own; None: measured
     serve: object = None  # an MJPEGServer
+    signals: object = None  # RunSignals: stop after the frame in flight, reload (None: made here)
+    reload: object = None  # reload() -> a new Segmenter of the same model path (SIGHUP)
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
     echo: object = print
 
@@ -88,12 +90,14 @@ class StreamRun:
         self.warnings: dict[str, int] = {}  # what could not be done, counted, in the summary
         self.outputs = Outputs(meta, show=options.show, save=options.save, save_masks=options.save_masks,
                                serve=options.serve, draw=options.draw, alpha=options.alpha,
-                               fps_hint=options.fps_hint, warn=self.warn)
+                               save_fps=options.save_fps, warn=self.warn)
         self.health = HealthMonitor()
         self.health.sample()
         self._live, self._live_at = None, 0.0
         self.last_status = time.perf_counter()
         self.interrupted = False
+        self.stopped_by: str | None = None
+        self.reloads = 0
 
     def warn(self, kind: str, message: str) -> None:
         """Count a problem; say it the first time (the summary gives the count)."""
@@ -109,9 +113,35 @@ class StreamRun:
             return None
         return label
 
-    def handle(self, frame, pending) -> None:
+    def reload_model(self) -> None:
+        """Open the model file again (SIGHUP: a new model was copied over it). A model that does
+        not load, or has other classes than the one running, is one warning and the old model
+        goes on."""
+        old = self.seg
+        if self.options.reload is None:
+            log.warning("reload asked, but this run cannot reload its model; going on with %s", old.path.name)
+            return
+        try:
+            new = self.options.reload()
+            if list(new.meta.class_names) != list(old.meta.class_names):
+                names = new.meta.class_names
+                raise ValueError(f"the new model has other classes ({len(names)}: {', '.join(names[:4])}"
+                                 f"{', ...' if len(names) > 4 else ''})")
+        except Exception as e:  # noqa: BLE001 - any failure keeps the running model
+            # said every time (a reload is rare and asked for), and counted in the summary
+            log.warning("reloading %s failed, keeping the running model: %s", old.path, e)
+            self.warnings["reload_failed"] = self.warnings.get("reload_failed", 0) + 1
+            return
+        self.seg = new
+        self.reloads += 1
+        self._live_at = 0.0  # /stats shows the new model at once
+        log.info("reloaded %s: %s, %s", new.path, new.meta.precision, new.backend.description)
+
+    def handle(self, frame, pending, seg=None) -> None:
+        """Post-process, score and write one frame that ``seg`` (default: the running model)
+        inferred: after a reload, frames in flight are finished by the model that ran them."""
         stats = self.stats
-        pred = self.seg.finish(pending)
+        pred = (seg or self.seg).finish(pending)
         stats.add("capture", frame.capture_ms)
         for stage, ms in pending.times.items():
             stats.add(stage, ms)
@@ -138,6 +168,9 @@ class StreamRun:
                "classes": [{"name": n, "color": list(c)} for n, c in zip(meta.class_names, meta.colors)]}
         if self.reader is not None:
             out["dropped_frames"] = self.reader.dropped
+            out["reconnects"] = self.reader.reconnects
+        if self.reloads:
+            out["reloads"] = self.reloads
         if self.comparison is not None and self.comparison.frames:
             out["agreement_miou"] = self.comparison.summary(meta.class_names)["agreement_miou"]
         if self.truth.frames:
@@ -161,6 +194,10 @@ class StreamRun:
         meta = self.seg.meta
         out = {"model": str(self.seg.path), "precision": meta.precision, "interrupted": self.interrupted,
                **self.stats.summary(), **self.truth.summary(meta.class_names)}
+        if self.stopped_by:
+            out["stopped_by"] = self.stopped_by
+        if self.reloads:
+            out["reloads"] = self.reloads
         if self.reader is not None:
             out.update({"dropped_frames": self.reader.dropped, "reconnects": self.reader.reconnects})
         if self.comparison is not None:
@@ -174,42 +211,55 @@ class StreamRun:
 
 
 def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labels: LabelLookup | None = None) -> dict:
-    """Process frames until the source ends, ``max_frames`` or Ctrl-C; returns the summary.
+    """Process frames until the source ends, ``max_frames``, Ctrl-C or SIGTERM; returns the summary.
 
     With ``options.pipeline`` (the default) three threads overlap: decoding (file and folder
     sources; live sources have their own reader thread), letterbox + inference (this thread),
-    and post-processing + overlay + outputs (:class:`_Finisher`).
+    and post-processing + overlay + outputs (:class:`_Finisher`). A stop signal ends the run
+    after the frame in flight, like the end of the source: the video is finished and the stats
+    written. SIGHUP reloads the model before the next frame (:meth:`StreamRun.reload_model`).
     """
+    from edgeseg.runtime.signals import RunSignals
     from edgeseg.runtime.stream import prefetch
 
     run = StreamRun(seg, options, reader, compare, labels)
+    signals = options.signals or RunSignals()
     finisher = _Finisher(run.handle) if options.pipeline else None
     if options.pipeline and reader is None:
         frames = prefetch(frames)
     submitted = 0
     ok = False
     try:
-        try:
-            for frame in frames:
-                pending = seg.infer(frame.image)
+        with signals:
+            try:
+                for frame in frames:
+                    if signals.reload:
+                        signals.reload = False
+                        run.reload_model()
+                    model = run.seg
+                    pending = model.infer(frame.image)
+                    if finisher is not None:
+                        finisher.submit(frame, pending, model)
+                    else:
+                        run.handle(frame, pending, model)
+                    submitted += 1
+                    if run.outputs.show and not run.outputs.show_latest():
+                        break
+                    if options.max_frames and submitted >= options.max_frames:
+                        break
+                    if signals.stop:
+                        break
+            finally:
+                if hasattr(frames, "close"):
+                    frames.close()  # stops and joins the decoding thread before anything exits
                 if finisher is not None:
-                    finisher.submit(frame, pending)
-                else:
-                    run.handle(frame, pending)
-                submitted += 1
-                if run.outputs.show and not run.outputs.show_latest():
-                    break
-                if options.max_frames and submitted >= options.max_frames:
-                    break
-        finally:
-            if hasattr(frames, "close"):
-                frames.close()  # stops and joins the decoding thread before anything exits
-            if finisher is not None:
-                finisher.close()
+                    finisher.close()
         ok = True
     except KeyboardInterrupt:
         run.interrupted = ok = True
     finally:
+        run.stopped_by = signals.stopped_by
+        run.interrupted = run.interrupted or signals.stop
         run.close(ok)
     summary = run.summary()
     if options.stats_json:

@@ -19,14 +19,20 @@ log = logging.getLogger("edgeseg")
 
 class VideoSink:
     """A video written under a temporary name and renamed when the run ends (removed if the run
-    fails). The frame size is the first frame's."""
+    fails). The frame size is the first frame's. ``fps``: the rate to play at (a file source's
+    own); None measures it from the capture times of the first frames written, so a camera's
+    video plays at the speed the frames were segmented (frames dropped by a slow model included)."""
 
     FOURCC = "mp4v"
+    MEASURE_FRAMES = 10  # frames held back to measure the rate (None fps)
+    MEASURE_SECONDS = 3.0
+    DEFAULT_FPS = 15.0  # a video of one frame
 
-    def __init__(self, path: Path, fps: float):
+    def __init__(self, path: Path, fps: float | None = None):
         self.path = Path(path)
         self.fps = fps
         self.writer = None
+        self._held: list = []  # (rgb copy, capture time) until the rate is known
         self._target = atomic_path(self.path)
         self.tmp = self._target.__enter__()
 
@@ -54,7 +60,28 @@ class VideoSink:
             raise OSError(f"cannot write video {path}: OpenCV has no {cls.FOURCC} encoder for "
                           f"'{path.suffix or '(no suffix)'}' files (use .mp4 or .avi)")
 
-    def write(self, rgb: np.ndarray):
+    def write(self, rgb: np.ndarray, captured: float | None = None):
+        """Add a frame; ``captured``: its capture time (seconds, any clock), for a measured rate."""
+        if self.writer is None and self.fps is None:
+            self._held.append((rgb.copy(), captured))  # the overlay's buffer is reused next frame
+            first = self._held[0][1]
+            if (len(self._held) < self.MEASURE_FRAMES and
+                    (captured is None or first is None or captured - first < self.MEASURE_SECONDS)):
+                return
+            self._flush_held()
+            return
+        self._write(rgb)
+
+    def _flush_held(self):
+        times = [t for _, t in self._held if t is not None]
+        span = times[-1] - times[0] if len(times) >= 2 else 0.0
+        self.fps = min(max((len(times) - 1) / span, 1.0), 120.0) if span > 0 else self.DEFAULT_FPS
+        log.info("saving %s at %.1f FPS (the measured rate)", self.path, self.fps)
+        held, self._held = self._held, []
+        for rgb, _ in held:
+            self._write(rgb)
+
+    def _write(self, rgb: np.ndarray):
         import cv2
 
         if self.writer is None:
@@ -66,6 +93,8 @@ class VideoSink:
 
     def close(self, ok: bool = True):
         """Finish the file (``ok``), or remove the partial one."""
+        if ok and self._held:
+            self._flush_held()
         if self.writer is not None:
             self.writer.release()
         if ok and self.writer is not None:
@@ -95,7 +124,7 @@ class Outputs:
     Args:
         meta: the model's metadata (class names and colours for the overlay and legend).
         show: a window (falls back to headless, with a warning, when there is no GUI).
-        save: an overlay video file.
+        save: an overlay video file; ``save_fps`` its rate (None: measured, see VideoSink).
         save_masks: a folder for the label maps (PNG, named like the frames).
         serve: an :class:`~edgeseg.runtime.serve.MJPEGServer`.
         draw: draw the overlay even with nowhere to send it (benchmarks).
@@ -103,11 +132,11 @@ class Outputs:
     """
 
     def __init__(self, meta, show=False, save=None, save_masks=None, serve=None, draw=False, alpha=0.5,
-                 fps_hint=15.0, warn=None):
+                 save_fps=None, warn=None):
         self.table = palette(meta.colors)
         self.legend = Legend(meta.class_names, meta.colors)
         self._scratch: dict = {}  # blend()'s buffers, reused frame to frame
-        self.video = VideoSink(save, fps_hint) if save else None
+        self.video = VideoSink(save, save_fps) if save else None
         self.masks = Path(save_masks) if save_masks else None
         if self.masks is not None:
             self.masks.mkdir(parents=True, exist_ok=True)
@@ -141,7 +170,7 @@ class Outputs:
             draw_status(view, stats.line())
             stats.add("overlay", 1000 * (time.perf_counter() - t0))
             if self.video:
-                self.video.write(view)
+                self.video.write(view, frame.captured)
             if self.show:
                 self.latest_view = view
         if self.serve is not None:

@@ -45,6 +45,7 @@ class Segmenter:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
         self.path = Path(model_path)
+        self._opened_with = (threads, metadata, providers)
         meta = metadata or load_metadata(self.path)
         if meta is None:
             raise MetadataError(f"{self.path} has no edgeseg metadata; pass the input size and classes explicitly")
@@ -57,6 +58,14 @@ class Segmenter:
         self.stride = self.input_size[0] // self.output_size[0]
         self._tap_cache: dict = {}
         self._lut = self._pad = None
+
+    def reopen(self, delegates=()) -> "Segmenter":
+        """The same model file opened again as it is now (a new model copied over it), with the
+        same options; its embedded metadata is read again (the metadata given when this one was
+        opened stands in only for a file that has none)."""
+        threads, metadata, providers = self._opened_with
+        return Segmenter(self.path, threads, load_metadata(self.path) or metadata, delegates, upsample=self.upsample,
+                         providers=providers)
 
     def _check_metadata(self) -> None:
         """The metadata must describe this graph: its resize mode is one the runtime knows, and a

@@ -1,5 +1,5 @@
-"""`--serve HOST:PORT`: the overlay as an MJPEG stream, a small HTML page and JSON stats, for
-watching a headless device from another machine.
+"""`--serve HOST:PORT`: the overlay as an MJPEG stream, a small HTML page, JSON stats and
+Prometheus metrics (``/metrics``), for watching a headless device from another machine.
 
 It binds 127.0.0.1 unless told otherwise. Bound to any other address it is reachable from the
 network, so every request must carry the access token (``?token=`` or ``Authorization: Bearer``);
@@ -137,6 +137,10 @@ class MJPEGServer:
                     self._send(200, "text/html; charset=utf-8", page(f"?token={server.token}" if server.token else ""))
                 elif parts.path == "/stats":
                     self._send(200, "application/json", json.dumps(server.stats()).encode())
+                elif parts.path == "/metrics":
+                    from edgeseg.runtime.metrics import CONTENT_TYPE, prometheus_text
+
+                    self._send(200, CONTENT_TYPE, prometheus_text(server.stats()).encode())
                 elif parts.path == "/stream.mjpg":
                     self._stream()
                 else:
@@ -219,7 +223,8 @@ class MJPEGServer:
             jpeg = buf.tobytes() if ok else None
         with self._cond:
             self._stats = {"fps": stats.fps, "frames": stats.frames, "status": stats.line(),
-                           "stages_ms": stats.recent_ms(), **(extra or {})}
+                           "stages_ms": stats.recent_ms(), "stages_quantiles_ms": stats.recent_quantiles(),
+                           **(extra or {})}
             if jpeg is not None:
                 self._jpeg, self._seq = jpeg, self._seq + 1
                 self._cond.notify_all()

@@ -79,6 +79,11 @@ class RunStats:
         """Median ms per stage over the rolling window (the live view)."""
         return {stage: float(np.percentile(np.asarray(v), 50)) for stage, v in self.recent.items() if v}
 
+    def recent_quantiles(self, quantiles=(0.5, 0.95)) -> dict:
+        """{stage: {quantile: ms}} over the rolling window (/metrics)."""
+        return {stage: {q: float(np.percentile(np.asarray(v), 100 * q)) for q in quantiles}
+                for stage, v in self.recent.items() if v}
+
     def summary(self) -> dict:
         wall = time.perf_counter() - self.start
         out = {"frames": self.frames, "seconds": wall, "fps": self.frames / wall if wall else 0.0, "stages": {}}

@@ -128,10 +128,10 @@ def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
 
 
 def open_source(camera: str | None = None, source: str | None = None, loop: bool = False,
-                give_up_after: float | None = None, settings=None):
+                give_up_after: float | None = None, settings=None, stopping=None):
     """``(frames iterator, reader or None)`` for ``--camera`` or ``--source``; ``loop`` replays a
     file or folder source until the run is stopped; ``settings`` (CameraSettings) size, rate and
-    format of cameras."""
+    format of cameras; ``stopping()`` ends a live source that waits for a frame (a stop signal)."""
     from edgeseg.runtime.cameras import CameraError, CameraSettings, plan_camera, plan_source
 
     settings = settings or CameraSettings()
@@ -146,14 +146,31 @@ def open_source(camera: str | None = None, source: str | None = None, loop: bool
         except CameraError as e:
             raise SourceError(str(e)) from None
         log.info("reading %s", plan.describe)
-        return live_frames(reader, give_up_after), reader
+        return live_frames(reader, give_up_after, stopping=stopping), reader
     if source is None:
         raise SourceError("give --camera N or --source FILE|URL|DIR|GLOB")
     if "://" in source:
         reader = LatestFrameReader(source)
-        return live_frames(reader, give_up_after), reader
+        return live_frames(reader, give_up_after, stopping=stopping), reader
     make = _file_source(source)
     return (looped(make) if loop else make()), None
+
+
+def video_fps(source: str | None) -> float | None:
+    """The frame rate a video file says it has (None for anything else, or a rate that makes no
+    sense): a saved overlay of a file plays at the file's speed."""
+    if not source or "://" in source or not Path(source).is_file() or is_image(Path(source)):
+        return None
+    cap = open_capture(source)
+    if cap is None:
+        return None
+    import cv2
+
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+    finally:
+        cap.release()
+    return fps if 0.5 <= fps <= 1000 else None
 
 
 def _file_source(source: str):
