@@ -12,7 +12,10 @@ PYTEST_ARGS ?= -m "not slow"
 # Debian packages the tests use for real: GStreamer (camera pipelines), mmdebstrap (the arm64
 # root of test-arm64), Chromium (the --serve page in a browser). Installed when missing and this
 # machine allows it (root with apt); then the tests that need them must not be skipped.
-SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good mmdebstrap chromium
+# apt's python3-numpy / python3-numexpr / python3-venv: the Pi OS Bookworm situation on this Debian
+# (tools/test_arm64.py: a system numpy and a C extension built on it, beside our pip install).
+SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good mmdebstrap chromium \
+	python3-numpy python3-numexpr python3-venv
 CAN_APT := $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 
 .PHONY: demo test test-arm64 test-slow system-deps bench-env clean
@@ -43,6 +46,8 @@ $(RT_STAMP): pyproject.toml
 
 system-deps:
 	@missing=""; for tool in gst-launch-1.0 mmdebstrap chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if grep -qs '^12' /etc/debian_version && ! /usr/bin/python3 -c 'import numpy, numexpr, ensurepip' 2>/dev/null; then \
+	  missing="$$missing python3-numpy/numexpr/venv"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$(CAN_APT)" = 1 ]; then \
 	    echo "installing Debian packages for:$$missing"; \
@@ -58,7 +63,8 @@ test: $(STAMP) $(RT_STAMP) system-deps
 	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only
 	$(MAKE) --no-print-directory test-arm64
 
-# The device install on aarch64 under qemu-user: what `pip install edgeseg` gives a Raspberry Pi.
+# The device install as the boards have it: Debian bookworm and trixie arm64 roots with apt's numpy under
+# qemu-user, the README's Pi commands, and the same on this Debian 12 (tools/test_arm64.py says what).
 test-arm64: $(RT_STAMP) system-deps
 	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/make_test_models.py $(TEST_MODELS); }
 	$(RT_VENV)/bin/python tools/test_arm64.py $(TEST_MODELS)

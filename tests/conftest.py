@@ -147,6 +147,15 @@ def exported(run_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def onnx_export(run_dir, tmp_path_factory):
+    """`edgeseg export RUN --int8 --format both` of the tiny run: fp32/int8 .tflite and .onnx."""
+    out = tmp_path_factory.mktemp("onnx") / "models"
+    result = run_edgeseg("export", run_dir, "--int8", "--format", "both", "--out", out, "--calib-size", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
 def video(synth_root, tmp_path_factory):
     """An 8-frame mp4 of the synthetic val frames (twice over)."""
     import cv2

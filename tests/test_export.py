@@ -257,15 +257,13 @@ def test_voc_frames_of_different_sizes_export_to_int8(tmp_path):
     assert report["parity"]["fp32"]["ok"]
 
 
-def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, video, tmp_path):
+def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, onnx_export, video, tmp_path):
     """`edgeseg export RUN --format both --int8`: ONNX fp32 masks equal the TFLite fp32 masks on
     the clip; int8 ONNX (QDQ from the int8 TFLite model) flips no class that int8 TFLite chose
     clearly; `edgeseg run` takes .onnx and compares it live with a .tflite."""
     import cv2
 
-    out = tmp_path / "models"
-    result = run_edgeseg("export", run_dir, "--int8", "--format", "both", "--out", out, "--calib-size", "8")
-    assert result.returncode == 0, result.stderr[-2000:]
+    out = onnx_export
     report = json.loads((out / "export.json").read_text())
     assert set(report["files"]) == {"fp32", "onnx_fp32", "int8", "onnx_int8"}
     from edgeseg.export.parity import TIE_STEPS

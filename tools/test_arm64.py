@@ -1,21 +1,33 @@
 #!/usr/bin/env python3
-"""`make test-arm64`: the device install on aarch64, without the hardware.
+"""`make test-arm64`: the device install as the boards have it, without the hardware.
 
-1. A Debian bookworm arm64 root (Python 3.11, as Raspberry Pi OS Bookworm) from Debian's packages
-   (mmdebstrap --variant=extract: no chroot, no binfmt).
-2. The runtime's aarch64 wheels, resolved by pip for that platform exactly as `pip install
-   edgeseg` resolves them on a Pi (no TensorFlow), and edgeseg's own wheel.
-   JetPack 6's Python 3.10 (aarch64) is resolved too (not run: one emulated Python is enough).
-3. `edgeseg run` (--save-masks, --compare) on PNG frames and on a video, and `edgeseg benchmark`,
-   with the small int8 test model under qemu-user (Debian 13's 10.x: Debian 12's 7.2 segfaults
-   in LiteRT), and the same runs on x86 in .venv-runtime. On the same pixels the masks must be
-   identical; a video's frames are what each platform's FFmpeg decodes, so those masks are
-   compared and the decoded frames hashed to say why they differ.
-4. The tflite_runtime fallback the backend promises: the same runs with tflite-runtime instead of
+1. Debian arm64 roots from Debian's packages (mmdebstrap --variant=extract: no chroot, no binfmt):
+   **bookworm** (Python 3.11, apt's numpy 1.24.2: Raspberry Pi OS Bookworm's base) and **trixie**
+   (Python 3.13, numpy 2.2.4: Pi OS Trixie's). Each holds what a Pi's system has beside our
+   install: apt's numpy, a C extension built on it (``python3-numexpr``, standing in for
+   Picamera2's simplejpeg) and a stand-in ``picamera2`` module that imports it.
+2. The README's Pi install in each root under qemu-user (Debian 13's 10.x: Debian 12's 7.2
+   segfaults in LiteRT): a ``--system-site-packages`` venv, the system-numpy constraint file and
+   ``pip install`` of edgeseg's wheel, pip resolving the aarch64 wheels for itself. The exact
+   equivalent of ``python3 -m venv``: the venv is made with ``--copies --without-pip`` and pip is
+   bootstrapped from Debian's own pip wheel, as ensurepip does, because qemu-user cannot start
+   the venv's aarch64 python from a subprocess (no binfmt here).
+3. Checks in each root: numpy is still the system one, the stand-in Picamera2 imports,
+   ``edgeseg run --camera csi`` on a fake Pi takes the Picamera2 path; ``edgeseg run``
+   (--save-masks, --compare) on PNG frames and on a video, and ``edgeseg benchmark``, with the
+   same runs on x86 in .venv-runtime: on the same pixels the masks must be identical (a video's
+   frames are what each platform's FFmpeg decodes: those masks are compared, the frames hashed).
+4. The Bookworm situation on this x86 machine, when it is Debian 12 with apt's python3-numpy and
+   python3-numexpr (``make test`` installs them): the README's Pi commands run as written by bash,
+   then the same without the constraint file as a control, which must break the system extension
+   (numpy 2.x in the venv) and make ``edgeseg run --camera csi`` say why in one line.
+5. JetPack 6's Python 3.10 (aarch64, glibc 2.35) resolves with the README's ``numpy<2``.
+6. The tflite_runtime fallback the backend promises: the same runs with tflite-runtime instead of
    ai-edge-litert (x86, its own package folder, numpy < 2 as it needs): fp32 masks identical,
    int8 masks compared (its int8 kernels are older than LiteRT's).
 
-Downloads are cached under ~/.cache/edgeseg/arm64 (EDGESEG_CACHE). Exits non-zero on any failure.
+Downloads, roots and venvs are cached under ~/.cache/edgeseg/arm64 (EDGESEG_CACHE). Exits non-zero
+on any failure.
 
     .venv-runtime/bin/python tools/test_arm64.py [build/test-models]
 """
@@ -26,23 +38,70 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "arm64"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 QEMU_SUITE = "trixie"  # qemu-user 10.x, a static binary
-ROOT_PACKAGES = ["python3.11", "libpython3.11-stdlib", "libstdc++6", "libgcc-s1", "zlib1g"]
-AARCH64_TAGS = ["manylinux2014_aarch64"] + [f"manylinux_2_{n}_aarch64" for n in range(17, 37)]  # glibc 2.36
 # the fallback interpreter with what it needs (it is built against numpy 1.x), edgeseg without its
 # ai-edge-litert dependency
 TFLITE_RUNTIME = ["tflite-runtime", "numpy<2", "opencv-python-headless", "typer", "rich", "pyyaml"]
+FAKE_PI_MODEL = "Raspberry Pi 5 Model B Rev 1.0"
+ROOT_FIXUPS = "alternatives+merged-usr"  # what rootfs() does after extracting (part of the cache key)
+
+
+@dataclass(frozen=True)
+class BoardRoot:
+    """A Debian arm64 root standing in for a board's OS, with its system Python packages."""
+
+    suite: str
+    python: str  # "3.11"
+    numpy: str  # the version apt installs (checked: the root must really have it)
+
+    @property
+    def packages(self) -> list[str]:
+        return [f"python{self.python}", f"python{self.python}-venv", "python3-numpy", "python3-numexpr",
+                "libstdc++6", "libgcc-s1", "zlib1g"]
+
+
+BOARDS = (BoardRoot("bookworm", "3.11", "1.24.2"), BoardRoot("trixie", "3.13", "2.2.4"))
+
+# Stands in for apt's python3-picamera2: like the real one (through simplejpeg) it needs the C API
+# of the system numpy, so a venv numpy of another ABI breaks its import exactly as on a Pi.
+STAND_IN_PICAMERA2 = textwrap.dedent("""\
+    \"\"\"Stand-in for Debian's python3-picamera2 (edgeseg's board tests): imports a numpy C
+    extension as Picamera2's simplejpeg does, then serves BGR frames of a fixed pattern.\"\"\"
+    import numexpr  # built against the system numpy
+    import numpy as np
+
+    class Picamera2:
+        def __init__(self, index=0):
+            self.index = index
+        def create_video_configuration(self, main, controls=None):
+            return {"main": main}
+        def configure(self, config):
+            self.w, self.h = config["main"]["size"]
+        def start(self):
+            pass
+        def capture_array(self, stream="main"):
+            frame = np.zeros((self.h, self.w, 3), np.uint8)
+            frame[:, : self.w // 2] = (40, 160, 90)
+            return frame
+        def stop(self):
+            pass
+        def close(self):
+            pass
+""")
 
 
 def step(message: str) -> None:
@@ -56,21 +115,31 @@ def run(argv, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-def rootfs() -> Path:
-    root = CACHE / "bookworm-arm64"
-    if (root / "usr/bin/python3.11").is_file():
+def rootfs(board: BoardRoot) -> Path:
+    """The board's arm64 root (cached by its package list)."""
+    key = hashlib.sha256(" ".join([*board.packages, ROOT_FIXUPS]).encode()).hexdigest()[:8]
+    root = CACHE / f"{board.suite}-arm64-{key}"
+    if (root / f"usr/bin/python{board.python}").is_file():
         return root
     if shutil.which("mmdebstrap") is None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             sys.exit("mmdebstrap is missing: sudo apt install mmdebstrap")
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "mmdebstrap"],
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    step(f"Debian bookworm arm64 root in {root}")
+    step(f"Debian {board.suite} arm64 root in {root}")
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    run(["mmdebstrap", "-q", "--variant=extract", "--architectures=arm64", f"--include={','.join(ROOT_PACKAGES)}",
-         "bookworm", tmp, MIRROR])
+    run(["mmdebstrap", "-q", "--variant=extract", "--architectures=arm64", f"--include={','.join(board.packages)}",
+         board.suite, tmp, MIRROR])
+    # what dpkg's update-alternatives would have linked (extract runs no maintainer scripts):
+    # numpy's libblas.so.3 / liblapack.so.3
+    for lib in tmp.glob("usr/lib/aarch64-linux-gnu/*/lib*.so.3"):
+        if lib.parent.name in ("blas", "lapack", "openblas-pthread") and not (lib.parents[1] / lib.name).exists():
+            (lib.parents[1] / lib.name).symlink_to(f"{lib.parent.name}/{lib.name}")
+    for top in ("bin", "sbin", "lib"):  # merged /usr (trixie): links base-files' scripts would make
+        if not (tmp / top).exists() and not (tmp / top).is_symlink() and (tmp / "usr" / top).is_dir():
+            (tmp / top).symlink_to(f"usr/{top}")
     tmp.rename(root)
     return root
 
@@ -104,24 +173,19 @@ def wheel(out: Path) -> Path:
     return next(out.glob("edgeseg-*.whl"))
 
 
-def site_packages(edgeseg_wheel: Path, extra=(), tags=AARCH64_TAGS, target: Path = None) -> Path:
-    """The device install for ``tags`` into ``target`` (cached by what goes in): edgeseg with its
-    dependencies, or with ``extra`` instead of them."""
-    key = hashlib.sha256(" ".join([*map(str, extra), *tags, (REPO / "pyproject.toml").read_text()]).encode()).hexdigest()[:12]
-    target = target or CACHE / f"site-{key}"
-    if not (target / ".complete").is_file():
+def site_packages(edgeseg_wheel: Path, extra, tags, target: Path) -> Path:
+    """``extra`` with edgeseg (without its dependencies) for ``tags`` into ``target`` (cached by
+    what goes in), for Python 3.11."""
+    key = hashlib.sha256(" ".join([*map(str, extra), *tags]).encode()).hexdigest()[:12]
+    done = target / ".complete"
+    if not (done.is_file() and done.read_text() == key):
         step(f"wheels for {tags[0].split('_', 1)[-1]} into {target}")
         shutil.rmtree(target, ignore_errors=True)
         platform = [a for t in tags for a in ("--platform", t)]
         common = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", *platform]
-        if extra:
-            run([sys.executable, "-m", "pip", "install", "-q", "--target", target, *common, *extra])
-            run([sys.executable, "-m", "pip", "install", "-q", "--target", target, "--no-deps", edgeseg_wheel])
-        else:
-            run([sys.executable, "-m", "pip", "install", "-q", "--target", target, *common, edgeseg_wheel])
-        (target / ".complete").touch()
-    else:  # the cached install, with this checkout's edgeseg
-        run([sys.executable, "-m", "pip", "install", "-q", "--target", target, "--no-deps", "--upgrade", edgeseg_wheel])
+        run([sys.executable, "-m", "pip", "install", "-q", "--target", target, *common, *extra])
+        done.write_text(key)
+    run([sys.executable, "-m", "pip", "install", "-q", "--target", target, "--no-deps", "--upgrade", edgeseg_wheel])
     return target
 
 
@@ -153,71 +217,223 @@ def compare_masks(a: Path, b: Path) -> tuple[int, float, int]:
     return len(names), same / total, len(classes)
 
 
+class Emulated:
+    """Commands in a board root under qemu-user."""
+
+    def __init__(self, emulator: Path, root: Path, board: BoardRoot):
+        self.emulator, self.root, self.board = emulator, root, board
+
+    def python(self, venv: Path | None = None) -> list:
+        exe = venv / "bin" / f"python{self.board.python}" if venv else self.root / f"usr/bin/python{self.board.python}"
+        return [self.emulator, "-L", self.root, exe]
+
+
+def readme_commands(board: str) -> list[str]:
+    """The README's install commands for ``board`` (pi, jetson): the shell block after its marker."""
+    text = (REPO / "README.md").read_text()
+    marker = text.index(f"<!-- board-install:{board}")
+    block = re.search(r"```bash\n(.*?)```", text[marker:], re.S)
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def board_venv(emu: Emulated, edgeseg_wheel: Path) -> Path:
+    """The README's Pi install inside the root, under qemu (cached by the dependencies asked for;
+    this checkout's edgeseg is installed again every time)."""
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + emu.root.name.encode()).hexdigest()[:12]
+    venv = CACHE / f"venv-{emu.board.suite}"
+    stamp = venv / ".edgeseg-test"
+    python = emu.python(venv)
+    if not (stamp.is_file() and stamp.read_text() == key):
+        step(f"README's Pi install in the {emu.board.suite} root (qemu-user; pip resolves for aarch64 itself)")
+        shutil.rmtree(venv, ignore_errors=True)
+        run([*emu.python(), "-m", "venv", "--copies", "--without-pip", "--system-site-packages", venv])
+        pip_wheel = next((emu.root / "usr/share/python-wheels").glob("pip-*.whl"))
+        run([*python, f"/usr/share/python-wheels/{pip_wheel.name}/pip", "install", "-q", "--no-index",
+             f"/usr/share/python-wheels/{pip_wheel.name}"])
+        # python3 -c 'import numpy; print("numpy==" + numpy.__version__)' > ~/edgeseg-venv/system-numpy.txt
+        pin = run([*python, "-c", 'import numpy; print("numpy==" + numpy.__version__)']).stdout
+        (venv / "system-numpy.txt").write_text(pin)
+        # ~/edgeseg-venv/bin/pip install -c ~/edgeseg-venv/system-numpy.txt edgeseg-0.1.0-py3-none-any.whl
+        run([*python, "-m", "pip", "install", "-q", "-c", venv / "system-numpy.txt", edgeseg_wheel])
+        stamp.write_text(key)
+    else:
+        run([*python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", edgeseg_wheel])
+    return venv
+
+
+def check_system_packages(python: list, expected_numpy: str, env=None, where="") -> str:
+    """numpy is the system one and the stand-in Picamera2 (a numpy C extension inside) imports."""
+    code = ("import numpy, sys\nprint('numpy', numpy.__version__, 'from', numpy.__file__)\n"
+            "import picamera2, cv2, ai_edge_litert\nprint('picamera2 stand-in imported; opencv', cv2.__version__)")
+    out = run([*python, "-c", code], env=env).stdout
+    version = out.split()[1]
+    if version != expected_numpy or "/usr/lib/python3/dist-packages/numpy" not in out:
+        sys.exit(f"{where}: numpy is not the system's {expected_numpy}: {out}")
+    return " ".join(out.split())
+
+
+def fake_pi(tmp: Path) -> Path:
+    root = tmp / "fake-pi"
+    (root / "proc/device-tree").mkdir(parents=True, exist_ok=True)
+    (root / "proc/device-tree/model").write_bytes(FAKE_PI_MODEL.encode() + b"\0")
+    return root
+
+
+def camera_run(python: list, models: Path, env, masks: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*map(str, python), "-m", "edgeseg.cli.main", "run", str(models / "tiny_int8.tflite"),
+                           "--camera", "csi", "--camera-size", "64x48", "--max-frames", "3", "--save-masks", str(masks)],
+                          capture_output=True, text=True, env=env)
+
+
+def prove_board(board: BoardRoot, emulator: Path, models: Path, edgeseg_wheel: Path, tmp: Path) -> None:
+    root = rootfs(board)
+    stand_in = root / "usr/lib/python3/dist-packages/picamera2"
+    stand_in.mkdir(exist_ok=True)
+    (stand_in / "__init__.py").write_text(STAND_IN_PICAMERA2)
+    emu = Emulated(emulator, root, board)
+    venv = board_venv(emu, edgeseg_wheel)
+    python = emu.python(venv)
+    env = {**os.environ, "PYTHONNOUSERSITE": "1", "EDGESEG_SYSROOT": str(fake_pi(tmp))}
+    env.pop("PYTHONPATH", None)
+    facts = check_system_packages(python, board.numpy, env, board.suite)
+    step(f"{board.suite} arm64 (Python {board.python}) after the README's Pi install: {facts}")
+    camera = camera_run(python, models, env, tmp / f"{board.suite}-camera")
+    if camera.returncode != 0 or "through Picamera2" not in camera.stderr or "failed to import" in camera.stderr:
+        sys.exit(f"{board.suite}: edgeseg run --camera csi did not take the Picamera2 path:\n{camera.stderr[-2000:]}")
+    said = next(line for line in camera.stderr.splitlines() if "through Picamera2" in line)
+    step(f"{board.suite}: edgeseg run --camera csi on a fake {FAKE_PI_MODEL}: '{said.strip()}', "
+         f"{len(list((tmp / f'{board.suite}-camera').glob('*.png')))} masks")
+    x86 = Path(sys.executable).with_name("edgeseg")
+    for source, name in (("frames", "PNG frames"), ("clip.mp4", "the video")):
+        arm_masks, x86_masks = tmp / f"{board.suite}-{source}", tmp / f"x86-{source}"
+        arm = run([*python, "-m", "edgeseg.cli.main",
+                   *edgeseg_args(models, source, arm_masks, tmp / "arm.json")], env=env)
+        if source == "frames":
+            print(arm.stdout.rstrip())
+        if not x86_masks.is_dir():
+            run([x86, *edgeseg_args(models, source, x86_masks, tmp / f"x86-{source}.json")])
+        frames, agreement, classes = compare_masks(x86_masks, arm_masks)
+        arm_stats, x86_stats = (json.loads((tmp / f).read_text()) for f in ("arm.json", f"x86-{source}.json"))
+        step(f"masks {board.suite} arm64 vs x86 on {name}: {frames} frames, {100 * agreement:.3f}% pixels equal, "
+             f"{classes} classes present; int8-vs-fp32 agreement mIoU arm64 "
+             f"{arm_stats['compare']['agreement_miou']:.4f}, x86 {x86_stats['compare']['agreement_miou']:.4f}")
+        if source == "frames" and agreement < 1.0:
+            sys.exit(f"{board.suite} arm64 and x86 masks differ on the same pixels")
+    decoded = frame_hashes(python, models / "clip.mp4", env)
+    here = frame_hashes([sys.executable], models / "clip.mp4", os.environ)
+    same = sum(a == b for a, b in zip(decoded, here))
+    print(f"   (the video: {same} of {len(here)} frames decode to the same pixels with the aarch64 and x86 "
+          "OpenCV/FFmpeg builds; the model sees what the decoder gives)")
+    bench = run([*python, "-m", "edgeseg.cli.main", "benchmark", models / "tiny_int8.tflite", "--threads", "1,2",
+                 "--runs", "5"], env=env)
+    print(bench.stdout.rstrip())
+
+
+def debian12_system_python() -> Path | None:
+    """This machine's /usr/bin/python3, if it is Debian 12's with apt's numpy and numexpr."""
+    python = Path("/usr/bin/python3")
+    try:
+        debian = Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        return None
+    if not debian.startswith("12") or not python.is_file():
+        return None
+    probe = subprocess.run([python, "-c", "import numpy, numexpr, ensurepip"], capture_output=True)
+    return python if probe.returncode == 0 else None
+
+
+def prove_x86_bookworm(models: Path, edgeseg_wheel: Path, tmp: Path) -> None:
+    """The README's Pi commands run by bash on this Debian 12, and without the constraint file."""
+    python = debian12_system_python()
+    if python is None:
+        if os.environ.get("EDGESEG_REQUIRE_SYSTEM_TOOLS") == "1":
+            sys.exit("this Debian 12 machine lacks apt's python3-numpy / python3-numexpr / python3-venv "
+                     "although make test installs them")
+        step("x86 Bookworm check skipped: not Debian 12 with apt's python3-numpy, python3-numexpr and python3-venv")
+        return
+    system_numpy = run([python, "-c", "import numpy; print(numpy.__version__)"]).stdout.strip()
+    stand_in = tmp / "system-stand-in"
+    (stand_in / "picamera2").mkdir(parents=True)
+    (stand_in / "picamera2" / "__init__.py").write_text(STAND_IN_PICAMERA2)
+    commands = [c for c in readme_commands("pi") if not c.startswith("sudo ")]
+    for name, lines in (("as written", commands), ("without the constraint file (control)",
+                                                     [c.replace("-c ~/edgeseg-venv/system-numpy.txt ", "") for c in commands])):
+        home = tmp / f"home-{len(name)}"
+        home.mkdir()
+        shutil.copy(edgeseg_wheel, home)
+        env = {**os.environ, "HOME": str(home), "PATH": f"/usr/bin:{os.environ['PATH']}", "PYTHONNOUSERSITE": "1"}
+        env.pop("VIRTUAL_ENV", None)
+        run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=home, env=env)
+        venv_python = [home / "edgeseg-venv/bin/python"]
+        env = {**env, "PYTHONPATH": str(stand_in), "EDGESEG_SYSROOT": str(fake_pi(tmp)), "PATH": os.environ["PATH"]}
+        if name == "as written":
+            facts = check_system_packages(venv_python, system_numpy, env, "x86 Debian 12")
+            camera = camera_run(venv_python, models, env, home / "masks")
+            if camera.returncode != 0 or "through Picamera2" not in camera.stderr:
+                sys.exit(f"x86 Debian 12: edgeseg run --camera csi did not take the Picamera2 path:\n{camera.stderr[-2000:]}")
+            step(f"x86 Debian 12, the README's Pi commands {name}: {facts}; --camera csi through Picamera2")
+        else:
+            got = run([*venv_python, "-c", "import numpy; print(numpy.__version__)"], env=env).stdout.strip()
+            camera = camera_run(venv_python, models, env, home / "masks")
+            said = [line for line in camera.stderr.splitlines() if "Picamera2" in line]
+            if got == system_numpy or camera.returncode != 1 or len(said) != 1 or "Traceback" in camera.stderr:
+                sys.exit(f"x86 Debian 12 control: expected a venv numpy that breaks the stand-in Picamera2 and one "
+                         f"line about it (numpy {got}, exit {camera.returncode}):\n{camera.stderr[-2000:]}")
+            step(f"x86 Debian 12, {name}: the venv got numpy {got} over the system's {system_numpy}; "
+                 f"edgeseg run --camera csi: '{said[0].strip()}'")
+
+
+def prove_jetpack_resolves(edgeseg_wheel: Path, tmp: Path) -> None:
+    jetson_tags = ["manylinux2014_aarch64"] + [f"manylinux_2_{n}_aarch64" for n in range(17, 36)]  # glibc 2.35
+    constraint = next(c for c in readme_commands("jetson") if c.startswith("echo "))
+    pin = constraint.split("'")[1]
+    (tmp / "jetson-numpy.txt").write_text(pin + "\n")
+    run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--target",
+         tmp / "jetson", "--only-binary=:all:", "--python-version", "3.10", "--implementation", "cp",
+         "--abi", "cp310", *[a for t in jetson_tags for a in ("--platform", t)], "-c", tmp / "jetson-numpy.txt",
+         "--report", tmp / "jetson.json", edgeseg_wheel])
+    resolved = {i["metadata"]["name"]: i["metadata"]["version"] for i in json.loads((tmp / "jetson.json").read_text())["install"]}
+    step(f"JetPack 6 (Python 3.10, aarch64, glibc 2.35) with the README's '{pin}' resolves: " + ", ".join(
+        f"{n} {resolved[n]}" for n in ("numpy", "opencv-python-headless", "ai-edge-litert") if n in resolved))
+    if not {"numpy", "opencv-python-headless", "ai-edge-litert"} <= set(resolved) or not resolved["numpy"].startswith("1."):
+        sys.exit("the device install does not resolve for JetPack 6's Python 3.10 with numpy < 2")
+
+
+def prove_tflite_runtime_fallback(models: Path, edgeseg_wheel: Path, tmp: Path) -> None:
+    x86_tags = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
+    legacy = site_packages(edgeseg_wheel, TFLITE_RUNTIME, x86_tags, CACHE / "site-tflite-runtime-x86_64")
+    legacy_env = {**os.environ, "PYTHONPATH": str(legacy), "PYTHONNOUSERSITE": "1"}
+    probe = run([sys.executable, "-S", "-c", "from edgeseg.runtime.backend import interpreter_api; "
+                 "import numpy; print(interpreter_api()[2], 'numpy', numpy.__version__)"], env=legacy_env).stdout.strip()
+    legacy_python = [sys.executable, "-S", "-m", "edgeseg.cli.main"]
+    x86 = Path(sys.executable).with_name("edgeseg")
+    for precision in ("fp32", "int8"):
+        for python, where, environ in ((legacy_python, "legacy", legacy_env), ([x86], "litert", os.environ)):
+            run([*python, "run", models / f"tiny_{precision}.tflite", "--source", models / "frames",
+                 "--save-masks", tmp / f"{where}-{precision}"], env=environ)
+        frames, agreement, _ = compare_masks(tmp / f"litert-{precision}", tmp / f"legacy-{precision}")
+        step(f"{precision}: fallback backend ({probe}) vs ai_edge_litert on x86: {frames} frames, "
+             f"{100 * agreement:.3f}% pixels equal")
+        # fp32 must agree; int8 kernels changed between tflite-runtime 2.14 and LiteRT (int8
+        # outputs differ by a few steps), so int8 masks agree only where logits are not close
+        if agreement < (1.0 if precision == "fp32" else 0.95):
+            sys.exit(f"tflite_runtime and ai_edge_litert {precision} masks differ")
+
+
 def main(models: Path) -> int:
     if not (models / "tiny_int8.tflite").is_file():
         sys.exit(f"no test models in {models}: run tools/make_test_models.py (make test does)")
     t0 = time.time()
-    root, emulator = rootfs(), qemu()
+    emulator = qemu()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        site = site_packages(wheel(tmp / "wheel"))
-        env = {**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1", "EDGESEG_SYSROOT": str(tmp)}
-        python = [emulator, "-L", root, root / "usr/bin/python3.11", "-m", "edgeseg.cli.main"]
-
-        step("aarch64 under qemu-user: " + run([*python[:4], "-c", "import platform, sys, ai_edge_litert, numpy, cv2; "
-                                                 "print(platform.machine(), sys.version.split()[0], 'numpy', numpy.__version__, "
-                                                 "'opencv', cv2.__version__)"], env=env).stdout.strip())
-        x86 = Path(sys.executable).with_name("edgeseg")
-        for source, name in (("frames", "PNG frames"), ("clip.mp4", "the video")):
-            arm = run([*python, *edgeseg_args(models, source, tmp / f"arm-{source}", tmp / "arm.json")], env=env)
-            if source == "frames":
-                print(arm.stdout.rstrip())
-            run([x86, *edgeseg_args(models, source, tmp / f"x86-{source}", tmp / "x86.json")])
-            frames, agreement, classes = compare_masks(tmp / f"x86-{source}", tmp / f"arm-{source}")
-            arm_stats, x86_stats = (json.loads((tmp / f).read_text()) for f in ("arm.json", "x86.json"))
-            step(f"masks arm64 vs x86 on {name}: {frames} frames, {100 * agreement:.3f}% pixels equal, "
-                 f"{classes} classes present; int8-vs-fp32 agreement mIoU arm64 "
-                 f"{arm_stats['compare']['agreement_miou']:.4f}, x86 {x86_stats['compare']['agreement_miou']:.4f}")
-            if source == "frames" and agreement < 1.0:
-                sys.exit("arm64 and x86 masks differ on the same pixels")
-        decoded = frame_hashes(python[:4], models / "clip.mp4", env)
-        here = frame_hashes([sys.executable], models / "clip.mp4", os.environ)
-        same = sum(a == b for a, b in zip(decoded, here))
-        print(f"   (the video: {same} of {len(here)} frames decode to the same pixels with the aarch64 and x86 "
-              "OpenCV/FFmpeg builds; the model sees what the decoder gives)")
-        bench = run([*python, "benchmark", models / "tiny_int8.tflite", "--threads", "1,2", "--runs", "5"], env=env)
-        print(bench.stdout.rstrip())
-
-        jetson_tags = ["manylinux2014_aarch64"] + [f"manylinux_2_{n}_aarch64" for n in range(17, 36)]  # glibc 2.35
-        run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--target",
-                      tmp / "jetson", "--only-binary=:all:", "--python-version", "3.10", "--implementation", "cp",
-                      "--abi", "cp310", *[a for t in jetson_tags for a in ("--platform", t)],
-                      "--report", tmp / "jetson.json", next((tmp / "wheel").glob("*.whl"))])
-        resolved = {i["metadata"]["name"]: i["metadata"]["version"] for i in json.loads((tmp / "jetson.json").read_text())["install"]}
-        step("JetPack 6 (Python 3.10, aarch64, glibc 2.35) resolves: " + ", ".join(
-            f"{n} {resolved[n]}" for n in ("numpy", "opencv-python-headless", "ai-edge-litert") if n in resolved))
-        if not {"numpy", "opencv-python-headless", "ai-edge-litert"} <= set(resolved):
-            sys.exit("the device install does not resolve for JetPack 6's Python 3.10")
-
-        x86_tags = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
-        legacy = site_packages(next((tmp / "wheel").glob("*.whl")), TFLITE_RUNTIME, x86_tags,
-                               CACHE / "site-tflite-runtime-x86_64")
-        legacy_env = {**os.environ, "PYTHONPATH": str(legacy), "PYTHONNOUSERSITE": "1"}
-        probe = run([sys.executable, "-S", "-c", "from edgeseg.runtime.backend import interpreter_api; "
-                     "import numpy; print(interpreter_api()[2], 'numpy', numpy.__version__)"], env=legacy_env).stdout.strip()
-        legacy_python = [sys.executable, "-S", "-m", "edgeseg.cli.main"]
-        for precision in ("fp32", "int8"):
-            for python, where, environ in ((legacy_python, "legacy", legacy_env), ([x86], "litert", os.environ)):
-                run([*python, "run", models / f"tiny_{precision}.tflite", "--source", models / "frames",
-                     "--save-masks", tmp / f"{where}-{precision}"], env=environ)
-            frames, agreement, _ = compare_masks(tmp / f"litert-{precision}", tmp / f"legacy-{precision}")
-            step(f"{precision}: fallback backend ({probe}) vs ai_edge_litert on x86: {frames} frames, "
-                 f"{100 * agreement:.3f}% pixels equal")
-            # fp32 must agree; int8 kernels changed between tflite-runtime 2.14 and LiteRT (int8
-            # outputs differ by a few steps), so int8 masks agree only where logits are not close
-            if agreement < (1.0 if precision == "fp32" else 0.95):
-                sys.exit(f"tflite_runtime and ai_edge_litert {precision} masks differ")
-    step(f"arm64 device install proven in {time.time() - t0:.0f}s")
+        edgeseg_wheel = wheel(tmp / "wheel")
+        for board in BOARDS:
+            prove_board(board, emulator, models, edgeseg_wheel, tmp)
+        prove_x86_bookworm(models, edgeseg_wheel, tmp)
+        prove_jetpack_resolves(edgeseg_wheel, tmp)
+        prove_tflite_runtime_fallback(models, edgeseg_wheel, tmp)
+    step(f"board installs proven in {time.time() - t0:.0f}s")
     return 0
 
 

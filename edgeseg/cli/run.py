@@ -51,7 +51,21 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     except (BackendError, MetadataError) as e:
         fail(str(e))
     log.info("%s on %s", model.name, seg.backend.description)
+    if providers is None:
+        _say_if_a_jetson_gpu_sits_idle(seg.backend)
     return seg
+
+
+def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
+    """On a Jetson, an ONNX model that ONNX Runtime can only run on the CPU: one line on how to
+    get the GPU (PyPI's aarch64 onnxruntime has no GPU provider)."""
+    from edgeseg.runtime.board import detect_board
+
+    if getattr(backend, "provider", None) == "CPUExecutionProvider" and detect_board().kind == "jetson":
+        from edgeseg.runtime.tensorrt_backend import JETSON_GPU_HELP
+
+        log.warning("%s runs on the Jetson's CPU: this ONNX Runtime has no GPU provider; %s",
+                    backend.path.name, JETSON_GPU_HELP)
 
 
 def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
@@ -95,7 +109,7 @@ def run(
     threads: Annotated[int, typer.Option(min=1, help="Interpreter threads.")] = 4,
     delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so")] = None,
     strict: Annotated[bool, typer.Option(help="Fail instead of falling back to the CPU when the delegate cannot load.")] = False,
-    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models, in order: tensorrt,cuda,cpu [default: those installed].")] = None,
+    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models, in order: tensorrt,cuda,cpu [default: those installed]; or trt alone: TensorRT's own Python bindings (JetPack), without ONNX Runtime.")] = None,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and a GUI build of OpenCV).")] = False,
     save: Annotated[Optional[Path], typer.Option(help="Write the overlay video (.mp4).")] = None,
     save_masks: Annotated[Optional[Path], typer.Option(help="Write each label map as PNG into this folder.")] = None,
@@ -227,7 +241,7 @@ def benchmark(
     models: Annotated[list[Path], typer.Argument(help=".tflite and/or .onnx models.")],
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2,4",
     delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so (.tflite models)")] = None,
-    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models: tensorrt,cuda,cpu.")] = None,
+    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models: tensorrt,cuda,cpu; or trt (TensorRT's bindings).")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed invokes per model and thread count.")] = 20,
     warmup: Annotated[int, typer.Option(min=0)] = 3,
     json_out: Annotated[Optional[Path], typer.Option("--json")] = None,

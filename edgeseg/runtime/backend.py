@@ -1,6 +1,7 @@
 """What runs a model file: LiteRT for ``.tflite`` (``ai_edge_litert``, falling back to
-``tflite_runtime``) and ONNX Runtime for ``.onnx`` (:mod:`edgeseg.runtime.onnx_backend`), behind
-one small interface: input and output shapes, types and quantization, and ``run``."""
+``tflite_runtime``), ONNX Runtime for ``.onnx`` (:mod:`edgeseg.runtime.onnx_backend`) or, with
+``--providers trt``, TensorRT's own bindings (:mod:`edgeseg.runtime.tensorrt_backend`), behind one
+small interface: input and output shapes, types and quantization, and ``run``."""
 
 from __future__ import annotations
 
@@ -100,11 +101,17 @@ def is_onnx(path) -> bool:
 
 
 def open_backend(path, threads: int | None = None, delegates=(), providers=None) -> Backend:
-    """The backend for a model file, by its suffix: ``.onnx`` -> ONNX Runtime (``providers``),
-    anything else -> LiteRT (``delegates``)."""
+    """The backend for a model file, by its suffix: ``.onnx`` -> ONNX Runtime (``providers``;
+    ``["trt"]``: TensorRT's bindings), anything else -> LiteRT (``delegates``)."""
     if is_onnx(path):
         if delegates:
             raise BackendError("--delegate is for .tflite models; ONNX models take --providers")
+        if providers and "trt" in providers:
+            if list(providers) != ["trt"]:
+                raise BackendError("--providers trt runs the whole model on TensorRT: give it alone")
+            from edgeseg.runtime.tensorrt_backend import TensorRTBackend
+
+            return TensorRTBackend(path, int8=b"QuantizeLinear" in Path(path).read_bytes())
         from edgeseg.runtime.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads, providers)
