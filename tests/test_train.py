@@ -229,3 +229,21 @@ def test_resume_with_options_it_would_ignore_is_refused(trained_run):
     assert error_lines(result.stderr) == [
         "edgeseg: error: --resume continues the run with its saved config; --epochs, --lr would be ignored: "
         "drop them, or start a new run"]
+
+
+@pytest.mark.parametrize("options, flags", [
+    (["--seed", "0"], "--seed would be ignored"),
+    (["--warmup-steps", "0", "--no-photometric"], "--photometric, --warmup-steps would be ignored"),
+    (["--no-xla"], "--xla would be ignored"),
+])
+def test_falsy_values_count_as_given(trained_run, options, flags):
+    """`--seed 0` is an option given, like `--seed 3` (typer's parameter source, not the value)."""
+    run_dir, _ = trained_run
+    result = run_edgeseg("train", "--run-dir", run_dir, "--resume", *options)
+    assert result.returncode == 2, result.stdout
+    assert error_lines(result.stderr) == [
+        f"edgeseg: error: --resume continues the run with its saved config; {flags}: drop them, or start a new run"]
+    result = run_edgeseg("train", "--qat", "--from", run_dir, *options)
+    said = error_lines(result.stderr)
+    assert result.returncode == 2 and len(said) == 1 and flags.split(" would")[0] in said[0], result.stderr
+    assert " apply (it takes --from" in said[0]

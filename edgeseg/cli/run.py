@@ -32,7 +32,7 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     try:
         meta = load_metadata(model)
     except MetadataError as e:
-        fail(f"{model}: {e}")
+        fail(str(e))
     if meta is None:
         if not (input_size and classes):
             fail(f"{model} has no edgeseg metadata; pass --input-size HxW and --classes FILE")

@@ -44,8 +44,16 @@ def _flag(name: str) -> str:
     return "--" + {"from_run": "from", "format": "format"}.get(name, name).replace("_", "-")
 
 
+def _given(ctx: typer.Context) -> set[str]:
+    """The options the user wrote (or set in the environment), whatever their value: ``--seed 0``
+    and ``--no-photometric`` are given although they are falsy."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, source in sources.items() if source is not None and source.name != "DEFAULT"}
+
+
 @handle_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder; its format is detected unless --format is given (default: the generated synthetic set).", rich_help_panel=DATA)] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: detected from the folder's layout).", rich_help_panel=DATA)] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options given here override it.", rich_help_panel=RUN)] = None,
@@ -107,7 +115,7 @@ def train(
       edgeseg train --run-dir runs/camvid --resume    # after a crash
       edgeseg train --qat --from runs/camvid          # then: edgeseg export runs/camvid --qat
     """
-    given = {k for k, v in locals().items() if v not in (None, False) and k != "verbose"}
+    given = _given(ctx) - {"verbose"}
     setup_logging(verbose)
     from edgeseg.config import TrainConfig
     from edgeseg.core.errors import ConfigError

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from edgeseg.core.errors import EdgesegError
 from edgeseg.core.labels import LabelMap
 
 METADATA_NAME = "edgeseg"
 
 
-class MetadataError(ValueError):
+class MetadataError(EdgesegError, ValueError):
     """Metadata that is missing, unreadable, or does not describe the model it is in."""
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.core.errors import EdgesegError
 from edgeseg.core.quiet import captured_stderr
 
 log = logging.getLogger("edgeseg")
 
 
-class BackendError(RuntimeError):
+class BackendError(EdgesegError, RuntimeError):
     pass
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeseg.core.errors import EdgesegError
 from edgeseg.runtime.board import Board, csi_only, detect_board
 
 log = logging.getLogger("edgeseg")
@@ -26,7 +27,7 @@ PI_INSTALL = ("sudo apt install python3-picamera2 (and make the venv with --syst
               "or sudo apt install rpicam-apps")
 
 
-class CameraError(RuntimeError):
+class CameraError(EdgesegError, RuntimeError):
     """A camera that cannot be used here: what to install or pass instead, in one line."""
 
 
@@ -194,8 +195,16 @@ def picamera2_problem() -> str | None:
     """None when Picamera2 imports; else why not, in a few words. The usual cause on a Pi is a
     venv whose own numpy shadows the system numpy that Picamera2 and simplejpeg are built against
     ("numpy.dtype size changed"): any exception of the import is a reason, not a traceback."""
+    import contextlib
+    import io
+
+    from edgeseg.core.quiet import captured_stderr
+
     try:
-        import picamera2  # noqa: F401
+        # numpy 2 prints its own page and a stack about a module built on numpy 1.x before the
+        # import fails: the reason below says it in one line
+        with captured_stderr(), contextlib.redirect_stderr(io.StringIO()):
+            import picamera2  # noqa: F401
     except ModuleNotFoundError as e:
         if e.name == "picamera2":
             return "not installed"

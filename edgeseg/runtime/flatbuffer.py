@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import struct
 
+from edgeseg.core.errors import EdgesegError
+
 TFLITE_IDENTIFIER = b"TFL3"
 
 
-class FlatbufferError(ValueError):
+class FlatbufferError(EdgesegError, ValueError):
     pass
 
 

@@ -13,10 +13,12 @@ from typing import Iterator
 
 import numpy as np
 
+from edgeseg.core.errors import EdgesegError
+
 log = logging.getLogger("edgeseg")
 
 
-class SourceError(RuntimeError):
+class SourceError(EdgesegError, RuntimeError):
     pass
 
 

@@ -21,11 +21,11 @@ def load_metadata(path_or_bytes) -> ModelMetadata | None:
         try:
             data = onnx_metadata(buf).get(METADATA_NAME)
         except ValueError as e:
-            raise MetadataError(str(e)) from None
+            raise MetadataError(f"{path_or_bytes}: {e}") from None
         return ModelMetadata.from_json(data.encode()) if data is not None else None
     try:
         entries = read_metadata(buf)
     except FlatbufferError as e:
-        raise MetadataError(str(e)) from None
+        raise MetadataError(f"{path_or_bytes}: {e}" if is_path else str(e)) from None
     data = entries.get(METADATA_NAME)
     return ModelMetadata.from_json(data) if data is not None else None
