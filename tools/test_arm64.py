@@ -361,7 +361,8 @@ def prove_x86_bookworm(models: Path, edgeseg_wheel: Path, tmp: Path) -> None:
         home = tmp / f"home-{len(name)}"
         home.mkdir()
         shutil.copy(edgeseg_wheel, home)
-        env = {**os.environ, "HOME": str(home), "PATH": f"/usr/bin:{os.environ['PATH']}", "PYTHONNOUSERSITE": "1"}
+        env = {**os.environ, "HOME": str(home), "PATH": f"/usr/bin:{os.environ['PATH']}", "PYTHONNOUSERSITE": "1",
+               "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
         env.pop("VIRTUAL_ENV", None)
         run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=home, env=env)
         venv_python = [home / "edgeseg-venv/bin/python"]
