@@ -2,6 +2,8 @@
 TF-free runtime that reads them."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +299,47 @@ def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, onnx_export, vi
     assert bad.returncode == 1 and "no TensorrtExecutionProvider" in error_lines(bad.stderr)[0]
     bad = run_edgeseg("export", run_dir, "--fp16", "--format", "onnx", "--out", tmp_path / "x")
     assert bad.returncode == 2 and "fp16 has no ONNX form" in error_lines(bad.stderr)[0]
+
+
+STAND_IN_EDGETPU_COMPILER = """#!/bin/sh
+# A stand-in for Coral's edgetpu_compiler: edgetpu_compiler -s -o OUT MODEL
+[ "$1" = -s ] && [ "$2" = -o ] || exit 2
+name=$(basename "$4" .tflite)
+cp "$4" "$3/${name}_edgetpu.tflite"
+echo "Edge TPU Compiler version stand-in" > "$3/${name}_edgetpu.log"
+echo "Number of operations that will run on Edge TPU: 61"
+echo "Number of operations that will run on CPU: 3"
+"""
+
+
+def test_target_edgetpu_is_checked_against_a_float_reference_and_compiled(run_dir, tmp_path):
+    """`--target edgetpu --format both` writes no fp32 file: int8 and int8 ONNX are judged against
+    a temporary fp32 conversion (before, parity was empty and the ONNX check raised KeyError);
+    edgetpu_compiler on PATH compiles the int8 file, and without it the report says what is missing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "edgetpu_compiler").write_text(STAND_IN_EDGETPU_COMPILER)
+    (bin_dir / "edgetpu_compiler").chmod(0o755)
+    out = tmp_path / "tpu"
+    result = run_edgeseg("export", run_dir, "--target", "edgetpu", "--format", "both", "--out", out, "--calib-size", "8",
+                         env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "export.json").read_text())
+    assert set(report["files"]) == {"int8", "onnx_int8"} and not (out / "tiny_fp32.tflite").exists()
+    parity = report["parity"]
+    assert parity["fp32_reference"]["temporary"] and parity["fp32_reference"]["ok"]
+    assert "max_abs_diff_vs_keras" in parity["fp32_reference"]
+    assert parity["int8"]["ok"] and "clear_flips" in parity["int8"] and "pixel_agreement_vs_fp32" in parity["int8"]
+    assert parity["onnx_int8"]["ok"] and "clear_flips_vs_tflite" in parity["onnx_int8"]
+    assert report["edgetpu"] == {"compiled": True, "path": str(out / "tiny_int8_edgetpu.tflite"),
+                                 "compiler": str(bin_dir / "edgetpu_compiler"), "ops_on_edgetpu": 61, "ops_on_cpu": 3}
+    assert (out / "tiny_int8_edgetpu.tflite").read_bytes() == (out / "tiny_int8.tflite").read_bytes()
+    assert (out / "tiny_int8_edgetpu.log").is_file()
+    assert "judged against a temporary fp32 conversion" in result.stdout
+    assert "compiled: 61 ops on the Edge TPU, 3 on the CPU" in result.stdout
+    from edgeseg.export.exporter import compile_for_edgetpu
+
+    missing = compile_for_edgetpu(out / "tiny_int8.tflite", out, force=False) if shutil.which("edgetpu_compiler") is None \
+        else pytest.skip("a real edgetpu_compiler is installed")
+    assert missing["compiled"] is False and "edgetpu_compiler is not installed" in missing["why"]
+    assert f"edgetpu_compiler -s -o {out} {out / 'tiny_int8.tflite'}" in missing["why"]

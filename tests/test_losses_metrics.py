@@ -66,3 +66,10 @@ def test_median_frequency_weights():
     np.testing.assert_allclose(w[:3], [0.1, 1.0, 10.0])
     assert w[3] == 1.0  # an absent class keeps weight 1
     assert metrics.class_weights([1000, 1], "median_freq", max_weight=5).max() == 5
+
+
+def test_confusion_matrix_refuses_predictions_outside_the_classes():
+    with pytest.raises(ValueError, match="class 5 is outside the 4 classes"):
+        metrics.confusion_matrix(np.array([0, 1, 2]), np.array([0, 5, 1]), 4)
+    labels = np.array([0, 9, 255])  # labels out of range are skipped (void), not refused
+    assert metrics.confusion_matrix(labels, np.array([0, 1, 2]), 4).sum() == 1

@@ -182,3 +182,24 @@ def test_camera_and_delegate_failures_show_only_our_line(exported, synth_root):
         assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
         if strict:
             assert lines == error_lines(result.stderr)  # our line only
+
+
+def test_a_compare_or_evaluate_pair_of_other_classes_is_refused(exported, synth_root, tmp_path):
+    """An agreement between models of different classes means nothing: one line naming both."""
+    fp32 = Path(exported["files"]["fp32"]["path"])
+    from edgeseg.runtime.metadata import load_metadata
+
+    names = load_metadata(fp32).class_names
+    other = _with_metadata(fp32, tmp_path / "other.tflite", class_names=["water", *names[1:]])
+    frames = synth_root / "val" / "images"
+    result = run_edgeseg("run", exported["files"]["int8"]["path"], "--source", frames, "--compare", other)
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        f"edgeseg: error: --compare other.tflite has other classes than {Path(exported['files']['int8']['path']).name}: "
+        f"{len(names)} (water, {', '.join(names[1:4])}, ...) vs {len(names)} ({', '.join(names[:4])}, ...)"]
+    result = run_edgeseg("evaluate", other, "--data", synth_root)
+    assert result.returncode == 1 and "other.tflite was trained on other classes than the dataset's" in \
+        error_lines(result.stderr)[0]
+    resized = _with_metadata(fp32, tmp_path / "bigger.tflite")  # same classes, another file: fine
+    result = run_edgeseg("run", exported["files"]["int8"]["path"], "--source", frames, "--compare", resized)
+    assert result.returncode == 0, result.stderr[-1000:]

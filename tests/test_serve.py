@@ -277,3 +277,19 @@ def test_metrics_are_prometheus_text_with_the_run_facts_and_the_token_rule():
     assert flags["frequency capped"] == 1 and flags["under-voltage"] == 0 and len(flags) == 4
     info = families["edgeseg_model_info"].samples[0].labels
     assert info == {"model": 'm "q".tflite', "precision": "int8"}
+
+
+def test_a_wildcard_bind_prints_urls_another_machine_can_open(monkeypatch):
+    server = MJPEGServer("0.0.0.0", 0)
+    try:
+        monkeypatch.setattr("edgeseg.runtime.serve.machine_addresses", lambda: ["10.1.2.3", "fd00::7"])
+        port, token = server.address[1], server.token
+        assert server.urls == [f"http://10.1.2.3:{port}/?token={token}", f"http://[fd00::7]:{port}/?token={token}"]
+        monkeypatch.setattr("edgeseg.runtime.serve.machine_addresses", lambda: [])
+        assert server.urls == [server.url]
+    finally:
+        server.close()
+    from edgeseg.runtime.serve import machine_addresses
+
+    monkeypatch.undo()
+    assert all(not a.startswith("127.") and a.count(".") == 3 for a in machine_addresses())

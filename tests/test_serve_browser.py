@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -37,12 +38,27 @@ def browse(url: str, tmp_path, *args) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
 
 
+HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">'
+
+
 def test_serve_page_in_headless_chromium(exported, synth_root, tmp_path):
+    """The page as a person sees it, with a model whose metadata names a class in HTML: the name
+    shows as text and no script runs."""
+    from edgeseg.export.metadata import embed_metadata
+    from edgeseg.runtime.metadata import load_metadata
+
+    int8 = Path(exported["files"]["int8"]["path"])
+    meta = load_metadata(int8)
+    meta.class_names = [HOSTILE if name == "tree" else name for name in meta.class_names]
+    model, float_model = tmp_path / "tiny_int8.tflite", tmp_path / "tiny_fp32.tflite"
+    model.write_bytes(embed_metadata(int8.read_bytes(), meta))
+    meta.precision = "fp32"
+    float_model.write_bytes(embed_metadata(Path(exported["files"]["fp32"]["path"]).read_bytes(), meta))
     port = free_port()
     run = subprocess.Popen(
-        [sys.executable, "-m", "edgeseg.cli.main", "run", exported["files"]["int8"]["path"], "--source",
+        [sys.executable, "-m", "edgeseg.cli.main", "run", model, "--source",
          synth_root / "val" / "images", "--loop", "--serve", f"0.0.0.0:{port}", "--serve-token", "s3cret",
-         "--compare", exported["files"]["fp32"]["path"], "--threads", "1"],
+         "--compare", float_model, "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         url = f"http://127.0.0.1:{port}/?token=s3cret"
@@ -62,6 +78,8 @@ def test_serve_page_in_headless_chromium(exported, synth_root, tmp_path):
         assert "tiny_int8.tflite (int8)" in dom and "agreement with float (mIoU)" in dom
         for name in ("sky", "road", "car", "pole"):  # the legend, from the model's metadata
             assert f"{name}</span>" in dom
+        assert "&lt;img src=x onerror=\"document.body.dataset.pwned=1\"&gt;</span>" in dom  # shown as text
+        assert "<img src=x" not in dom and "data-pwned" not in dom  # no element made, nothing ran
         assert 'id="conn" class="">live' in dom
         without_token = browse(f"http://127.0.0.1:{port}/", tmp_path, "--dump-dom")
         assert "access token required" in without_token

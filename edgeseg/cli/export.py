@@ -98,7 +98,7 @@ def export(
         formats=chosen, out_dir=out, io=(io or IO.int8).value, calib_data=calib_data,
         calib_format=calib_format.value if calib_format else None, calib_size=calib_size or 200,
         calib_select=(calib_select or Select.balanced).value, calib_manifest=calib_manifest,
-        decoder_interpolation=decoder_upsample.value, force=force,
+        decoder_interpolation=decoder_upsample.value, force=force, edgetpu=target == Target.edgetpu,
         debug=debug, keep_float=tuple(keep_float or ()), onnx_int8=(onnx_int8 or OnnxInt8.tflite).value,
     )
     plan_export(run, options)  # every option and the --force check before any fine-tuning
@@ -159,11 +159,23 @@ def print_report(report: dict) -> None:
             check = "-"
         flag = "" if parity.get("ok", True) else "  FAILED"
         typer.echo(f"{name:<10} {info['bytes'] / 1e6:>7.2f}  {check + flag:<62} {info['path']}")
-    typer.echo("\nops a delegate cannot run (they fall back to the CPU):")
+    reference = report["parity"].get("fp32_reference")
+    if reference:
+        flag = "" if reference.get("ok", True) else "  FAILED"
+        typer.echo(f"(judged against a temporary fp32 conversion, not written: max|diff| vs Keras "
+                   f"{reference['max_abs_diff_vs_keras']:.2e}{flag})")
+    typer.echo("\nops a delegate cannot run (they fall back to the CPU), from edgeseg's allow-lists:")
     first = next((f for f in report["files"].values() if f["path"].endswith(".tflite")), None)
+    edgetpu = report.get("edgetpu")
     for delegate, ops in (first["unsupported"] if first else {}).items():
         listed = ", ".join(f"{k} x{v}" for k, v in ops.items()) or "none"
+        if delegate == "edgetpu":
+            listed += ("; compiled: " + f"{edgetpu['ops_on_edgetpu']} ops on the Edge TPU, {edgetpu['ops_on_cpu']} on "
+                       f"the CPU ({edgetpu['path']})" if edgetpu and edgetpu.get("compiled") else
+                       " (runs on the Edge TPU only once edgetpu_compiler has compiled the int8 file)")
         typer.echo(f"  {delegate:<8} {listed}")
+    if edgetpu and not edgetpu.get("compiled"):
+        typer.echo(f"\nEdge TPU: {edgetpu['why']}")
     if "calibration" in report:
         c = report["calibration"]
         typer.echo(f"\ncalibration: {c['frames']} frames ({c['select']}), manifest {c['manifest']}")

@@ -184,6 +184,12 @@ def run(
         seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
                                providers=_providers(providers) if is_onnx(compare) else None) if compare else None
+        if float_seg is not None:
+            from edgeseg.runtime.scoring import describe_classes, same_classes
+
+            if not same_classes(seg.meta.class_names, float_seg.meta.class_names):
+                fail(f"--compare {compare.name} has other classes than {model.name}: "
+                     f"{describe_classes(float_seg.meta.class_names)} vs {describe_classes(seg.meta.class_names)}")
         if address:
             from edgeseg.runtime.serve import MJPEGServer
 
@@ -191,7 +197,8 @@ def run(
                 server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients, max_fps=PREVIEW_FPS)
             except OSError as e:
                 fail(f"--serve {serve}: {e.strerror or e}")
-            typer.echo(f"serving {server.url}", err=True)
+            for url in server.urls:
+                typer.echo(f"serving {url}", err=True)
         lookup = LabelLookup(labels, seg.meta.label_map()) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class ExportOptions:
     debug: bool = False
     keep_float: tuple[str, ...] = ()
     onnx_int8: str = "tflite"  # how int8 ONNX is made: from the int8 TFLite model, or "ort"
+    edgetpu: bool = False  # compile the int8 file with edgetpu_compiler (or say what it still needs)
     force: bool = False
     seed: int = 0
 
@@ -147,12 +149,8 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
                                            frames=len(parity_items))
 
-    written = {}
-    for name in options.formats:
-        fmt_row = FORMATS[name]
-        t0 = time.perf_counter()
-        data = _convert(fmt_row, model, qat_model, calib, options)
-        meta = ModelMetadata(
+    def metadata(name: str, fmt_row) -> ModelMetadata:
+        return ModelMetadata(
             class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
             output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
             precision=name, source_run=str(run.path), float_miou=best.get("miou"),
@@ -162,6 +160,13 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
                    "decoder_interpolation": options.decoder_interpolation,
                    **({"onnx_int8": options.onnx_int8} if fmt_row.file == "onnx" and fmt_row.calibration else {})},
         )
+
+    written = {}
+    for name in options.formats:
+        fmt_row = FORMATS[name]
+        t0 = time.perf_counter()
+        data = _convert(fmt_row, model, qat_model, calib, options)
+        meta = metadata(name, fmt_row)
         if fmt_row.file == "onnx":
             from edgeseg.export.onnx import embed_onnx_metadata, onnx_ops
 
@@ -182,10 +187,53 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
 
         rows = layer_errors(model, calib)
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
-    report["parity"] = parity_checks(model, written, [image for image, _ in parity_items])
+    if options.edgetpu:
+        report["edgetpu"] = compile_for_edgetpu(written.get("int8"), out_dir, options.force)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-parity-") as tmp:
+        reference = None
+        if "fp32" not in written:  # every file is checked against a float reference, asked for or not
+            reference = Path(tmp) / "fp32_reference.tflite"
+            reference.write_bytes(embed_metadata(convert(model, FORMATS["fp32"], None, "float"),
+                                                 metadata("fp32", FORMATS["fp32"])))
+        report["parity"] = parity_checks(model, written, [image for image, _ in parity_items], reference)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
     return report
+
+
+def compile_for_edgetpu(int8: Path | None, out_dir: Path, force: bool) -> dict:
+    """The int8 file compiled by Coral's ``edgetpu_compiler`` when it is on PATH (x86-64 Linux,
+    Debian package ``edgetpu-compiler``): ``NAME_edgetpu.tflite`` and the compiler's log beside it.
+    Otherwise the report says what the file still needs; an uncompiled file runs on the CPU."""
+    import shutil
+    import subprocess
+
+    if int8 is None:
+        return {"compiled": False, "why": "no int8 file to compile"}
+    compiler = shutil.which("edgetpu_compiler")
+    if compiler is None:
+        why = (f"edgetpu_compiler is not installed: the file is not Edge TPU code until it has run "
+               f"(edgetpu_compiler -s -o {out_dir} {int8})")
+        log.warning("Edge TPU: %s", why)
+        return {"compiled": False, "why": why}
+    target = out_dir / f"{int8.stem}_edgetpu.tflite"
+    if target.exists() and not force:
+        raise ExportError(f"{target} exists; pass --force to overwrite")
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".edgetpu-") as tmp:
+        done = subprocess.run([compiler, "-s", "-o", tmp, str(int8)], capture_output=True, text=True)
+        made = Path(tmp) / target.name
+        if done.returncode != 0 or not made.is_file():
+            said = (done.stderr or done.stdout).strip().splitlines()
+            raise ExportError(f"edgetpu_compiler failed on {int8.name}: {said[-1] if said else f'exit {done.returncode}'}")
+        made.replace(target)
+        log_file = next(Path(tmp).glob("*.log"), None)
+        if log_file is not None:
+            log_file.replace(out_dir / log_file.name)
+    on_tpu = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", done.stdout)
+    on_cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", done.stdout)
+    return {"compiled": True, "path": str(target), "compiler": compiler,
+            "ops_on_edgetpu": int(on_tpu.group(1)) if on_tpu else None,
+            "ops_on_cpu": int(on_cpu.group(1)) if on_cpu else None}
 
 
 def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:

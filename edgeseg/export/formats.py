@@ -22,6 +22,10 @@ class ExportFormat:
         description: shown in the CLI help and the report.
         file: ``tflite`` or ``onnx``.
         base: for ONNX rows, the TFLite row with the same weights and quantization.
+        parity: how the parity check judges the file against the fp32 TFLite reference
+            (:mod:`edgeseg.export.parity`): ``reference`` (it is the reference, checked against
+            Keras), ``float`` (a float copy: pixel agreement; float32 ones against Keras too) or
+            ``quantized`` (clear class flips; against ``base`` too when it is written).
     """
 
     name: str
@@ -32,11 +36,14 @@ class ExportFormat:
     description: str = ""
     file: str = "tflite"
     base: str | None = None
+    parity: str = "quantized"
+    float32: bool = False  # float32 weights and activations: checked against Keras too
 
 
 FORMATS = {f.name: f for f in (
-    ExportFormat("fp32", "_fp32.tflite", description="float32 reference (XNNPACK CPU)"),
-    ExportFormat("fp16", "_fp16.tflite", description="float16 weights (GPU delegate)"),
+    ExportFormat("fp32", "_fp32.tflite", description="float32 reference (XNNPACK CPU)", parity="reference",
+                 float32=True),
+    ExportFormat("fp16", "_fp16.tflite", description="float16 weights (GPU delegate)", parity="float"),
     ExportFormat("dynamic", "_dynamic.tflite", description="int8 weights, float activations"),
     ExportFormat("int8", "_int8.tflite", calibration=True, integer_io=True,
                  description="full-integer PTQ, calibrated on training frames (CPU, NNAPI, Edge TPU)"),
@@ -45,7 +52,7 @@ FORMATS = {f.name: f for f in (
     ExportFormat("qat", "_qat_int8.tflite", calibration=True, qat=True, integer_io=True,
                  description="full-integer from quantization-aware training"),
     ExportFormat("onnx_fp32", "_fp32.onnx", description="float32 ONNX (ONNX Runtime: TensorRT, CUDA, CPU)",
-                 file="onnx", base="fp32"),
+                 file="onnx", base="fp32", parity="float", float32=True),
     ExportFormat("onnx_int8", "_int8.onnx", calibration=True, file="onnx", base="int8",
                  description="int8 QDQ ONNX with the PTQ model's calibration"),
     ExportFormat("onnx_qat", "_qat_int8.onnx", calibration=True, qat=True, file="onnx", base="qat",

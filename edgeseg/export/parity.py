@@ -57,41 +57,51 @@ def at_size(labels: np.ndarray, shape) -> np.ndarray:
         cv2.resize(labels, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
 
 
-def parity_checks(model, written: dict, image_paths) -> dict:
-    """``model``: the Keras export model (stride-4 logits); ``written``: format -> file. The
-    float reference is the fp32 TFLite file, else the fp32 ONNX one."""
+def parity_checks(model, written: dict, image_paths, reference: Path | None = None) -> dict:
+    """``model``: the Keras export model (stride-4 logits); ``written``: format -> file. Every
+    file is judged against the fp32 TFLite file by its row's ``parity`` role: the written one, or
+    ``reference`` (a temporary fp32 conversion when fp32 was not asked for), which is then checked
+    against Keras under the name ``fp32_reference``."""
+    from edgeseg.export.formats import FORMATS
+
     if not image_paths:
         return {"skipped": "no frames to compare on"}
+    if "fp32" not in written and reference is None:
+        raise ValueError("parity needs the fp32 file or a temporary fp32 reference")
     frames = [read_image(Path(p)) for p in image_paths]
+    ref_name = "fp32" if "fp32" in written else "fp32_reference"
+    others = sorted((n for n in written if n != "fp32"), key=lambda n: FORMATS[n].file == "onnx")  # bases first
+    files = {ref_name: written.get("fp32", reference), **{n: written[n] for n in others}}
     out: dict = {}
-    reference_name = next((n for n in ("fp32", "onnx_fp32") if n in written), None)
     logits, steps, predictions = {}, {}, {}
-    for name in ([reference_name] if reference_name else []) + [n for n in written if n != reference_name]:
-        seg = Segmenter(written[name], threads=2, upsample="exact")
+    for name, path in files.items():
+        row = FORMATS["fp32" if name == ref_name else name]
+        seg = Segmenter(path, threads=2, upsample="exact")
         pending = [seg.infer(f) for f in frames]
         logits[name] = [seg.dequantize(p.output) for p in pending]
         predictions[name] = [seg.finish(p) for p in pending]
         steps[name] = seg.output.quantization[0] if seg.output.quantization else None
-        if name in ("fp32", "onnx_fp32"):
-            out[name] = _against_keras(model, seg, image_paths, frames, logits[name], predictions[name])
-        if name == reference_name or not reference_name:
+        result = out.setdefault(name, {"ok": True})
+        if ref_name == "fp32_reference" and name == ref_name:
+            result["temporary"] = True  # converted for the check, not written
+        if row.float32:
+            result.update(_against_keras(model, seg, image_paths, frames, logits[name], predictions[name]))
+        if row.parity == "reference":
             continue
-        agree = _agreement(predictions[name], predictions[reference_name])
-        row = out.setdefault(name, {"ok": True})
-        row["pixel_agreement_vs_fp32"] = agree
-        if name in ("fp16", "onnx_fp32"):
+        agree = _agreement(predictions[name], predictions[ref_name])
+        result["pixel_agreement_vs_fp32"] = agree
+        if row.parity == "float":
             if agree < FLOAT_COPY_MIN_AGREEMENT:
-                row["ok"] = False
+                result["ok"] = False
                 log.error("PARITY FAILED: %s agrees with fp32 on only %.1f%% of pixels", name, 100 * agree)
-        else:
-            row.update(_flips(logits[reference_name], logits[name], steps[name], (name, "fp32"), INT8_MAX_CLEAR_FLIPS))
-    for onnx_name, tflite_name in (("onnx_int8", "int8"), ("onnx_qat", "qat")):
-        if onnx_name in predictions and tflite_name in predictions:
-            row = out[onnx_name]
-            row["pixel_agreement_vs_tflite"] = _agreement(predictions[onnx_name], predictions[tflite_name])
-            same = _flips(logits[tflite_name], logits[onnx_name], steps[onnx_name] or steps[tflite_name],
-                          (onnx_name, tflite_name), ONNX_MAX_CLEAR_FLIPS)
-            row.update({f"{k}_vs_tflite": v for k, v in same.items() if k != "ok"}, ok=row["ok"] and same["ok"])
+            continue
+        flips = _flips(logits[ref_name], logits[name], steps[name], (name, "fp32"), INT8_MAX_CLEAR_FLIPS)
+        result.update(flips, ok=result["ok"] and flips["ok"])
+        base = row.base if row.file == "onnx" else None
+        if base in written:
+            result["pixel_agreement_vs_tflite"] = _agreement(predictions[name], predictions[base])
+            same = _flips(logits[base], logits[name], steps[name] or steps[base], (name, base), ONNX_MAX_CLEAR_FLIPS)
+            result.update({f"{k}_vs_tflite": v for k, v in same.items() if k != "ok"}, ok=result["ok"] and same["ok"])
     return out
 
 

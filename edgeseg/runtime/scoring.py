@@ -16,14 +16,25 @@ from edgeseg.core.metrics import Score
 from edgeseg.runtime.segmenter import Segmenter
 
 
+def describe_classes(names, shown: int = 4) -> str:
+    """``12 (sky, building, pole, road, ...)``: enough to tell two class lists apart in one line."""
+    names = list(names)
+    return f"{len(names)} ({', '.join(names[:shown])}{', ...' if len(names) > shown else ''})"
+
+
+def same_classes(a, b) -> bool:
+    return [c.lower() for c in a] == [c.lower() for c in b]
+
+
 def score_model_file(model_path, items, label_map: LabelMap, class_names, threads: int = 2,
                      progress=None) -> Score:
     """Confusion matrix and median per-frame latency of a model file over (image, label) pairs,
     with the exact upsampling at every frame's full resolution."""
     seg = Segmenter(model_path, threads=threads, upsample="exact")
     n = len(class_names)
-    if seg.meta.num_classes != n:
-        raise DataError(f"{model_path} has {seg.meta.num_classes} classes, the dataset {n}")
+    if not same_classes(seg.meta.class_names, class_names):
+        raise DataError(f"{model_path} was trained on other classes than the dataset's: "
+                        f"{describe_classes(seg.meta.class_names)} vs {describe_classes(class_names)}")
     cm = np.zeros((n, n), np.int64)
     latencies = []
     for image_path, label_path in items:

@@ -54,6 +54,29 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+def machine_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback, by interface (Linux ioctl), else what
+    its host name resolves to. Nothing is sent anywhere."""
+    found: list[str] = []
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                try:
+                    packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+                except OSError:
+                    continue  # an interface without an IPv4 address
+                found.append(socket.inet_ntoa(packed[20:24]))
+    except (ImportError, OSError, AttributeError):
+        try:
+            found = socket.gethostbyname_ex(socket.gethostname())[2]
+        except OSError:
+            found = []
+    return [a for a in dict.fromkeys(found) if not a.startswith("127.")]
+
+
 def _json_safe(value):
     """``value`` with NaN and infinities as None, so /stats is always valid JSON."""
     if isinstance(value, dict):
@@ -187,6 +210,16 @@ class MJPEGServer:
         self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-mjpeg", daemon=True)
         self._thread.start()
+
+    @property
+    def urls(self) -> list[str]:
+        """Where another machine opens the page: for a wildcard bind (0.0.0.0, ::) one URL per
+        address of this machine (a browser cannot open 0.0.0.0), else ``url``."""
+        host, port = self.address
+        if host not in ("0.0.0.0", "::"):
+            return [self.url]
+        query = f"?token={self.token}" if self.token else ""
+        return [f"http://{f'[{a}]' if ':' in a else a}:{port}/{query}" for a in machine_addresses()] or [self.url]
 
     @property
     def url(self) -> str:
