@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, Format, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, fail, handle_errors, setup_logging
 from edgeseg.core.files import check_output_file, write_json_atomic, write_text_atomic
 
 
@@ -89,7 +89,7 @@ def evaluate(
         raise ConfigError("--eval-size applies to Keras runs; a model file has its own input size")
     for m in models:
         if not m.exists():
-            raise ConfigError(f"model not found: {m}")
+            fail(f"model not found: {m}")
     for path, option in ((json_out, "--json"), (markdown, "--markdown"), (chart, "--chart"), (overlays, "--overlays")):
         check_output_file(path, option)
     from edgeseg import report
