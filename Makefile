@@ -60,7 +60,7 @@ system-deps:
 test: $(STAMP) $(RT_STAMP) system-deps
 	EDGESEG_REQUIRE_SYSTEM_TOOLS=$(CAN_APT) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python tools/make_test_models.py $(TEST_MODELS)
-	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only
+	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only tests/test_golden.py
 	$(MAKE) --no-print-directory test-arm64
 
 # The device install as the boards have it: Debian bookworm and trixie arm64 roots with apt's numpy under

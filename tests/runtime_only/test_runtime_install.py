@@ -35,6 +35,17 @@ def test_run_and_compare_on_a_video(models, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(stats.read_text())
     assert summary["frames"] == 4 and summary["compare"]["frames"] == 4
+    import cv2
+
+    video = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert video.get(cv2.CAP_PROP_FPS) == 10.0  # the clip's own rate
+    shapes = []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        shapes.append(frame.shape)
+    assert shapes == [(64, 64, 3)] * 4
 
 
 def test_evaluate_tflite_with_labels(models, tmp_path):
@@ -44,12 +55,30 @@ def test_evaluate_tflite_with_labels(models, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["models"]
     assert [r["kind"] for r in rows] == ["fp32", "int8"]
+    # the same frames through `edgeseg run --labels` (another scorer: the run loop's) give the same mIoU
+    val = models / "data" / "val"
+    for row, name in zip(rows, ("tiny_fp32.tflite", "tiny_int8.tflite")):
+        stats = tmp_path / f"{name}.json"
+        result = edgeseg("run", models / name, "--source", val / "images", "--labels", val / "masks",
+                         "--stats-json", stats)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(stats.read_text())
+        assert summary["labelled_frames"] == row["frames"] == 4
+        assert summary["miou"] == pytest.approx(row["miou"], abs=1e-9) and 0 < row["miou"] < 1
 
 
 def test_benchmark(models):
-    result = edgeseg("benchmark", models / "tiny_int8.tflite", "--threads", "1", "--runs", "2")
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}.json"
+    result = edgeseg("benchmark", models / "tiny_int8.tflite", models / "tiny_fp32.tflite", "--threads", "1,2",
+                     "--runs", "3", "--json", out)
     assert result.returncode == 0, result.stderr
-    assert "tiny_int8.tflite" in result.stdout
+    rows = json.loads(out.read_text())
+    out.unlink()
+    assert sorted((Path(r["model"]).name, r["threads"]) for r in rows) == [
+        ("tiny_fp32.tflite", 1), ("tiny_fp32.tflite", 2), ("tiny_int8.tflite", 1), ("tiny_int8.tflite", 2)]
+    for r in rows:
+        assert 0 < r["median_ms"] <= r["p95_ms"] < 10_000 and "LiteRT" in r["backend"]
+        assert f"{r['median_ms']:>10.1f}" in result.stdout
 
 
 def test_training_commands_say_what_is_missing(tmp_path):
