@@ -276,7 +276,7 @@ def test_metrics_are_prometheus_text_with_the_run_facts_and_the_token_rule():
     flags = {s.labels["reason"]: s.value for s in families["edgeseg_throttled"].samples}
     assert flags["frequency capped"] == 1 and flags["under-voltage"] == 0 and len(flags) == 4
     info = families["edgeseg_model_info"].samples[0].labels
-    assert info == {"model": 'm "q".tflite', "precision": "int8"}
+    assert info == {"model": 'm "q".tflite', "precision": "int8", "backend": ""}
 
 
 def test_a_wildcard_bind_prints_urls_another_machine_can_open(monkeypatch):

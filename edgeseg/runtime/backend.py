@@ -96,6 +96,15 @@ class LiteRTBackend(Backend):
         return self.interpreter.get_tensor(self._out)
 
 
+@dataclass(frozen=True)
+class GpuAccelerator:
+    """What ``--delegate gpu`` loads: LiteRT's own GPU accelerator (:mod:`edgeseg.runtime.litert_gpu`,
+    WebGPU on Vulkan), opened with the model, rather than a delegate library. ``strict``: fail
+    instead of falling back to the CPU."""
+
+    strict: bool = False
+
+
 def is_onnx(path) -> bool:
     """Whether a model file is ONNX, by its suffix (anything else is taken for TFLite)."""
     return Path(path).suffix.lower() == ".onnx"
@@ -118,11 +127,15 @@ def open_backend(path, threads: int | None = None, delegates=(), providers=None)
         return OnnxBackend(path, threads, providers)
     if providers:
         raise BackendError("--providers is for .onnx models; .tflite models take --delegate")
+    gpu = [d for d in delegates if isinstance(d, GpuAccelerator)]
+    if gpu:
+        from edgeseg.runtime.litert_gpu import open_gpu_backend
+
+        return open_gpu_backend(path, threads, gpu[0].strict)
     return LiteRTBackend(path, threads, delegates)
 
 
-DELEGATE_LIBRARIES = {
-    "gpu": "libtensorflowlite_gpu_delegate.so",
+DELEGATE_LIBRARIES = {  # "gpu" is LiteRT's accelerator (GpuAccelerator); the classic GPU delegate by path
     "nnapi": "libnnapi_delegate.so",
     "edgetpu": "libedgetpu.so.1",
 }
@@ -160,13 +173,16 @@ def _open_delegate(load_delegate, library: str):
 
 def load_delegates(name: str | None, strict: bool = False) -> list:
     """Delegates for ``--delegate``: ``xnnpack`` (LiteRT's default CPU path: nothing to load),
-    ``gpu``, ``nnapi``, ``edgetpu`` or a path to a delegate ``.so``.
+    ``gpu`` (LiteRT's GPU accelerator, opened with the model: :class:`GpuAccelerator`),
+    ``nnapi``, ``edgetpu`` or a path to a delegate ``.so``.
 
     A delegate that cannot be loaded is reported in one line and the CPU is used instead,
     unless ``strict``.
     """
     if name in (None, "", "cpu", "xnnpack"):
         return []
+    if name == "gpu":
+        return [GpuAccelerator(strict)]
     _, load_delegate, _ = interpreter_api()
     library = DELEGATE_LIBRARIES.get(name, name)
     try:

@@ -164,7 +164,8 @@ class StreamRun:
     def live(self) -> dict:
         """What the preview server shows next to the overlay (refreshed twice a second)."""
         meta = self.seg.meta
-        out = {"model": self.seg.path.name, "precision": meta.precision, "health": self.health.latest.to_dict(),
+        out = {"model": self.seg.path.name, "precision": meta.precision, "backend": self.seg.backend.description,
+               "health": self.health.latest.to_dict(),
                "classes": [{"name": n, "color": list(c)} for n, c in zip(meta.class_names, meta.colors)]}
         if self.reader is not None:
             out["dropped_frames"] = self.reader.dropped
@@ -192,7 +193,8 @@ class StreamRun:
 
     def summary(self) -> dict:
         meta = self.seg.meta
-        out = {"model": str(self.seg.path), "precision": meta.precision, "interrupted": self.interrupted,
+        out = {"model": str(self.seg.path), "precision": meta.precision, "backend": self.seg.backend.description,
+               "interrupted": self.interrupted,
                **self.stats.summary(), **self.truth.summary(meta.class_names)}
         if self.stopped_by:
             out["stopped_by"] = self.stopped_by

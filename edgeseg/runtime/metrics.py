@@ -39,7 +39,8 @@ def prometheus_text(stats: dict) -> str:
     out = _Text()
     if stats.get("model"):
         out.metric("model_info", "gauge", "The model running (value 1).",
-                   [({"model": stats["model"], "precision": stats.get("precision", "")}, 1)])
+                   [({"model": stats["model"], "precision": stats.get("precision", ""),
+                      "backend": stats.get("backend", "")}, 1)])
     out.metric("frames_total", "counter", "Frames segmented since the run started.", stats.get("frames"))
     out.metric("dropped_frames_total", "counter", "Camera frames replaced by a newer one before the model saw them.",
                stats.get("dropped_frames"))

@@ -1,0 +1,145 @@
+"""``--delegate gpu``: a .tflite model on LiteRT's own GPU accelerator, the one ``ai-edge-litert``
+ships in its wheels for x86-64 and aarch64 (``libLiteRtWebGpuAccelerator.so``: ML Drift on WebGPU,
+through Dawn on Vulkan). Vulkan is what a Raspberry Pi 4/5 has (Mesa's v3dv), what a Jetson has
+(NVIDIA's driver) and what a desktop has; no delegate library needs to be found or built.
+
+It runs behind LiteRT's ``CompiledModel`` API with the CPU accelerator beside it, so ops the GPU
+cannot take run on the CPU (``fully_accelerated`` says whether any do). The GPU computes in fp16
+unless ``enforce_f32``. A machine without a Vulkan adapter (or a model the accelerator refuses)
+raises :class:`GpuUnavailable` with the reason in one line; :func:`open_gpu_backend` then falls
+back to the CPU interpreter, saying so, unless ``strict``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.core.quiet import captured_stderr
+from edgeseg.runtime.backend import Backend, BackendError, LiteRTBackend, _tensor_info, make_interpreter
+
+log = logging.getLogger("edgeseg")
+
+VULKAN_HELP = "check `vulkaninfo --summary` (Pi OS: sudo apt install mesa-vulkan-drivers)"
+
+
+class GpuUnavailable(BackendError):
+    """The GPU accelerator cannot run this model here; the message says why."""
+
+
+def _reason(text: str, error: Exception) -> str:
+    """What LiteRT's log says went wrong, in a few words."""
+    if "libvulkan.so" in text:
+        return "no Vulkan loader (libvulkan.so.1 is not installed)"
+    if "No adapters found" in text or "Failed to initialize WebGPU" in text:
+        return "no Vulkan adapter that WebGPU can use"
+    lines = [line.strip() for line in text.splitlines() if "ERROR" in line or line.startswith("E0000")]
+    return (lines[0] if lines else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)[:200]
+
+
+_QUIET_EXIT: list = []
+
+
+def _quiet_exit() -> None:
+    """LiteRT's accelerator registry is a C++ static: it logs "DestroyAccelerator" to fd 2 after
+    Python has finished. Everything edgeseg says has been said by then (atexit runs last)."""
+    import os
+    import sys
+
+    from edgeseg.core.quiet import verbose
+
+    if verbose():
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+class LiteRTGpuBackend(Backend):
+    """Args:
+        path: a .tflite model.
+        threads: CPU threads for the ops that stay on the CPU.
+        enforce_f32: compute in fp32 on the GPU (default fp16, as the accelerator does).
+    """
+
+    def __init__(self, path, threads: int | None = None, enforce_f32: bool = False):
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel, CpuOptions, GpuOptions, HardwareAccelerator, Options
+        except ImportError:
+            raise GpuUnavailable("this LiteRT has no CompiledModel API (pip install 'ai-edge-litert>=2.1')") from None
+        self.path = Path(path)
+        said: list[str] = []
+        failure = None
+        if not _QUIET_EXIT:
+            _QUIET_EXIT.append(atexit.register(_quiet_exit))  # first: runs after every close() (LIFO)
+        with captured_stderr(said):
+            try:
+                options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
+                                  cpu_options=CpuOptions(num_threads=threads or 0),
+                                  gpu_options=GpuOptions(enforce_f32=enforce_f32))
+                self.model = CompiledModel.from_file(str(self.path), options=options)
+                self.fully_accelerated = self.model.is_fully_accelerated()
+                self._inputs = self.model.create_input_buffers(0)
+                self._outputs = self.model.create_output_buffers(0)
+            except (RuntimeError, ValueError) as e:
+                failure = e
+            if failure is not None:  # the half-made environment says goodbye on fd 2: here, not at exit
+                import gc
+
+                self.model = None
+                gc.collect()
+        if failure is not None:
+            raise GpuUnavailable(f"the GPU accelerator cannot run {self.path.name}: {_reason(''.join(said), failure)}")
+        text = "".join(said)
+        found = re.search(r"Selected adapter: (.+?), arch=([^,]*), vendor=([^,]*), backend=(\w+)", text)
+        self.adapter = found.group(1) if found else "unknown adapter"
+        self.gpu_backend = found.group(4) if found else "WebGPU"
+        # CompiledModel's tensor details have no quantization: read the types and scales from the file
+        details = make_interpreter(self.path, 1)
+        self.input = _tensor_info(details.get_input_details()[0])
+        self.output = _tensor_info(details.get_output_details()[0])
+        del details
+        self._size = int(np.prod(self.output.shape))
+        self.description = (f"LiteRT GPU accelerator ({self.gpu_backend} on {self.adapter}; "
+                            f"{'whole graph on the GPU' if self.fully_accelerated else 'some ops on the CPU'}"
+                            f"{', fp32' if enforce_f32 else ''})")
+        atexit.register(self.close)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._inputs[0].write(np.ascontiguousarray(x, self.input.dtype))
+        self.model.run_by_index(0, self._inputs, self._outputs)
+        return self._outputs[0].read(self._size, self.output.dtype).reshape(self.output.shape)
+
+    def close(self) -> None:
+        """Release the model, the buffers and the accelerators (LiteRT says so on fd 2: kept quiet)."""
+        if getattr(self, "model", None) is None:
+            return
+        import gc
+
+        with captured_stderr():
+            self._inputs = self._outputs = self.model = None
+            gc.collect()
+
+
+def open_gpu_backend(path, threads: int | None = None, strict: bool = False) -> Backend:
+    """The GPU accelerator, or the CPU interpreter with one line saying why not (``strict``: the
+    reason as an error)."""
+    try:
+        backend = LiteRTGpuBackend(path, threads)
+    except GpuUnavailable as e:
+        if strict:
+            raise
+        log.warning("%s; %s; running on the CPU (XNNPACK) instead", e, VULKAN_HELP)
+        return LiteRTBackend(path, threads)
+    if not backend.fully_accelerated:
+        log.warning("%s: some ops run on the CPU beside the GPU (LiteRT's accelerator took part of the graph)",
+                    backend.path.name)
+    return backend
+
+
+
