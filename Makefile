@@ -18,7 +18,7 @@ SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plu
 	python3-numpy python3-numexpr python3-venv
 CAN_APT := $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 
-.PHONY: demo test test-arm64 test-slow system-deps bench-env clean
+.PHONY: demo test test-arm64 test-gpu test-slow system-deps bench-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,12 +62,18 @@ test: $(STAMP) $(RT_STAMP) system-deps
 	$(BIN)/python tools/make_test_models.py $(TEST_MODELS)
 	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only tests/test_golden.py
 	$(MAKE) --no-print-directory test-arm64
+	$(MAKE) --no-print-directory test-gpu
 
 # The device install as the boards have it: Debian bookworm and trixie arm64 roots with apt's numpy under
 # qemu-user, the README's Pi commands, and the same on this Debian 12 (tools/test_arm64.py says what).
 test-arm64: $(RT_STAMP) system-deps
 	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/make_test_models.py $(TEST_MODELS); }
 	$(RT_VENV)/bin/python tools/test_arm64.py $(TEST_MODELS)
+
+# --delegate gpu on Mesa's software Vulkan in a Debian trixie root (tools/test_gpu.py says what).
+test-gpu: $(RT_STAMP) system-deps
+	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/make_test_models.py $(TEST_MODELS); }
+	EDGESEG_REQUIRE_SYSTEM_TOOLS=$(CAN_APT) $(RT_VENV)/bin/python tools/test_gpu.py $(TEST_MODELS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow

@@ -22,26 +22,31 @@ def verbose() -> bool:
 
 
 @contextmanager
-def captured_stderr(log: list | None = None, echo_on_error: bool = False):
-    """Point file descriptor 2 at a temporary file for the block; what was written goes into
-    ``log``, and, with ``echo_on_error``, to the terminal too if the block raises. Does nothing
-    when verbose. Other threads' stderr is captured too while the block runs, so keep it short."""
+def captured_stderr(log: list | None = None, echo_on_error: bool = False, fds: tuple[int, ...] = (2,)):
+    """Point file descriptor 2 (and the other ``fds``: LiteRT's GPU accelerator also talks on 1)
+    at a temporary file for the block; what was written goes into ``log``, and, with
+    ``echo_on_error``, to the terminal too if the block raises. Does nothing when verbose. Other
+    threads' output is captured too while the block runs, so keep it short."""
     if verbose():
         yield
         return
     with _lock:
+        sys.stdout.flush()
         sys.stderr.flush()
-        saved = os.dup(2)
+        saved = {fd: os.dup(fd) for fd in fds}
         with tempfile.TemporaryFile(mode="w+b") as sink:
-            os.dup2(sink.fileno(), 2)
+            for fd in fds:
+                os.dup2(sink.fileno(), fd)
             failed = True
             try:
                 yield
                 failed = False
             finally:
+                sys.stdout.flush()
                 sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
+                for fd, copy in saved.items():
+                    os.dup2(copy, fd)
+                    os.close(copy)
                 sink.seek(0)
                 text = sink.read().decode(errors="replace")
                 if log is not None:

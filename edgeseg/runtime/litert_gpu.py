@@ -77,7 +77,7 @@ class LiteRTGpuBackend(Backend):
         failure = None
         if not _QUIET_EXIT:
             _QUIET_EXIT.append(atexit.register(_quiet_exit))  # first: runs after every close() (LIFO)
-        with captured_stderr(said):
+        with captured_stderr(said, fds=(1, 2)):
             try:
                 options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
                                   cpu_options=CpuOptions(num_threads=threads or 0),
@@ -86,6 +86,7 @@ class LiteRTGpuBackend(Backend):
                 self.fully_accelerated = self.model.is_fully_accelerated()
                 self._inputs = self.model.create_input_buffers(0)
                 self._outputs = self.model.create_output_buffers(0)
+                self.model.run_by_index(0, self._inputs, self._outputs)  # the first run loads more (OpenCL probe)
             except (RuntimeError, ValueError) as e:
                 failure = e
             if failure is not None:  # the half-made environment says goodbye on fd 2: here, not at exit

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""`make test-gpu`: `--delegate gpu` (LiteRT's GPU accelerator, WebGPU on Vulkan) run for real on a
+software GPU, without a GPU.
+
+1. A Debian 13 (trixie) x86-64 root with Mesa's software Vulkan driver (llvmpipe: Mesa 25; Debian
+   12's Mesa 22 lavapipe is refused by Dawn) from Debian's packages (mmdebstrap, cached under
+   ~/.cache/edgeseg/gpu), and the device install for its Python 3.13 (pip for that platform).
+2. In the root (chroot, in a private mount namespace with its own /proc): `edgeseg run` on the test
+   clip with `--delegate gpu` and on the CPU; the masks must agree (fp32 >= 99.5% of pixels; int8
+   reported), the GPU line must name the Vulkan adapter and say whether the whole graph is on it;
+   `edgeseg benchmark --delegate gpu` runs. Timing under a software GPU means nothing.
+3. The same root with the Vulkan driver hidden from the loader (VK_DRIVER_FILES pointing nowhere:
+   a machine with no adapter): the one fallback line and the CPU run; with --strict, one error.
+
+Exits non-zero on any failure; skips (exit 0, saying why) where it cannot run (not root, no
+mmdebstrap), unless EDGESEG_REQUIRE_SYSTEM_TOOLS=1.
+
+    .venv-runtime/bin/python tools/test_gpu.py [build/test-models]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "gpu"
+MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PACKAGES = ["python3", "mesa-vulkan-drivers", "libvulkan1", "vulkan-tools"]
+X86_TAGS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 42)]  # trixie: glibc 2.41
+NO_DRIVER = {"VK_DRIVER_FILES": "/nonexistent/icd.json", "VK_ICD_FILENAMES": "/nonexistent/icd.json"}
+FP32_MIN_AGREEMENT = 0.995
+
+
+def step(message: str) -> None:
+    print(f"== {message}", flush=True)
+
+
+def run(argv, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {' '.join(map(str, argv))}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def skip(why: str) -> int:
+    if os.environ.get("EDGESEG_REQUIRE_SYSTEM_TOOLS") == "1":
+        sys.exit(f"the GPU test cannot run although make test should make it possible: {why}")
+    step(f"GPU test skipped: {why}")
+    return 0
+
+
+def rootfs() -> Path:
+    key = hashlib.sha256(" ".join(PACKAGES).encode()).hexdigest()[:8]
+    root = CACHE / f"trixie-vulkan-{key}"
+    if (root / "usr/bin/python3").exists():
+        return root
+    step(f"Debian trixie x86-64 root with Mesa's software Vulkan in {root}")
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    run(["mmdebstrap", "-q", "--variant=apt", f"--include={','.join(PACKAGES)}", "trixie", tmp, MIRROR])
+    tmp.rename(root)
+    return root
+
+
+def device_install(root: Path, tmp: Path) -> str:
+    """edgeseg's device install for the root's Python 3.13 in /opt/edgeseg (dependencies cached by
+    pyproject.toml; this checkout's edgeseg every time). Returns the path inside the root."""
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "wheel", REPO])
+    wheel = next((tmp / "wheel").glob("edgeseg-*.whl"))
+    site = root / "opt/edgeseg"
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    platform = [a for t in X86_TAGS for a in ("--platform", t)]
+    common = ["--only-binary=:all:", "--python-version", "3.13", "--implementation", "cp", "--abi", "cp313", *platform]
+    stamp = site / ".edgeseg-test"
+    if not (stamp.is_file() and stamp.read_text() == key):
+        step("the device install for Python 3.13 into the root")
+        shutil.rmtree(site, ignore_errors=True)
+        run([sys.executable, "-m", "pip", "install", "-q", "--target", site, *common, wheel])
+        stamp.write_text(key)
+    run([sys.executable, "-m", "pip", "install", "-q", "--target", site, "--no-deps", "--upgrade", wheel])
+    return "/opt/edgeseg"
+
+
+class Root:
+    """Commands in the root: chroot in a private mount namespace with /proc mounted."""
+
+    def __init__(self, path: Path, site: str):
+        self.path, self.site = path, site
+
+    def run(self, args: list, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        variables = {"PYTHONPATH": self.site, "HOME": "/root", "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": "/tmp",
+                     **(env or {})}
+        inner = " ".join(["exec", "env", "-i", *(f"{k}={v}" for k, v in variables.items()),
+                          "/usr/bin/python3", "-m", "edgeseg.cli.main", *map(str, args)])
+        argv = ["unshare", "--mount", "--fork", "sh", "-c",
+                f'mount -t proc proc "{self.path}/proc" && exec chroot "{self.path}" sh -c \'{inner}\'']
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        if check and result.returncode != 0:
+            sys.exit(f"failed in the root ({result.returncode}): edgeseg {' '.join(map(str, args))}\n{result.stderr[-3000:]}")
+        return result
+
+
+def compare_masks(a: Path, b: Path) -> tuple[int, float]:
+    import cv2
+    import numpy as np
+
+    names = sorted(p.name for p in a.glob("*.png"))
+    if not names or names != sorted(p.name for p in b.glob("*.png")):
+        sys.exit(f"mask files differ: {a} vs {b}")
+    same = total = 0
+    for name in names:
+        x, y = (cv2.imread(str(d / name), cv2.IMREAD_UNCHANGED) for d in (a, b))
+        same += int(np.sum(x == y))
+        total += x.size
+    return len(names), same / total
+
+
+def main(models: Path) -> int:
+    if not (models / "tiny_int8.tflite").is_file():
+        sys.exit(f"no test models in {models}: run tools/make_test_models.py (make test does)")
+    if os.geteuid() != 0:
+        return skip("needs root (chroot and a mount namespace)")
+    if shutil.which("mmdebstrap") is None or shutil.which("unshare") is None:
+        return skip("mmdebstrap or unshare is missing (make test installs mmdebstrap)")
+    t0 = time.time()
+    root_path = rootfs()
+    work = root_path / "tmp/edgeseg-gpu"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "models").mkdir(parents=True)
+    for name in ("tiny_fp32.tflite", "tiny_int8.tflite", "clip.mp4"):
+        shutil.copy(models / name, work / "models" / name)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Root(root_path, device_install(root_path, Path(tmp)))
+    inside = "/tmp/edgeseg-gpu"
+    rows = []
+    for precision in ("fp32", "int8"):
+        model = f"{inside}/models/tiny_{precision}.tflite"
+        common = ["run", model, "--source", f"{inside}/models/clip.mp4", "--threads", "2"]
+        gpu = root.run([*common, "--delegate", "gpu", "--strict", "--save-masks", f"{inside}/gpu-{precision}",
+                        "--stats-json", f"{inside}/gpu-{precision}.json"])
+        root.run([*common, "--save-masks", f"{inside}/cpu-{precision}"])
+        said = next((line for line in gpu.stderr.splitlines() if "LiteRT GPU accelerator" in line), "")
+        if "llvmpipe" not in said:
+            sys.exit(f"{precision}: the GPU line does not name the Vulkan adapter:\n{gpu.stderr[-2000:]}")
+        stats = json.loads((work / f"gpu-{precision}.json").read_text())
+        frames, agreement = compare_masks(work / f"cpu-{precision}", work / f"gpu-{precision}")
+        rows.append((precision, frames, agreement, stats["backend"]))
+        step(f"{precision}: '{said.strip()}'; masks GPU vs CPU on {frames} frames: {100 * agreement:.2f}% pixels equal")
+        if precision == "fp32" and agreement < FP32_MIN_AGREEMENT:
+            sys.exit(f"fp32 masks on the GPU agree with the CPU on only {100 * agreement:.2f}% of pixels")
+        if "GPU accelerator" not in stats["backend"]:
+            sys.exit(f"--stats-json does not name the accelerator: {stats['backend']}")
+    bench = root.run(["benchmark", f"{inside}/models/tiny_fp32.tflite", "--delegate", "gpu", "--threads", "2", "--runs", "3"])
+    print(bench.stdout.rstrip())
+    common = ["run", f"{inside}/models/tiny_fp32.tflite", "--source", f"{inside}/models/clip.mp4", "--max-frames", "2"]
+    fallback = root.run([*common, "--delegate", "gpu"], env=NO_DRIVER)
+    line = [ln for ln in fallback.stderr.splitlines() if "GPU accelerator" in ln]
+    if len(line) != 1 or "running on the CPU" not in line[0] or "XNNPACK CPU" not in fallback.stderr:
+        sys.exit(f"no single fallback line without a Vulkan driver:\n{fallback.stderr[-2000:]}")
+    step(f"without a Vulkan driver: '{line[0].strip()}'")
+    strict = root.run([*common, "--delegate", "gpu", "--strict"], env=NO_DRIVER, check=False)
+    errors = [ln for ln in strict.stderr.splitlines() if ln.startswith("edgeseg: error:")]
+    if strict.returncode != 1 or len(errors) != 1 or "Traceback" in strict.stderr:
+        sys.exit(f"--strict without a Vulkan driver should be one error line:\n{strict.stderr[-2000:]}")
+    step(f"without a Vulkan driver, --strict: '{errors[0]}' (exit 1)")
+    shutil.rmtree(work, ignore_errors=True)
+    step(f"GPU accelerator proven on a software Vulkan in {time.time() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "build" / "test-models"))
