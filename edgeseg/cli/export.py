@@ -169,6 +169,12 @@ def print_report(report: dict) -> None:
     edgetpu = report.get("edgetpu")
     for delegate, ops in (first["unsupported"] if first else {}).items():
         listed = ", ".join(f"{k} x{v}" for k, v in ops.items()) or "none"
+        if delegate == "gpu":
+            probe = first.get("gpu_accelerator") or {}
+            listed += (f"; LiteRT's GPU accelerator here ({probe['backend']} on {probe['adapter']}): "
+                       f"{'the whole graph' if probe['fully_accelerated'] else 'part of the graph'} on the GPU"
+                       if probe.get("available") else
+                       f"; no GPU accelerator here to ask ({probe.get('why', 'not probed')})")
         if delegate == "edgetpu":
             listed += ("; compiled: " + f"{edgetpu['ops_on_edgetpu']} ops on the Edge TPU, {edgetpu['ops_on_cpu']} on "
                        f"the CPU ({edgetpu['path']})" if edgetpu and edgetpu.get("compiled") else

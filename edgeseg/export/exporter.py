@@ -175,6 +175,10 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             data = embed_metadata(data, meta)
             ops = compatibility_report(data)
         write_bytes_atomic(targets[name], data)
+        if fmt_row.file == "tflite":  # the allow-lists say what a GPU should take; ask this machine's
+            from edgeseg.runtime.litert_gpu import probe_gpu
+
+            ops["gpu_accelerator"] = probe_gpu(targets[name])
         written[name] = targets[name]
         report["files"][name] = {
             "path": str(targets[name]), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),

@@ -127,6 +127,19 @@ class LiteRTGpuBackend(Backend):
             gc.collect()
 
 
+def probe_gpu(path) -> dict:
+    """What the GPU accelerator of this machine makes of a model file, for the export report:
+    the adapter and whether the whole graph runs on it, or why it cannot run."""
+    try:
+        backend = LiteRTGpuBackend(path, 1)
+    except GpuUnavailable as e:
+        return {"available": False, "why": str(e).split(": ", 1)[-1]}
+    facts = {"available": True, "adapter": backend.adapter, "backend": backend.gpu_backend,
+             "fully_accelerated": backend.fully_accelerated}
+    backend.close()
+    return facts
+
+
 def open_gpu_backend(path, threads: int | None = None, strict: bool = False) -> Backend:
     """The GPU accelerator, or the CPU interpreter with one line saying why not (``strict``: the
     reason as an error)."""
