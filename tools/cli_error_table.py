@@ -28,7 +28,17 @@ def main(models: Path) -> int:
         (mine / "notes.txt").write_text("precious\n")
         digest = hashlib.sha256((mine / "notes.txt").read_bytes()).hexdigest()
         frames = data / "val" / "images"
+        cut = Path(tmp) / "cut.tflite"
+        cut.write_bytes(model.read_bytes()[:3000])
         cases = [
+            ["run", cut, "--source", frames],
+            ["evaluate", cut, "--data", data],
+            ["benchmark", cut],
+            ["run", model, "--source", frames, "--compare", Path(tmp) / "missing_fp32.tflite"],
+            ["run", model, "--source", frames, "--delegate", "gpu", "--strict"],
+            ["run", model, "--source", frames, "--providers", "cuda"],
+            ["train", "--run-dir", run, "--resume", "--seed", "0"],
+            ["train", "--qat", "--from", run, "--no-photometric"],
             ["train", "--data", mine],
             ["train", "--data", mine, "--format", "synthetic"],
             ["train", "--run-dir", mine],

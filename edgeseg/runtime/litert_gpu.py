@@ -88,8 +88,8 @@ class LiteRTGpuBackend(Backend):
                 self._outputs = self.model.create_output_buffers(0)
                 self.model.run_by_index(0, self._inputs, self._outputs)  # the first run loads more (OpenCL probe)
             except (RuntimeError, ValueError) as e:
-                failure = e
-            if failure is not None:  # the half-made environment says goodbye on fd 2: here, not at exit
+                failure = RuntimeError(str(e))  # without its traceback, which holds LiteRT's environment
+            if failure is not None:  # the half-made environment says goodbye on fd 2: here, not later
                 import gc
 
                 self.model = None
