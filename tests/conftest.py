@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The main suite is the machine without a GPU: the Vulkan loader finds no driver, wherever it runs
+# (tools/test_gpu.py runs the GPU path on a software Vulkan)
+os.environ["VK_DRIVER_FILES"] = os.environ["VK_ICD_FILENAMES"] = "/nonexistent/edgeseg-test-icd.json"
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = REPO.parent / "shared" / "data" / "camvid"

@@ -69,7 +69,9 @@ def test_median_frequency_weights():
 
 
 def test_confusion_matrix_refuses_predictions_outside_the_classes():
-    with pytest.raises(ValueError, match="class 5 is outside the 4 classes"):
+    from edgeseg.core.errors import DataError
+
+    with pytest.raises(DataError, match="class 5 is outside the 4 classes"):
         metrics.confusion_matrix(np.array([0, 1, 2]), np.array([0, 5, 1]), 4)
     labels = np.array([0, 9, 255])  # labels out of range are skipped (void), not refused
     assert metrics.confusion_matrix(labels, np.array([0, 1, 2]), 4).sum() == 1

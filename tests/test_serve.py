@@ -270,6 +270,7 @@ def test_metrics_are_prometheus_text_with_the_run_facts_and_the_token_rule():
     assert value["edgeseg_agreement_miou"] == pytest.approx(0.93) and value["edgeseg_cpu_temperature_celsius"] == 61.5
     assert value["edgeseg_cpu_frequency_hertz"] == 2.4e9 and value["edgeseg_throttled_since_boot"] == 1
     assert value["edgeseg_fps"] == pytest.approx(stats.fps)
+    assert 0 <= value["edgeseg_last_frame_age_seconds"] < 5  # computed when scraped
     assert "edgeseg_labelled_miou" not in families  # not measured: absent, not 0
     latency = {(s.labels["stage"], s.labels["quantile"]): s.value for s in families["edgeseg_stage_latency_seconds"].samples}
     assert latency[("inference", "0.5")] == pytest.approx(0.025) and latency[("inference", "0.95")] == pytest.approx(0.0385)

@@ -62,6 +62,10 @@ class StandInCudart:
         self.calls.append("h2d" if kind.value == 1 else "d2h")
         return 0
 
+    def _cudaStreamDestroy(self, stream):
+        self.calls.append("stream destroyed")
+        return 0
+
     def _cudaStreamSynchronize(self, stream):
         self.calls.append("sync")
         return 0
@@ -187,6 +191,11 @@ def test_tensorrt_backend_builds_caches_and_runs_like_onnx_runtime(onnx_export, 
     assert backend.input.shape == reference.input.shape and backend.output.dtype == np.float32
     engines = list((tmp_path / "cache" / "tensorrt").glob("*.engine"))
     assert len(engines) == 1 and "trt10.3.0-stand-in" in engines[0].name
+    del backend
+    import gc
+
+    gc.collect()
+    assert cudart.calls[-1] == "stream destroyed" and not cudart.buffers  # nothing left on the "GPU"
     again = TensorRTBackend(model, trt=trt, cuda=CudaRuntime(StandInCudart()))  # the cached engine
     assert len(built) == 1 and "TensorRT 10.3.0-stand-in" in again.description
     x = rng.uniform(-1, 1, reference.input.shape).astype(np.float32)

@@ -36,6 +36,7 @@ PACKAGES = ["python3", "mesa-vulkan-drivers", "libvulkan1", "vulkan-tools"]
 X86_TAGS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 42)]  # trixie: glibc 2.41
 NO_DRIVER = {"VK_DRIVER_FILES": "/nonexistent/icd.json", "VK_ICD_FILENAMES": "/nonexistent/icd.json"}
 FP32_MIN_AGREEMENT = 0.995
+INT8_MIN_AGREEMENT = 0.95  # int8 is computed in float on the GPU: near-ties flip (97.7-98.2% measured)
 
 
 def step(message: str) -> None:
@@ -156,8 +157,8 @@ def main(models: Path) -> int:
         frames, agreement = compare_masks(work / f"cpu-{precision}", work / f"gpu-{precision}")
         rows.append((precision, frames, agreement, stats["backend"]))
         step(f"{precision}: '{said.strip()}'; masks GPU vs CPU on {frames} frames: {100 * agreement:.2f}% pixels equal")
-        if precision == "fp32" and agreement < FP32_MIN_AGREEMENT:
-            sys.exit(f"fp32 masks on the GPU agree with the CPU on only {100 * agreement:.2f}% of pixels")
+        if agreement < (FP32_MIN_AGREEMENT if precision == "fp32" else INT8_MIN_AGREEMENT):
+            sys.exit(f"{precision} masks on the GPU agree with the CPU on only {100 * agreement:.2f}% of pixels")
         if "GPU accelerator" not in stats["backend"]:
             sys.exit(f"--stats-json does not name the accelerator: {stats['backend']}")
     bench = root.run(["benchmark", f"{inside}/models/tiny_fp32.tflite", "--delegate", "gpu", "--threads", "2", "--runs", "3"])

@@ -176,7 +176,8 @@ def print_report(report: dict) -> None:
                        if probe.get("available") else
                        f"; no GPU accelerator here to ask ({probe.get('why', 'not probed')})")
         if delegate == "edgetpu":
-            listed += ("; compiled: " + f"{edgetpu['ops_on_edgetpu']} ops on the Edge TPU, {edgetpu['ops_on_cpu']} on "
+            count = lambda key: "?" if edgetpu.get(key) is None else edgetpu[key]  # noqa: E731
+            listed += ("; compiled: " + f"{count('ops_on_edgetpu')} ops on the Edge TPU, {count('ops_on_cpu')} on "
                        f"the CPU ({edgetpu['path']})" if edgetpu and edgetpu.get("compiled") else
                        " (runs on the Edge TPU only once edgetpu_compiler has compiled the int8 file)")
         typer.echo(f"  {delegate:<8} {listed}")

@@ -21,7 +21,7 @@ def _providers(text: str | None) -> list[str] | None:
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
-               classes: Optional[Path], upsample: str = "auto", providers=None):
+               classes: Optional[Path], upsample: str = "auto", providers=None, main: bool = True):
     from edgeseg.runtime.backend import BackendError, load_delegates
     from edgeseg.core.metadata import MetadataError, ModelMetadata
     from edgeseg.runtime.metadata import load_metadata
@@ -51,7 +51,7 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     except (BackendError, MetadataError) as e:
         fail(str(e))
     log.info("%s on %s", model.name, seg.backend.description)
-    if providers is None:
+    if providers is None and main:
         _say_if_a_jetson_gpu_sits_idle(seg.backend)
     return seg
 
@@ -86,6 +86,17 @@ def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path 
 
 SOURCE = "Source"
 PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks and stats keep every frame
+
+
+def _save_fps(source: str | None, live: bool) -> float | None:
+    """The rate of a --save video: a video file's own, 15 for images (they have none), None
+    (measured as frames are segmented) for cameras and streams."""
+    from edgeseg.runtime.outputs import VideoSink
+    from edgeseg.runtime.stream import video_fps
+
+    if live:
+        return None
+    return video_fps(source) or VideoSink.DEFAULT_FPS
 
 
 def _wxh(text: str) -> tuple[int, int]:
@@ -142,7 +153,7 @@ def run(
     from edgeseg.runtime.loop import RunOptions, run_stream
     from edgeseg.runtime.live import SourceError
     from edgeseg.runtime.signals import RunSignals
-    from edgeseg.runtime.stream import open_source, video_fps
+    from edgeseg.runtime.stream import open_source
 
     if (camera is None) == (source is None):
         usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
@@ -173,7 +184,9 @@ def run(
         except ValueError as e:
             usage(str(e))
     _check_outputs(save, save_masks, stats_json)
-    signals = RunSignals()
+    # installed now: a SIGHUP or SIGTERM while the model loads (a TensorRT build takes minutes) is
+    # taken at the first frame instead of killing the process; uninstalled when the process ends
+    signals = RunSignals().__enter__()
     try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
         frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
                                      stopping=signals.stopping)
@@ -183,7 +196,7 @@ def run(
     try:
         seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
-                               providers=_providers(providers) if is_onnx(compare) else None) if compare else None
+                               providers=_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
         if float_seg is not None:
             from edgeseg.runtime.scoring import describe_classes, same_classes
 
@@ -202,9 +215,9 @@ def run(
         lookup = LabelLookup(labels, seg.meta.label_map()) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
-                             save_fps=video_fps(source) if save and camera is None else None,
+                             save_fps=_save_fps(source, live) if save else None,
                              serve=server, signals=signals,
-                             reload=lambda: seg.reopen(load_delegates(delegate, strict)),
+                             reload=lambda running: running.reopen(load_delegates(delegate, strict)),
                              echo=lambda line: typer.echo(line, err=True))
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
     finally:

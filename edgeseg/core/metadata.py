@@ -60,8 +60,13 @@ class ModelMetadata:
             raw = json.loads(data.decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise MetadataError(f"edgeseg metadata is not valid JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise MetadataError(f"edgeseg metadata is a JSON {type(raw).__name__}, not an object")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (TypeError, ValueError) as e:  # a missing or ill-typed field
+            raise MetadataError(f"edgeseg metadata is incomplete: {e}") from None
 
     @property
     def num_classes(self) -> int:

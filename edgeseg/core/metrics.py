@@ -10,20 +10,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeseg.core.errors import DataError
 from edgeseg.core.labels import IGNORE_LABEL
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int,
                      ignore_label: int = IGNORE_LABEL) -> np.ndarray:
     """``cm[true, pred]`` pixel counts, skipping ``ignore_label`` and out-of-range labels; a
-    prediction outside ``[0, num_classes)`` is a model of other classes: ValueError."""
+    prediction outside ``[0, num_classes)`` is a model of other classes: DataError."""
     labels = np.asarray(labels).ravel().astype(np.int64)
     preds = np.asarray(preds).ravel().astype(np.int64)
     if labels.shape != preds.shape:
         raise ValueError(f"labels and predictions differ in size: {labels.shape} vs {preds.shape}")
     keep = (labels != ignore_label) & (labels >= 0) & (labels < num_classes)
     if preds.size and (preds.min() < 0 or preds.max() >= num_classes):
-        raise ValueError(f"a prediction of class {int(preds.max() if preds.max() >= num_classes else preds.min())} "
+        raise DataError(f"a prediction of class {int(preds.max() if preds.max() >= num_classes else preds.min())} "
                          f"is outside the {num_classes} classes scored")
     idx = labels[keep] * num_classes + preds[keep]
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)

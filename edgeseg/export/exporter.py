@@ -88,7 +88,9 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     out_dir = Path(options.out_dir or run.path / "export")
     stem = run.path.name
     targets = {r.name: out_dir / f"{stem}{r.suffix}" for r in rows}
-    _prepare_out_dir(out_dir, [*targets.values(), out_dir / "export.json"], options.force)
+    compiled = [out_dir / f"{stem}{FORMATS['int8'].suffix.replace('.tflite', '_edgetpu.tflite')}"] \
+        if options.edgetpu and "int8" in targets else []
+    _prepare_out_dir(out_dir, [*targets.values(), *compiled, out_dir / "export.json"], options.force)
     return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets)
 
 

@@ -75,7 +75,7 @@ def make_interpreter(model_path, threads: int | None = None, delegates=()):
     return interpreter
 
 
-def _tensor_info(details: dict) -> TensorInfo:
+def tensor_info(details: dict) -> TensorInfo:
     scale, zero = details.get("quantization", (0.0, 0))
     return TensorInfo(tuple(int(v) for v in details["shape"]), details["dtype"],
                       (float(scale), int(zero)) if details["dtype"] != np.float32 else None)
@@ -86,7 +86,7 @@ class LiteRTBackend(Backend):
         self.path = Path(path)
         self.interpreter = make_interpreter(self.path, threads, delegates)
         inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
-        self.input, self.output = _tensor_info(inp), _tensor_info(out)
+        self.input, self.output = tensor_info(inp), tensor_info(out)
         self._in, self._out = inp["index"], out["index"]
         self.description = f"LiteRT ({interpreter_api()[2]}, {'delegate' if delegates else 'XNNPACK CPU'})"
 

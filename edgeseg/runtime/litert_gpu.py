@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core.quiet import captured_stderr
-from edgeseg.runtime.backend import Backend, BackendError, LiteRTBackend, _tensor_info, make_interpreter
+from edgeseg.runtime.backend import Backend, BackendError, LiteRTBackend, make_interpreter, tensor_info
 
 log = logging.getLogger("edgeseg")
 
@@ -102,14 +102,13 @@ class LiteRTGpuBackend(Backend):
         self.gpu_backend = found.group(4) if found else "WebGPU"
         # CompiledModel's tensor details have no quantization: read the types and scales from the file
         details = make_interpreter(self.path, 1)
-        self.input = _tensor_info(details.get_input_details()[0])
-        self.output = _tensor_info(details.get_output_details()[0])
+        self.input = tensor_info(details.get_input_details()[0])
+        self.output = tensor_info(details.get_output_details()[0])
         del details
         self._size = int(np.prod(self.output.shape))
         self.description = (f"LiteRT GPU accelerator ({self.gpu_backend} on {self.adapter}; "
                             f"{'whole graph on the GPU' if self.fully_accelerated else 'some ops on the CPU'}"
                             f"{', fp32' if enforce_f32 else ''})")
-        atexit.register(self.close)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         self._inputs[0].write(np.ascontiguousarray(x, self.input.dtype))
@@ -134,6 +133,8 @@ def probe_gpu(path) -> dict:
         backend = LiteRTGpuBackend(path, 1)
     except GpuUnavailable as e:
         return {"available": False, "why": str(e).split(": ", 1)[-1]}
+    except Exception as e:  # noqa: BLE001 - another LiteRT's API: the export must not fail for a probe
+        return {"available": False, "why": f"{type(e).__name__}: {e}"[:200]}
     facts = {"available": True, "adapter": backend.adapter, "backend": backend.gpu_backend,
              "fully_accelerated": backend.fully_accelerated}
     backend.close()

@@ -31,7 +31,7 @@ class RunOptions:
     save_fps: float | None = None  # the --save video's rate: a file's own; None: measured
     serve: object = None  # an MJPEGServer
     signals: object = None  # RunSignals: stop after the frame in flight, reload (None: made here)
-    reload: object = None  # reload() -> a new Segmenter of the same model path (SIGHUP)
+    reload: object = None  # reload(running) -> a new Segmenter of the same model path (SIGHUP)
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
     echo: object = print
 
@@ -75,6 +75,18 @@ class _Finisher:
         self._queue.put(None)
         self._thread.join()
         self._raise()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """After an interruption: let the frames already handed over finish, at most ``timeout``
+        seconds; whether the thread is done (its outputs may then be closed)."""
+        import queue
+
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 class StreamRun:
@@ -121,9 +133,11 @@ class StreamRun:
         if self.options.reload is None:
             log.warning("reload asked, but this run cannot reload its model; going on with %s", old.path.name)
             return
+        from edgeseg.runtime.scoring import same_classes
+
         try:
-            new = self.options.reload()
-            if list(new.meta.class_names) != list(old.meta.class_names):
+            new = self.options.reload(old)
+            if not same_classes(new.meta.class_names, old.meta.class_names):
                 names = new.meta.class_names
                 raise ValueError(f"the new model has other classes ({len(names)}: {', '.join(names[:4])}"
                                  f"{', ...' if len(names) > 4 else ''})")
@@ -257,8 +271,9 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
                 if finisher is not None:
                     finisher.close()
         ok = True
-    except KeyboardInterrupt:
-        run.interrupted = ok = True
+    except KeyboardInterrupt:  # Ctrl-C / a second stop signal: finish what the finisher holds, if it can
+        run.interrupted = True
+        ok = finisher is None or finisher.drain()
     finally:
         run.stopped_by = signals.stopped_by
         run.interrupted = run.interrupted or signals.stop

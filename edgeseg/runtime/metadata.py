@@ -22,10 +22,17 @@ def load_metadata(path_or_bytes) -> ModelMetadata | None:
             data = onnx_metadata(buf).get(METADATA_NAME)
         except ValueError as e:
             raise MetadataError(f"{path_or_bytes}: {e}") from None
-        return ModelMetadata.from_json(data.encode()) if data is not None else None
+        return _parsed(data.encode(), path_or_bytes) if data is not None else None
     try:
         entries = read_metadata(buf)
     except FlatbufferError as e:
         raise MetadataError(f"{path_or_bytes}: {e}" if is_path else str(e)) from None
     data = entries.get(METADATA_NAME)
-    return ModelMetadata.from_json(data) if data is not None else None
+    return _parsed(data, path_or_bytes if is_path else None) if data is not None else None
+
+
+def _parsed(data: bytes, where) -> ModelMetadata:
+    try:
+        return ModelMetadata.from_json(data)
+    except MetadataError as e:
+        raise MetadataError(f"{where}: {e}" if where is not None else str(e)) from None

@@ -47,6 +47,8 @@ def prometheus_text(stats: dict) -> str:
     out.metric("reconnects_total", "counter", "Times the live source was lost and opened again.", stats.get("reconnects"))
     out.metric("reloads_total", "counter", "Times the model file was reloaded (SIGHUP).", stats.get("reloads", 0))
     out.metric("fps", "gauge", "Frames per second over the recent window.", stats.get("fps"))
+    out.metric("last_frame_age_seconds", "gauge", "Seconds since the newest frame was segmented (grows while a "
+               "camera is down; the other values are those of that frame).", stats.get("last_frame_age_s"))
     quantiles = stats.get("stages_quantiles_ms") or {}
     out.metric("stage_latency_seconds", "gauge", "Latency per stage over the recent window, by quantile.",
                [({"stage": stage, "quantile": q}, ms / 1000.0) for stage, qs in quantiles.items()

@@ -20,8 +20,9 @@ log = logging.getLogger("edgeseg")
 class VideoSink:
     """A video written under a temporary name and renamed when the run ends (removed if the run
     fails). The frame size is the first frame's. ``fps``: the rate to play at (a file source's
-    own); None measures it from the capture times of the first frames written, so a camera's
-    video plays at the speed the frames were segmented (frames dropped by a slow model included)."""
+    own); None measures it from the capture times of the first frames written (the median
+    interval), so a camera's video plays at the speed the frames were segmented, frames dropped
+    by a slow model included."""
 
     FOURCC = "mp4v"
     MEASURE_FRAMES = 10  # frames held back to measure the rate (None fps)
@@ -74,8 +75,10 @@ class VideoSink:
 
     def _flush_held(self):
         times = [t for _, t in self._held if t is not None]
-        span = times[-1] - times[0] if len(times) >= 2 else 0.0
-        self.fps = min(max((len(times) - 1) / span, 1.0), 120.0) if span > 0 else self.DEFAULT_FPS
+        # the median interval, the first one left out (it holds the first inference's warm-up)
+        gaps = np.diff(times)[1:] if len(times) >= 3 else np.diff(times)
+        gap = float(np.median(gaps)) if len(gaps) else 0.0
+        self.fps = min(max(1.0 / gap, 0.1), 120.0) if gap > 0 else self.DEFAULT_FPS
         log.info("saving %s at %.1f FPS (the measured rate)", self.path, self.fps)
         held, self._held = self._held, []
         for rgb, _ in held:

@@ -76,6 +76,10 @@ class Segmenter:
                                 f"(this runtime knows {', '.join(RESIZE_MODES)})")
         if meta.output not in ("logits", "labels"):
             raise MetadataError(f"{self.path}: unknown output kind '{meta.output}' in the metadata")
+        channels = int(self.output.shape[-1])
+        if meta.output == "logits" and channels != meta.num_classes:
+            raise MetadataError(f"{self.path}: the metadata names {meta.num_classes} classes, but the model "
+                                f"outputs {channels} logits a pixel")
         stride = meta.output_stride if meta.output == "logits" else 1
         if stride < 1 or (h * stride, w * stride) != (H, W):
             raise MetadataError(f"{self.path}: the metadata says {meta.output} at stride {stride}, but the "

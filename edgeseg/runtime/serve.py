@@ -119,6 +119,7 @@ class MJPEGServer:
         self._jpeg: bytes | None = None
         self._seq = 0
         self._stats: dict = {}
+        self._published: float | None = None  # when the newest frame's facts came (monotonic)
         self._closed = False
         self._clients = 0
         self._sockets: set = set()
@@ -242,7 +243,8 @@ class MJPEGServer:
 
     def stats(self) -> dict:
         with self._cond:
-            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients}
+            age = time.monotonic() - self._published if self._published is not None else None
+            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients, "last_frame_age_s": age}
 
     def publish(self, rgb, stats, extra: dict | None = None) -> None:
         """Offer the newest overlay: encoded only when someone watches; the stats always
@@ -255,6 +257,7 @@ class MJPEGServer:
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             jpeg = buf.tobytes() if ok else None
         with self._cond:
+            self._published = time.monotonic()
             self._stats = {"fps": stats.fps, "frames": stats.frames, "status": stats.line(),
                            "stages_ms": stats.recent_ms(), "stages_quantiles_ms": stats.recent_quantiles(),
                            **(extra or {})}

@@ -29,6 +29,7 @@ class RunSignals:
         self.reload = False
         self.stopped_by: str | None = None
         self._previous: dict = {}
+        self._depth = 0  # entered by the CLI around the whole command and by the run loop
 
     def stopping(self) -> bool:
         return self.stop
@@ -43,7 +44,8 @@ class RunSignals:
         self.reload = True
 
     def __enter__(self) -> "RunSignals":
-        if threading.current_thread() is not threading.main_thread():
+        self._depth += 1
+        if self._depth > 1 or threading.current_thread() is not threading.main_thread():
             return self
         for name in STOP_SIGNALS:
             self._previous[name] = signal.signal(getattr(signal, name), self._on_stop)
@@ -52,6 +54,9 @@ class RunSignals:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for name, handler in self._previous.items():
             signal.signal(getattr(signal, name), handler)
         self._previous.clear()

@@ -68,6 +68,9 @@ class CudaRuntime:
         self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes),
                                              ctypes.c_int(kind), ctypes.c_void_p(stream)), "cudaMemcpyAsync")
 
+    def destroy_stream(self, stream: int) -> None:
+        self.lib.cudaStreamDestroy(ctypes.c_void_p(stream))
+
     def synchronize(self, stream: int) -> None:
         self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
 
@@ -163,8 +166,10 @@ class TensorRTBackend(Backend):
         return out.copy()
 
     def __del__(self):
-        for ptr in getattr(self, "_buffers", {}).values():
-            try:
+        try:
+            for ptr in getattr(self, "_buffers", {}).values():
                 self.cuda.free(ptr)
-            except Exception:  # noqa: BLE001 - at interpreter exit the library may be gone
-                pass
+            if getattr(self, "stream", None):
+                self.cuda.destroy_stream(self.stream)
+        except Exception:  # noqa: BLE001 - at interpreter exit the library may be gone
+            pass
