@@ -11,6 +11,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgeseg"
 ALLOWED = {
     "edgeseg.core": ("edgeseg.core",),
     "edgeseg.runtime": ("edgeseg.core", "edgeseg.runtime"),
+    # inside the runtime: the model knows no source, run or server; the sources know no model
+    "edgeseg.runtime.model": ("edgeseg.core", "edgeseg.runtime.model"),
+    "edgeseg.runtime.sources": ("edgeseg.core", "edgeseg.runtime.sources"),
+    "edgeseg.runtime.run": ("edgeseg.core", "edgeseg.runtime.model", "edgeseg.runtime.sources", "edgeseg.runtime.run"),
+    "edgeseg.runtime.serve": ("edgeseg.core", "edgeseg.runtime.run", "edgeseg.runtime.serve"),
 }
 TENSORFLOW = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import error_lines, run_edgeseg
-from edgeseg.runtime.board import Board, csi_only, detect_board, usb_cameras
-from edgeseg.runtime.cameras import CameraError, CameraSettings, parse_camera, plan_camera, plan_source
-from edgeseg.runtime.live import LatestFrameReader
+from edgeseg.runtime.sources.board import Board, csi_only, detect_board, usb_cameras
+from edgeseg.runtime.sources.cameras import CameraError, CameraSettings, parse_camera, plan_camera, plan_source
+from edgeseg.runtime.sources.live import LatestFrameReader
 
 # the seven SMPTE bars of videotestsrc, left to right (RGB)
 BARS = [(255, 255, 255), (255, 255, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255), (255, 0, 0), (0, 0, 255)]
@@ -123,7 +123,7 @@ def test_a_missing_element_is_reported_with_gstreamers_words(edgeseg_log):
 def test_missing_tools_are_one_line_with_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no gst-launch-1.0, no rpicam-vid
     monkeypatch.setitem(sys.modules, "picamera2", None)  # and no Picamera2
-    monkeypatch.setattr("edgeseg.runtime.cameras.opencv_has_gstreamer", lambda: False)
+    monkeypatch.setattr("edgeseg.runtime.sources.cameras.opencv_has_gstreamer", lambda: False)
     with pytest.raises(CameraError, match="gst-launch-1.0 is not installed .*gstreamer1.0-tools"):
         plan_source("gst:videotestsrc", CameraSettings())
     pi = Board("raspberrypi", "Raspberry Pi 5 Model B Rev 1.0")
@@ -138,7 +138,7 @@ def test_jetson_csi_camera_is_an_argus_pipeline(monkeypatch):
     it must parse, negotiate and give BGR frames of the size asked."""
     import shlex
 
-    monkeypatch.setattr("edgeseg.runtime.cameras.opencv_has_gstreamer", lambda: False)
+    monkeypatch.setattr("edgeseg.runtime.sources.cameras.opencv_has_gstreamer", lambda: False)
     need_gstreamer()
     plan = plan_camera("csi:1", CameraSettings((96, 64), 60), Board("jetson", "NVIDIA Jetson Orin Nano"))
     argv = plan.spec.split()
@@ -149,7 +149,7 @@ def test_jetson_csi_camera_is_an_argus_pipeline(monkeypatch):
     stand_in = [{"nvarguscamerasrc": "videotestsrc", "sensor-id=1": "pattern=red", "nvvidconv": "videoconvert"}.get(a, a)
                 .replace("(memory:NVMM)", "") for a in argv]
     stand_in = [a for a in stand_in if a]
-    from edgeseg.runtime.cameras import PipeCapture
+    from edgeseg.runtime.sources.cameras import PipeCapture
 
     capture = PipeCapture(stand_in, 96, 64, "bgr", "")
     try:

@@ -16,7 +16,7 @@ from edgeseg.core.errors import ConfigError, DataError, ExportError
 
 
 def test_files_metadata_and_sizes(exported, run_dir):
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     files = exported["files"]
     assert set(files) == {"fp32", "fp16", "int8"}
@@ -71,7 +71,7 @@ def test_graph_ops_fixed_batch_and_delegate_report(exported):
 
 
 def test_int8_takes_raw_pixels(exported):
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
     scale, zero = seg.input.quantization
@@ -144,7 +144,7 @@ def test_cli_train_qat_from_run_then_export_reuses_it_at_the_export_size(run_dir
 
 
 def test_runtime_imports_no_tensorflow():
-    code = ("import sys; import edgeseg.runtime.segmenter, edgeseg.runtime.scoring, edgeseg.runtime.metadata, "
+    code = ("import sys; import edgeseg.runtime.model.segmenter, edgeseg.runtime.model.scoring, edgeseg.runtime.model.metadata, "
             "edgeseg.core.metrics; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -153,7 +153,7 @@ def test_runtime_imports_no_tensorflow():
 
 def test_runtime_rejects_bad_files(tmp_path, exported):
     from edgeseg.core.metadata import MetadataError
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a model at all")
@@ -277,7 +277,7 @@ def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, onnx_export, vi
     assert onnx_int8["ok"] and onnx_int8["clear_flips_vs_tflite"] == 0.0, onnx_int8
     assert onnx_int8["max_logit_diff_steps_vs_tflite"] < TIE_STEPS  # rounding, not a wrong op
     assert "DequantizeLinear" in report["files"]["onnx_int8"]["ops"]  # QDQ
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     meta = load_metadata(out / "tiny_int8.onnx")
     assert meta.precision == "onnx_int8" and meta.class_names[:2] == ["sky", "building"]
@@ -289,7 +289,7 @@ def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, onnx_export, vi
         masks[name] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
     assert len(masks["tiny_fp32.onnx"]) == 8
     assert all(np.array_equal(a, b) for a, b in zip(masks["tiny_fp32.onnx"], masks["tiny_fp32.tflite"]))
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     capture, in_process = cv2.VideoCapture(str(video)), Segmenter(out / "tiny_int8.onnx", threads=2)
     frames = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(8)]
@@ -361,7 +361,7 @@ def test_resnet50_trains_exports_and_passes_parity(synth_root, tmp_path):
     report = json.loads((run / "export" / "export.json").read_text())
     assert report["ok"] and set(report["files"]) == {"fp32", "int8"}
     assert report["parity"]["fp32"]["max_abs_diff_vs_keras"] < 1e-3 and report["parity"]["int8"]["ok"]
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     meta = load_metadata(run / "export" / "r50_int8.tflite")
     assert meta.precision == "int8" and meta.input_size == [64, 64]

@@ -18,7 +18,7 @@ CASES = sorted(p.relative_to(GOLDEN / "masks") for p in (GOLDEN / "masks").glob(
 def test_golden_masks(case):
     import cv2
 
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     precision, upsample = case.parent.name.split("_")
     seg = Segmenter(GOLDEN / f"golden_{precision}.tflite", threads=1, upsample=upsample)

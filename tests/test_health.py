@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import run_edgeseg
-from edgeseg.runtime.health import HealthMonitor, cpu_frequency, cpu_temperature
+from edgeseg.runtime.run.health import HealthMonitor, cpu_frequency, cpu_temperature
 
 
 def sysfs(root, temps, freqs_khz):

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, error_lines, run_edgeseg
-from edgeseg.runtime.live import LatestFrameReader, SourceError
-from edgeseg.runtime.stream import open_source
+from edgeseg.runtime.sources.frame import SourceError
+from edgeseg.runtime.sources.live import LatestFrameReader
+from edgeseg.runtime.sources.files import open_source
 
 
 class FakeCapture:
@@ -240,8 +241,8 @@ def test_benchmark_table(exported, tmp_path):
 
 
 def test_cli_and_runtime_import_no_tensorflow():
-    code = ("import sys; import edgeseg.cli.main, edgeseg.runtime.loop, edgeseg.runtime.serve, "
-            "edgeseg.runtime.stream, edgeseg.runtime.segmenter, edgeseg.runtime.scoring; "
+    code = ("import sys; import edgeseg.cli.main, edgeseg.runtime.run.loop, edgeseg.runtime.serve.server, "
+            "edgeseg.runtime.sources.files, edgeseg.runtime.model.segmenter, edgeseg.runtime.model.scoring; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -259,7 +260,7 @@ def _resize_bilinear(x, size):
 
 def test_int8_logits_argmax_matches_upsampled_dequantized_floats(exported, synth_root):
     from edgeseg.core.images import read_image
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
     frame = read_image(sorted((synth_root / "val" / "images").glob("*.jpg"))[0])
@@ -292,7 +293,7 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
     """The boundary-only shortcut gives the argmax of the fully interpolated logit field, at any
     letterbox scale; small integer logits make ties common."""
     from edgeseg.core.geometry import Letterbox, letterbox
-    from edgeseg.runtime.segmenter import bilinear_argmax, bilinear_argmax_x4, frame_taps
+    from edgeseg.runtime.model.upsample import bilinear_argmax, bilinear_argmax_x4, frame_taps
 
     rng = np.random.default_rng(0)
     small = rng.integers(-3, 4, (16, 24, 5)).astype(np.int8)
@@ -315,7 +316,7 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
 @pytest.mark.parametrize("frame_hw", [(64, 64), (50, 90), (200, 120)])
 def test_integer_input_lookup_table_matches_float_quantization(exported, frame_hw):
     from edgeseg.core.geometry import letterbox
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     seg = Segmenter(exported["files"]["int8"]["path"])
     assert seg.input.dtype != np.float32
@@ -332,9 +333,9 @@ def test_integer_input_lookup_table_matches_float_quantization(exported, frame_h
 
 
 def test_pipelined_loop_matches_sequential_and_reports_errors(exported, video, tmp_path):
-    from edgeseg.runtime.loop import RunOptions, run_stream
-    from edgeseg.runtime.segmenter import Segmenter
-    from edgeseg.runtime.stream import prefetch, video_frames
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.model.segmenter import Segmenter
+    from edgeseg.runtime.sources.files import prefetch, video_frames
 
     seg = Segmenter(exported["files"]["int8"]["path"])
     for pipeline in (True, False):
@@ -377,7 +378,7 @@ def test_auto_upsampling_is_exact_up_to_the_input_size_and_nearest_beyond(export
     exact at the size the model saw the frame at, then nearest to the frame."""
     from edgeseg.core.geometry import fit
     from edgeseg.core.images import read_image
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     path = exported["files"]["fp32"]["path"]
     auto, exact = Segmenter(path), Segmenter(path, upsample="exact")
@@ -399,10 +400,10 @@ def test_stopping_early_waits_for_the_decoding_thread(exported, video):
     ("FATAL: exception not rethrown"): --max-frames must stop and join it before returning."""
     import threading
 
-    from edgeseg.runtime.loop import RunOptions, run_stream
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.model.segmenter import Segmenter
 
-    from edgeseg.runtime.stream import video_frames
+    from edgeseg.runtime.sources.files import video_frames
 
     def slow_frames():
         for frame in video_frames(str(video)):
@@ -416,7 +417,7 @@ def test_stopping_early_waits_for_the_decoding_thread(exported, video):
 
 
 def test_interleaved_timing_lets_each_model_settle_before_it_is_timed():
-    from edgeseg.runtime.benchmark import time_invokes
+    from edgeseg.runtime.model.benchmark import time_invokes
 
     class Counting:
         def __init__(self):
@@ -433,7 +434,7 @@ def test_interleaved_timing_lets_each_model_settle_before_it_is_timed():
 
 
 def test_blend_reuses_its_buffers_without_mixing_frames_and_the_legend_lists_present_classes():
-    from edgeseg.runtime.overlay import Legend, blend, palette
+    from edgeseg.runtime.run.overlay import Legend, blend, palette
 
     rng = np.random.default_rng(5)
     colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(5)]

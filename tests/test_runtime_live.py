@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import error_lines, run_edgeseg
-from edgeseg.runtime.live import LatestFrameReader, live_frames
+from edgeseg.runtime.sources.live import LatestFrameReader, live_frames
 
 
 class ScheduledCamera:
@@ -50,8 +50,8 @@ class ScheduledCamera:
 def test_live_source_outages_longer_than_ten_seconds_do_not_end_the_run(exported):
     """Killed and restored three times over 13 s (once for 11 s, longer than the old 10 s
     give-up): the run keeps reconnecting and ends only when asked."""
-    from edgeseg.runtime.loop import RunOptions, run_stream
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     camera = ScheduledCamera(up=[(0.0, 0.5), (1.5, 2.0), (13.0, 60.0)])
     reader = LatestFrameReader(0, open_capture=camera.open, backoff=0.05, max_backoff=0.3)
@@ -85,7 +85,7 @@ def test_give_up_after_ends_a_dead_live_source():
 
 
 def test_run_statistics_stay_bounded_over_a_long_run():
-    from edgeseg.runtime.stats import RunStats
+    from edgeseg.runtime.run.stats import RunStats
 
     stats = RunStats(reservoir=1000)
     rng = np.random.default_rng(0)
@@ -102,7 +102,7 @@ def test_run_statistics_stay_bounded_over_a_long_run():
 
 def _with_metadata(path: Path, out: Path, **changes) -> Path:
     from edgeseg.export.metadata import embed_metadata
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     meta = load_metadata(path)
     for k, v in changes.items():
@@ -117,7 +117,7 @@ def test_runtime_follows_the_models_resize_mode(exported, synth_root, tmp_path):
     import cv2
 
     from edgeseg.core.images import read_image
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     fp32 = Path(exported["files"]["fp32"]["path"])
     stretched = _with_metadata(fp32, tmp_path / "stretch.tflite", resize="stretch")
@@ -187,7 +187,7 @@ def test_camera_and_delegate_failures_show_only_our_line(exported, synth_root):
 def test_a_compare_or_evaluate_pair_of_other_classes_is_refused(exported, synth_root, tmp_path):
     """An agreement between models of different classes means nothing: one line naming both."""
     fp32 = Path(exported["files"]["fp32"]["path"])
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     names = load_metadata(fp32).class_names
     other = _with_metadata(fp32, tmp_path / "other.tflite", class_names=["water", *names[1:]])

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from edgeseg.runtime.serve import MJPEGServer, is_loopback, parse_address
-from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.serve.server import MJPEGServer, is_loopback, parse_address
+from edgeseg.runtime.run.stats import RunStats
 
 FRAME = np.zeros((16, 16, 3), np.uint8)
 
@@ -283,14 +283,14 @@ def test_metrics_are_prometheus_text_with_the_run_facts_and_the_token_rule():
 def test_a_wildcard_bind_prints_urls_another_machine_can_open(monkeypatch):
     server = MJPEGServer("0.0.0.0", 0)
     try:
-        monkeypatch.setattr("edgeseg.runtime.serve.machine_addresses", lambda: ["10.1.2.3", "fd00::7"])
+        monkeypatch.setattr("edgeseg.runtime.serve.server.machine_addresses", lambda: ["10.1.2.3", "fd00::7"])
         port, token = server.address[1], server.token
         assert server.urls == [f"http://10.1.2.3:{port}/?token={token}", f"http://[fd00::7]:{port}/?token={token}"]
-        monkeypatch.setattr("edgeseg.runtime.serve.machine_addresses", lambda: [])
+        monkeypatch.setattr("edgeseg.runtime.serve.server.machine_addresses", lambda: [])
         assert server.urls == [server.url]
     finally:
         server.close()
-    from edgeseg.runtime.serve import machine_addresses
+    from edgeseg.runtime.serve.server import machine_addresses
 
     monkeypatch.undo()
     assert all(not a.startswith("127.") and a.count(".") == 3 for a in machine_addresses())

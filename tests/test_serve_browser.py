@@ -45,7 +45,7 @@ def test_serve_page_in_headless_chromium(exported, synth_root, tmp_path):
     """The page as a person sees it, with a model whose metadata names a class in HTML: the name
     shows as text and no script runs."""
     from edgeseg.export.metadata import embed_metadata
-    from edgeseg.runtime.metadata import load_metadata
+    from edgeseg.runtime.model.metadata import load_metadata
 
     int8 = Path(exported["files"]["int8"]["path"])
     meta = load_metadata(int8)

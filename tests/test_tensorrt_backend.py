@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import error_lines, run_edgeseg
-from edgeseg.runtime.backend import BackendError, open_backend
-from edgeseg.runtime.tensorrt_backend import CudaRuntime, TensorRTBackend
+from edgeseg.runtime.model.backend import BackendError, open_backend
+from edgeseg.runtime.model.tensorrt_backend import CudaRuntime, TensorRTBackend
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -26,9 +26,9 @@ INSIDE = """
 import json, sys
 from pathlib import Path
 import cv2, numpy as np
-from edgeseg.runtime.backend import GpuAccelerator
-from edgeseg.runtime.litert_gpu import LiteRTGpuBackend
-from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.model.backend import GpuAccelerator
+from edgeseg.runtime.model.litert_gpu import LiteRTGpuBackend
+from edgeseg.runtime.model.segmenter import Segmenter
 frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(Path(sys.argv[1]).glob("*"))]
 rows = []
 for model in sys.argv[2:]:

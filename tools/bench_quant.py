@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3) -> dict:
     """Median / p90 ms of interpreter.invoke() per model, interleaved."""
-    from edgeseg.runtime.benchmark import ready_interpreter, time_invokes
+    from edgeseg.runtime.model.benchmark import ready_interpreter, time_invokes
 
     return time_invokes({name: ready_interpreter(path, threads, warmup=warmup) for name, path in models.items()}, rounds)
 
@@ -67,7 +67,7 @@ def main(argv=None):
     from edgeseg.data import load_split
     from edgeseg.export.exporter import ExportOptions, export_run
     from edgeseg.core.metrics import mean_iou, per_class_iou
-    from edgeseg.runtime.scoring import score_model_file
+    from edgeseg.runtime.model.scoring import score_model_file
 
     formats = tuple(args.formats.split(","))
     if args.peers:

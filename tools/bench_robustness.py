@@ -52,7 +52,7 @@ def main() -> int:
 
     from edgeseg.core.images import read_image
     from edgeseg.data import load_split, resolve_format
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     split = load_split(args.data, resolve_format(args.data, args.format), args.split)
     rows = []

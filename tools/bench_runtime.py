@@ -68,10 +68,10 @@ def main(argv=None):
 
     import cv2
 
-    from edgeseg.runtime.loop import RunOptions, run_stream
-    from edgeseg.runtime.segmenter import Segmenter
-    from edgeseg.runtime.live import Frame
-    from edgeseg.runtime.stream import video_frames
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.model.segmenter import Segmenter
+    from edgeseg.runtime.sources.frame import Frame
+    from edgeseg.runtime.sources.files import video_frames
 
     images = sorted((args.data / "val" / "images").glob("*.jpg"))[: args.frames]
     tmp = Path(tempfile.mkdtemp())
@@ -147,7 +147,7 @@ def main(argv=None):
             large[size].update({f"{k}_ratio": v / top["pure"] for k, v in top.items() if k != "pure"})
             print(f"measured {size}", file=sys.stderr, flush=True)
 
-    runtime = import_cost("import edgeseg.runtime.loop, edgeseg.runtime.segmenter, cv2, numpy")
+    runtime = import_cost("import edgeseg.runtime.run.loop, edgeseg.runtime.model.segmenter, cv2, numpy")
     tf = import_cost("import tensorflow")
     print(f"\n{args.model.name}: {len(frames)} CamVid val frames {first.shape[0]}x{first.shape[1]}, "
           f"input {seg.input_size[0]}x{seg.input_size[1]}, {args.threads} threads\n")

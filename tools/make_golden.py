@@ -21,7 +21,7 @@ SIZES = {"wide": (48, 80), "large": (96, 128)}  # besides the model's own 64x64:
 def main(models: Path) -> None:
     import cv2
 
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     frames = GOLDEN / "frames"
     shutil.rmtree(GOLDEN, ignore_errors=True)

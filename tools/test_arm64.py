@@ -404,7 +404,7 @@ def prove_tflite_runtime_fallback(models: Path, edgeseg_wheel: Path, tmp: Path) 
     x86_tags = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
     legacy = site_packages(edgeseg_wheel, TFLITE_RUNTIME, x86_tags, CACHE / "site-tflite-runtime-x86_64")
     legacy_env = {**os.environ, "PYTHONPATH": str(legacy), "PYTHONNOUSERSITE": "1"}
-    probe = run([sys.executable, "-S", "-c", "from edgeseg.runtime.backend import interpreter_api; "
+    probe = run([sys.executable, "-S", "-c", "from edgeseg.runtime.model.backend import interpreter_api; "
                  "import numpy; print(interpreter_api()[2], 'numpy', numpy.__version__)"], env=legacy_env).stdout.strip()
     legacy_python = [sys.executable, "-S", "-m", "edgeseg.cli.main"]
     x86 = Path(sys.executable).with_name("edgeseg")

@@ -41,8 +41,8 @@ def _score_run(run: Path, data, fmt, split, eval_size, batch_size, overlays, sam
 def _score_model_file(path: Path, data, fmt, split, threads):
     from edgeseg.core.errors import ConfigError
     from edgeseg.data import load_split, resolve_format
-    from edgeseg.runtime.metadata import load_metadata
-    from edgeseg.runtime.scoring import score_model_file
+    from edgeseg.runtime.model.metadata import load_metadata
+    from edgeseg.runtime.model.scoring import score_model_file
 
     if fmt is None and data is None:
         meta = load_metadata(path)

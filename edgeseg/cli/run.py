@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, setup_logging, usage
-from edgeseg.runtime.backend import is_onnx
-from edgeseg.runtime.segmenter import UPSAMPLE_MODES
+from edgeseg.runtime.model.backend import is_onnx
+from edgeseg.runtime.model.segmenter import UPSAMPLE_MODES
 
 log = logging.getLogger("edgeseg")
 Upsample = choices("Upsample", UPSAMPLE_MODES)
@@ -22,10 +22,10 @@ def _providers(text: str | None) -> list[str] | None:
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
                classes: Optional[Path], upsample: str = "auto", providers=None, main: bool = True):
-    from edgeseg.runtime.backend import BackendError, load_delegates
+    from edgeseg.runtime.model.backend import BackendError, load_delegates
     from edgeseg.core.metadata import MetadataError, ModelMetadata
-    from edgeseg.runtime.metadata import load_metadata
-    from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.runtime.model.metadata import load_metadata
+    from edgeseg.runtime.model.segmenter import Segmenter
 
     if not model.is_file():
         fail(f"model not found: {model}")
@@ -59,10 +59,10 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
 def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
     """On a Jetson, an ONNX model that ONNX Runtime can only run on the CPU: one line on how to
     get the GPU (PyPI's aarch64 onnxruntime has no GPU provider)."""
-    from edgeseg.runtime.board import detect_board
+    from edgeseg.runtime.sources.board import detect_board
 
     if getattr(backend, "provider", None) == "CPUExecutionProvider" and detect_board().kind == "jetson":
-        from edgeseg.runtime.tensorrt_backend import JETSON_GPU_HELP
+        from edgeseg.runtime.model.tensorrt_backend import JETSON_GPU_HELP
 
         log.warning("%s runs on the Jetson's CPU: this ONNX Runtime has no GPU provider; %s",
                     backend.path.name, JETSON_GPU_HELP)
@@ -71,7 +71,7 @@ def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
 def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
     """Every output path is usable before the model runs (not after the first frame)."""
     from edgeseg.core.files import check_output_file, check_writable_dir
-    from edgeseg.runtime.outputs import VideoSink
+    from edgeseg.runtime.run.outputs import VideoSink
 
     check_output_file(save, "--save")
     check_output_file(stats_json, "--stats-json")
@@ -91,8 +91,8 @@ PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks a
 def _save_fps(source: str | None, live: bool) -> float | None:
     """The rate of a --save video: a video file's own, 15 for images (they have none), None
     (measured as frames are segmented) for cameras and streams."""
-    from edgeseg.runtime.outputs import VideoSink
-    from edgeseg.runtime.stream import video_fps
+    from edgeseg.runtime.run.outputs import VideoSink
+    from edgeseg.runtime.sources.files import video_fps
 
     if live:
         return None
@@ -148,12 +148,12 @@ def run(
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
     """
     setup_logging(verbose)
-    from edgeseg.runtime.backend import load_delegates
-    from edgeseg.runtime.compare import LabelLookup
-    from edgeseg.runtime.loop import RunOptions, run_stream
-    from edgeseg.runtime.live import SourceError
-    from edgeseg.runtime.signals import RunSignals
-    from edgeseg.runtime.stream import open_source
+    from edgeseg.runtime.model.backend import load_delegates
+    from edgeseg.runtime.run.scores import LabelLookup
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.sources.frame import SourceError
+    from edgeseg.runtime.run.signals import RunSignals
+    from edgeseg.runtime.sources.files import open_source
 
     if (camera is None) == (source is None):
         usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
@@ -162,7 +162,7 @@ def run(
         usage("--camera-size, --camera-fps and --camera-mjpg apply to cameras and GStreamer sources")
     if camera_mjpg and (camera is None or not camera.replace("/dev/video", "").isdigit()):
         usage("--camera-mjpg applies to USB (V4L2) cameras")
-    from edgeseg.runtime.cameras import CameraSettings
+    from edgeseg.runtime.sources.cameras import CameraSettings
 
     settings = CameraSettings(_wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
     if loop and live:
@@ -177,7 +177,7 @@ def run(
         fail(f"--labels: folder not found: {labels}")
     address = None
     if serve:
-        from edgeseg.runtime.serve import parse_address
+        from edgeseg.runtime.serve.server import parse_address
 
         try:
             address = parse_address(serve)
@@ -198,13 +198,13 @@ def run(
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
                                providers=_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
         if float_seg is not None:
-            from edgeseg.runtime.scoring import describe_classes, same_classes
+            from edgeseg.runtime.model.scoring import describe_classes, same_classes
 
             if not same_classes(seg.meta.class_names, float_seg.meta.class_names):
                 fail(f"--compare {compare.name} has other classes than {model.name}: "
                      f"{describe_classes(float_seg.meta.class_names)} vs {describe_classes(seg.meta.class_names)}")
         if address:
-            from edgeseg.runtime.serve import MJPEGServer
+            from edgeseg.runtime.serve.server import MJPEGServer
 
             try:
                 server = MJPEGServer(*address, token=serve_token, max_clients=serve_clients, max_fps=PREVIEW_FPS)
@@ -270,8 +270,8 @@ def benchmark(
     """Inference latency (invoke only) across models and thread counts: median and p95."""
     setup_logging(verbose)
     from edgeseg.core.files import check_output_file
-    from edgeseg.runtime.backend import BackendError, load_delegates
-    from edgeseg.runtime.benchmark import benchmark_models
+    from edgeseg.runtime.model.backend import BackendError, load_delegates
+    from edgeseg.runtime.model.benchmark import benchmark_models
 
     counts = _thread_counts(threads)
     missing = [m for m in models if not m.is_file()]

@@ -1,2 +1,3 @@
-"""What the training side and the device runtime share, without TensorFlow: file writing,
-and (as it moves here) label reading, letterbox geometry, metrics and the model schema."""
+"""What the training side and the device runtime share, without TensorFlow: classes and label
+maps, image and label reading, letterbox geometry, confusion-matrix metrics, the model-metadata
+schema, atomic file writes, typed errors and the quieting of C++ libraries' start-up lines."""

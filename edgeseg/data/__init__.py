@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from edgeseg.core.errors import ConfigError, DataError
-from edgeseg.core.labels import DatasetInfo, LabelMap
+from edgeseg.core.labels import LabelMap
 from edgeseg.data import camvid, cityscapes, folder, synthetic, voc
 from edgeseg.data.base import Split
 
@@ -107,10 +107,6 @@ def label_map_of(fmt: str, num_classes: int) -> LabelMap:
     Cityscapes' label ids, VOC's palette), else the files hold train ids already."""
     info = getattr(FORMATS.get(fmt), "INFO", None)
     return info.label_map if info is not None else LabelMap.identity(num_classes)
-
-
-def load_info(root: str | Path | None, fmt: str) -> DatasetInfo:
-    return get_format(fmt).info(resolve_root(root, fmt))
 
 
 def load_split(root: str | Path | None, fmt: str, split: str, allow_unpaired: bool = False) -> Split:

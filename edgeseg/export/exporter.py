@@ -1,5 +1,5 @@
-"""`edgeseg export`: a trained run -> TFLite files with metadata, a delegate report and parity
-checks, written atomically."""
+"""`edgeseg export`: a trained run -> .tflite and .onnx files with metadata, a delegate report
+and parity checks, written atomically."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             ops = compatibility_report(data)
         write_bytes_atomic(targets[name], data)
         if fmt_row.file == "tflite":  # the allow-lists say what a GPU should take; ask this machine's
-            from edgeseg.runtime.litert_gpu import probe_gpu
+            from edgeseg.runtime.model.litert_gpu import probe_gpu
 
             ops["gpu_accelerator"] = probe_gpu(targets[name])
         written[name] = targets[name]

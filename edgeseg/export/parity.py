@@ -25,7 +25,7 @@ from edgeseg._tf import tf
 from edgeseg.core.geometry import letterbox
 from edgeseg.core.images import read_image
 from edgeseg.data.pipeline import decode_image_file
-from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.model.segmenter import Segmenter
 
 log = logging.getLogger("edgeseg")
 

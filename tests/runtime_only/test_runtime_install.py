@@ -95,6 +95,6 @@ def test_onnx_models_say_which_extra_to_install(models):
     assert result.stderr.strip().splitlines()[-1] == (
         "edgeseg: error: tiny_int8.onnx is an ONNX model: pip install 'edgeseg[onnx]' "
         "(onnxruntime, or onnxruntime-gpu on a GPU machine)")
-    from edgeseg.runtime.metadata import load_metadata  # the metadata reads without onnx or onnxruntime
+    from edgeseg.runtime.model.metadata import load_metadata  # the metadata reads without onnx or onnxruntime
 
     assert load_metadata(models / "tiny_int8.onnx").precision == "onnx_int8"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core.files import atomic_path
-from edgeseg.runtime.overlay import Legend, blend, draw_status, palette
+from edgeseg.runtime.run.overlay import Legend, blend, draw_status, palette
 
 log = logging.getLogger("edgeseg")
 
@@ -129,7 +129,7 @@ class Outputs:
         show: a window (falls back to headless, with a warning, when there is no GUI).
         save: an overlay video file; ``save_fps`` its rate (None: measured, see VideoSink).
         save_masks: a folder for the label maps (PNG, named like the frames).
-        serve: an :class:`~edgeseg.runtime.serve.MJPEGServer`.
+        serve: an :class:`~edgeseg.runtime.serve.server.MJPEGServer`.
         draw: draw the overlay even with nowhere to send it (benchmarks).
         warn: ``warn(kind, message)``: counts a problem for the run's summary.
     """

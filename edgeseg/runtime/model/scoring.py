@@ -1,5 +1,6 @@
 """Scoring an exported model on labelled frames with the TF-free runtime: predictions at each
-frame's own resolution, as `edgeseg run` makes them."""
+frame's own resolution with the exact upsampling (`edgeseg run --upsample exact`; its default
+`auto` is the same for frames no larger than the model's input)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from edgeseg.core.errors import DataError
 from edgeseg.core.images import read_image, read_label
 from edgeseg.core.labels import LabelMap
 from edgeseg.core.metrics import Score
-from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.runtime.model.segmenter import Segmenter
 
 
 def describe_classes(names, shown: int = 4) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core.quiet import captured_stderr
-from edgeseg.runtime.backend import Backend, BackendError, LiteRTBackend, make_interpreter, tensor_info
+from edgeseg.runtime.model.backend import Backend, BackendError, LiteRTBackend, make_interpreter, tensor_info
 
 log = logging.getLogger("edgeseg")
 

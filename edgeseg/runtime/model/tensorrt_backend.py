@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtime.backend import Backend, BackendError, TensorInfo
+from edgeseg.runtime.model.backend import Backend, BackendError, TensorInfo
 
 log = logging.getLogger("edgeseg")
 
@@ -85,7 +85,7 @@ def import_tensorrt():
 
 
 def engine_path(model: Path, trt) -> Path:
-    from edgeseg.runtime.onnx_backend import engine_cache
+    from edgeseg.runtime.model.onnx_backend import engine_cache
 
     digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
     return engine_cache() / f"{model.stem}-{digest}-trt{trt.__version__}.engine"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.core.files import write_json_atomic
-from edgeseg.runtime.compare import Comparison, LabelLookup, LabelScore
-from edgeseg.runtime.health import HealthMonitor
-from edgeseg.runtime.outputs import Outputs
-from edgeseg.runtime.stats import RunStats
+from edgeseg.runtime.run.scores import Comparison, LabelLookup, LabelScore
+from edgeseg.runtime.run.health import HealthMonitor
+from edgeseg.runtime.run.outputs import Outputs
+from edgeseg.runtime.run.stats import RunStats
 
 log = logging.getLogger("edgeseg")
 
@@ -133,7 +133,7 @@ class StreamRun:
         if self.options.reload is None:
             log.warning("reload asked, but this run cannot reload its model; going on with %s", old.path.name)
             return
-        from edgeseg.runtime.scoring import same_classes
+        from edgeseg.runtime.model.scoring import same_classes
 
         try:
             new = self.options.reload(old)
@@ -235,8 +235,8 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
     after the frame in flight, like the end of the source: the video is finished and the stats
     written. SIGHUP reloads the model before the next frame (:meth:`StreamRun.reload_model`).
     """
-    from edgeseg.runtime.signals import RunSignals
-    from edgeseg.runtime.stream import prefetch
+    from edgeseg.runtime.run.signals import RunSignals
+    from edgeseg.runtime.sources.files import prefetch
 
     run = StreamRun(seg, options, reader, compare, labels)
     signals = options.signals or RunSignals()

@@ -1,6 +1,6 @@
 """What runs a model file: LiteRT for ``.tflite`` (``ai_edge_litert``, falling back to
-``tflite_runtime``), ONNX Runtime for ``.onnx`` (:mod:`edgeseg.runtime.onnx_backend`) or, with
-``--providers trt``, TensorRT's own bindings (:mod:`edgeseg.runtime.tensorrt_backend`), behind one
+``tflite_runtime``), ONNX Runtime for ``.onnx`` (:mod:`edgeseg.runtime.model.onnx_backend`) or, with
+``--providers trt``, TensorRT's own bindings (:mod:`edgeseg.runtime.model.tensorrt_backend`), behind one
 small interface: input and output shapes, types and quantization, and ``run``."""
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class LiteRTBackend(Backend):
 
 @dataclass(frozen=True)
 class GpuAccelerator:
-    """What ``--delegate gpu`` loads: LiteRT's own GPU accelerator (:mod:`edgeseg.runtime.litert_gpu`,
+    """What ``--delegate gpu`` loads: LiteRT's own GPU accelerator (:mod:`edgeseg.runtime.model.litert_gpu`,
     WebGPU on Vulkan), opened with the model, rather than a delegate library. ``strict``: fail
     instead of falling back to the CPU."""
 
@@ -119,17 +119,17 @@ def open_backend(path, threads: int | None = None, delegates=(), providers=None)
         if providers and "trt" in providers:
             if list(providers) != ["trt"]:
                 raise BackendError("--providers trt runs the whole model on TensorRT: give it alone")
-            from edgeseg.runtime.tensorrt_backend import TensorRTBackend
+            from edgeseg.runtime.model.tensorrt_backend import TensorRTBackend
 
             return TensorRTBackend(path, int8=b"QuantizeLinear" in Path(path).read_bytes())
-        from edgeseg.runtime.onnx_backend import OnnxBackend
+        from edgeseg.runtime.model.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads, providers)
     if providers:
         raise BackendError("--providers is for .onnx models; .tflite models take --delegate")
     gpu = [d for d in delegates if isinstance(d, GpuAccelerator)]
     if gpu:
-        from edgeseg.runtime.litert_gpu import open_gpu_backend
+        from edgeseg.runtime.model.litert_gpu import open_gpu_backend
 
         return open_gpu_backend(path, threads, gpu[0].strict)
     return LiteRTBackend(path, threads, delegates)

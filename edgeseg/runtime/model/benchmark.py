@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from edgeseg.runtime.backend import is_onnx, open_backend
+from edgeseg.runtime.model.backend import is_onnx, open_backend
 
 
 class _Ready:

@@ -2,7 +2,7 @@
 an ``rpicam-vid`` subprocess on a Raspberry Pi and through GStreamer (``nvarguscamerasrc``) on a
 Jetson; any GStreamer pipeline through OpenCV's GStreamer backend when it has one, else a
 ``gst-launch-1.0`` subprocess. Each opener returns an object with ``read() -> (ok, bgr)`` and
-``release()`` that :class:`~edgeseg.runtime.stream.LatestFrameReader` reads, restarts and
+``release()`` that :class:`~edgeseg.runtime.sources.live.LatestFrameReader` reads, restarts and
 reconnects like any camera.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeseg.core.errors import EdgesegError
-from edgeseg.runtime.board import Board, csi_only, detect_board
+from edgeseg.runtime.sources.board import Board, csi_only, detect_board
 
 log = logging.getLogger("edgeseg")
 

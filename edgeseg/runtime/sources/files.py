@@ -1,5 +1,5 @@
-"""Frame sources: cameras and streams (read live, see :mod:`edgeseg.runtime.live` and
-:mod:`edgeseg.runtime.cameras`), video files, image folders and globs.
+"""Frame sources: cameras and streams (read live, see :mod:`edgeseg.runtime.sources.live` and
+:mod:`edgeseg.runtime.sources.cameras`), video files, image folders and globs.
 Files and folders are read in order, every frame, and end the run when they end (or replay,
 with ``--loop``); :func:`open_source` turns the command line into one of them.
 """
@@ -16,7 +16,8 @@ from typing import Iterator
 
 
 from edgeseg.core.images import is_image, list_images
-from edgeseg.runtime.live import Frame, LatestFrameReader, SourceError, live_frames, open_capture
+from edgeseg.runtime.sources.frame import Frame, SourceError, open_capture
+from edgeseg.runtime.sources.live import LatestFrameReader, live_frames
 
 log = logging.getLogger("edgeseg")
 
@@ -132,7 +133,7 @@ def open_source(camera: str | None = None, source: str | None = None, loop: bool
     """``(frames iterator, reader or None)`` for ``--camera`` or ``--source``; ``loop`` replays a
     file or folder source until the run is stopped; ``settings`` (CameraSettings) size, rate and
     format of cameras; ``stopping()`` ends a live source that waits for a frame (a stop signal)."""
-    from edgeseg.runtime.cameras import CameraError, CameraSettings, plan_camera, plan_source
+    from edgeseg.runtime.sources.cameras import CameraError, CameraSettings, plan_camera, plan_source
 
     settings = settings or CameraSettings()
     try:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.core.metadata import METADATA_NAME, MetadataError, ModelMetadata
-from edgeseg.runtime.backend import is_onnx
-from edgeseg.runtime.flatbuffer import FlatbufferError, read_metadata
+from edgeseg.runtime.model.backend import is_onnx
+from edgeseg.runtime.model.flatbuffer import FlatbufferError, read_metadata
 
 
 def load_metadata(path_or_bytes) -> ModelMetadata | None:
@@ -16,7 +16,7 @@ def load_metadata(path_or_bytes) -> ModelMetadata | None:
     is_path = isinstance(path_or_bytes, (str, Path))
     buf = Path(path_or_bytes).read_bytes() if is_path else path_or_bytes
     if is_path and is_onnx(path_or_bytes):
-        from edgeseg.runtime.onnx_backend import onnx_metadata
+        from edgeseg.runtime.model.onnx_backend import onnx_metadata
 
         try:
             data = onnx_metadata(buf).get(METADATA_NAME)

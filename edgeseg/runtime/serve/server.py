@@ -162,7 +162,7 @@ class MJPEGServer:
                 elif parts.path == "/stats":
                     self._send(200, "application/json", json.dumps(server.stats()).encode())
                 elif parts.path == "/metrics":
-                    from edgeseg.runtime.metrics import CONTENT_TYPE, prometheus_text
+                    from edgeseg.runtime.serve.metrics import CONTENT_TYPE, prometheus_text
 
                     self._send(200, CONTENT_TYPE, prometheus_text(server.stats()).encode())
                 elif parts.path == "/stream.mjpg":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtime.backend import Backend, BackendError, TensorInfo
+from edgeseg.runtime.model.backend import Backend, BackendError, TensorInfo
 
 log = logging.getLogger("edgeseg")
 

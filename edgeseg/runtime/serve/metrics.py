@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from edgeseg.runtime.health import THROTTLE_NOW
+from edgeseg.runtime.run.health import THROTTLE_NOW
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,7 +1,7 @@
 """Device health next to the FPS: CPU temperature and frequency from sysfs, a Raspberry Pi's
 throttling flags (``vcgencmd get_throttled``) and a Jetson's power mode (``nvpmodel -q``).
 A board that runs slower than its benchmark is usually hot, under-powered or in a low power mode.
-Read under the same root prefix as :mod:`edgeseg.runtime.board`, so tests use a fake tree and
+Read under the same root prefix as :mod:`edgeseg.runtime.sources.board`, so tests use a fake tree and
 fake commands on PATH."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeseg.runtime.board import sysroot
+from edgeseg.runtime.sources.board import sysroot
 
 log = logging.getLogger("edgeseg")
 

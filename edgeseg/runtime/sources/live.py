@@ -1,45 +1,18 @@
 """Live sources (cameras, network streams): :class:`LatestFrameReader` reads them in a daemon
 thread that keeps only the newest frame, counts the frames it had to drop, and reconnects with
 back-off when the signal is lost, for as long as the run lasts; :func:`live_frames` hands the
-frames to the run loop. Also the :class:`Frame` every source yields."""
+frames to the run loop."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Iterator
 
-import numpy as np
-
-from edgeseg.core.errors import EdgesegError
+from edgeseg.runtime.sources.frame import Frame, SourceError, open_capture
 
 log = logging.getLogger("edgeseg")
-
-
-class SourceError(EdgesegError, RuntimeError):
-    pass
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # RGB uint8
-    name: str
-    index: int
-    captured: float  # time.perf_counter() when read
-    capture_ms: float = 0.0
-
-
-def open_capture(spec):
-    """``cv2.VideoCapture(spec)`` if it opens, else None."""
-    import cv2
-
-    cap = cv2.VideoCapture(spec)
-    if not cap.isOpened():
-        cap.release()
-        return None
-    return cap
 
 
 class LatestFrameReader:
