@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeseg.core.files import write_image_atomic
 from edgeseg.core.metrics import Score
+from edgeseg.core.labels import colorize
 
 FLOAT_FILES = ("fp32", "onnx_fp32")  # exported float models: what quantization is measured against
 CHART_COLORS = [(66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193)]
@@ -104,13 +105,6 @@ def iou_bar_chart(per_model: dict, class_names, path: Path, width: int = 900) ->
     cv2.putText(img, "per-class IoU", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     write_image_atomic(path, img)
     return path
-
-
-def colorize(labels: np.ndarray, colors) -> np.ndarray:
-    """RGB image of a label map; ignore pixels black."""
-    palette = np.zeros((256, 3), np.uint8)
-    palette[: len(colors)] = np.asarray(colors, np.uint8)
-    return palette[labels.astype(np.uint8)]
 
 
 def overlay_grid(samples, colors, alpha: float = 0.5) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from conftest import error_lines, run_edgeseg
@@ -140,3 +141,14 @@ def test_tfrecords_then_train_from_them(synth_root, tmp_path):
                          "--steps-per-epoch", "2", "--aspp-filters", "16", "--decoder-filters", "16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "best mIoU on val" in result.stdout
+
+
+@pytest.mark.parametrize("spelling", [("--precisions", "--files"), ("--formats", "--format")])
+def test_export_options_new_and_old_spellings(spelling, tmp_path):
+    """On export, --files is the kind of file and --precisions the precisions (on train and data,
+    --format is a dataset's); the old spellings keep working for a release."""
+    precisions, files = spelling
+    result = run_edgeseg("export", tmp_path, precisions, "fp16", files, "onnx")
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ["edgeseg: error: --files onnx: fp16 has no ONNX form (ONNX: fp32, int8, qat); "
+                                          "use --files both or leave it out"]

@@ -16,7 +16,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 OUT="$RUN/gpu_check"
 mkdir -p "$OUT"
-"$VENV/bin/edgeseg" export "$RUN" --format onnx --out "$OUT/eval" --force
+"$VENV/bin/edgeseg" export "$RUN" --files onnx --out "$OUT/eval" --force
 "$VENV/bin/python" - "$RUN" "$OUT/large.onnx" <<'PY'
 import sys
 from pathlib import Path

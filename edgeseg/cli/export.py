@@ -9,7 +9,7 @@ import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
-from edgeseg.export.formats import FILE_KINDS, FORMATS, IO_TYPES, TARGETS, with_files
+from edgeseg.export.formats import FILE_KINDS, EXPORT_FORMATS, IO_TYPES, TARGETS, with_files
 from edgeseg.quant.calibrate import SELECTIONS
 
 CALIB = "Calibration (int8)"
@@ -29,7 +29,7 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="Add the full-integer PTQ model.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Add the float16 model (GPU delegate).")] = False,
     qat: Annotated[bool, typer.Option("--qat", help="The QAT int8 model; fine-tunes first unless the run has QAT weights (edgeseg train --qat --from RUN).", rich_help_panel=QAT)] = False,
-    formats: Annotated[Optional[str], typer.Option(help=f"Comma-separated: {','.join(FORMATS)} (overrides the flags).")] = None,
+    formats: Annotated[Optional[str], typer.Option("--precisions", "--formats", help=f"Comma-separated: {','.join(EXPORT_FORMATS)} (overrides the flags; --formats: the old spelling).")] = None,
     target: Annotated[Target, typer.Option(help="Formats per device: " + ", ".join(f"{t}={'+'.join(f)}" for t, f in TARGETS.items()) + ".")] = Target.cpu,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default RUN/export).")] = None,
     io: Annotated[Optional[IO], typer.Option(help="Input/output type of integer models (int8, qat) [default: int8].")] = None,
@@ -43,7 +43,7 @@ def export(
     decoder_upsample: Annotated[Interp, typer.Option(help="Interpolation of the decoder's x4 upsample in the exported graph.")] = Interp.bilinear,
     debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(help="Keep this tensor/node in float in the int8 model (repeatable; names from --debug).")] = None,
-    file_format: Annotated[FileKind, typer.Option("--format", help="Model files: tflite, onnx (fp32 and int8 QDQ for ONNX Runtime / TensorRT) or both.")] = FileKind.tflite,
+    file_format: Annotated[FileKind, typer.Option("--files", "--format", help="Model files: tflite, onnx (fp32 and int8 QDQ for ONNX Runtime / TensorRT) or both (--format: the old spelling; on train and data --format is a dataset's).")] = FileKind.tflite,
     onnx_int8: Annotated[Optional[OnnxInt8], typer.Option(help="How int8 ONNX is made: from the int8 TFLite model (same quantization) or by ONNX Runtime's static quantization [default: tflite].")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
@@ -57,7 +57,7 @@ def export(
       edgeseg export runs/camvid --int8
       edgeseg export runs/camvid --int8 --qat --io uint8
       edgeseg export runs/camvid --target gpu
-      edgeseg export runs/camvid --format onnx --int8      # for ONNX Runtime / TensorRT (Jetson)
+      edgeseg export runs/camvid --files onnx --int8       # for ONNX Runtime / TensorRT (Jetson)
     """
     setup_logging(verbose)
     from edgeseg.core.errors import ConfigError, ExportError
@@ -70,14 +70,14 @@ def export(
         for flag, name in ((int8, "int8"), (fp16, "fp16"), (qat, "qat")):
             if flag and name not in chosen:
                 chosen.append(name)
-    unknown = [f for f in chosen if f not in FORMATS]
+    unknown = [f for f in chosen if f not in EXPORT_FORMATS]
     if unknown:
-        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(EXPORT_FORMATS)}")
     try:
         chosen = with_files(chosen, file_format.value)
     except ValueError as e:
-        raise ConfigError(f"--format {file_format.value}: {e}; use --format both or leave it out") from None
-    rows = [FORMATS[f] for f in chosen if f in FORMATS]
+        raise ConfigError(f"--files {file_format.value}: {e}; use --files both or leave it out") from None
+    rows = [EXPORT_FORMATS[f] for f in chosen if f in EXPORT_FORMATS]
     calibrates = any(r.calibration for r in rows)
     unused = [flag for flag, given, applies in (
         ("--io", io is not None, any(r.integer_io for r in rows)),

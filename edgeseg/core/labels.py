@@ -143,3 +143,17 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int
 
 def write_classes(path: Path, names, colors) -> None:
     Path(path).write_text("".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(names, colors)))
+
+
+def palette(colors) -> "np.ndarray":
+    """A 256-entry RGB lookup table: class id -> its colour, black for every other id (void)."""
+    import numpy as np
+
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(colors)] = np.asarray(colors, np.uint8)
+    return table
+
+
+def colorize(labels, colors) -> "np.ndarray":
+    """RGB image of a label map; ids without a colour (ignore, void) black."""
+    return palette(colors)[labels.astype("uint8")]

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from edgeseg.core.errors import EdgesegError
+from edgeseg.core.geometry import PAD_VALUE
 from edgeseg.core.labels import LabelMap
 
 METADATA_NAME = "edgeseg"
@@ -37,7 +38,7 @@ class ModelMetadata:
     colors: list[list[int]]
     input_size: list[int]
     resize: str = "letterbox"
-    pad_value: float = 127.5
+    pad_value: float = PAD_VALUE
     output: str = "logits"
     output_stride: int = 4
     scale: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])

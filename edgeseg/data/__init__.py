@@ -14,7 +14,7 @@ from edgeseg.data.base import Split
 
 log = logging.getLogger("edgeseg")
 
-FORMATS: dict[str, ModuleType] = {
+DATASET_MODULES: dict[str, ModuleType] = {
     "camvid": camvid,
     "cityscapes": cityscapes,
     "voc": voc,
@@ -24,14 +24,14 @@ FORMATS: dict[str, ModuleType] = {
 
 TFRECORD_LAYOUT = "shards from `edgeseg data tfrecords` (dataset.json + SPLIT-*.tfrecord)"
 
-__all__ = ["FORMATS", "Split", "detect_format", "get_format", "load_split", "resolve_format"]
+__all__ = ["DATASET_MODULES", "Split", "detect_format", "get_format", "load_split", "resolve_format"]
 
 
 def get_format(name: str) -> ModuleType:
     try:
-        return FORMATS[name]
+        return DATASET_MODULES[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset format '{name}'; choose one of: {', '.join(FORMATS)}") from None
+        raise ConfigError(f"unknown dataset format '{name}'; choose one of: {', '.join(DATASET_MODULES)}") from None
 
 
 def _is_tfrecord(root: Path) -> bool:
@@ -62,7 +62,7 @@ def _layouts() -> list[tuple[str, object, str]]:
     ``folder`` layout with a marker, so it comes first."""
     return [("synthetic", synthetic.detect, synthetic.LAYOUT),
             ("tfrecord", _is_tfrecord, TFRECORD_LAYOUT),
-            *((name, FORMATS[name].detect, FORMATS[name].LAYOUT) for name in ("cityscapes", "voc", "camvid", "folder"))]
+            *((name, DATASET_MODULES[name].detect, DATASET_MODULES[name].LAYOUT) for name in ("cityscapes", "voc", "camvid", "folder"))]
 
 
 def detect_format(root: str | Path) -> str:
@@ -105,7 +105,7 @@ def resolve_root(root: str | Path | None, fmt: str) -> Path:
 def label_map_of(fmt: str, num_classes: int) -> LabelMap:
     """How label files of a format map to train ids: the format's fixed table (CamVid's void id,
     Cityscapes' label ids, VOC's palette), else the files hold train ids already."""
-    info = getattr(FORMATS.get(fmt), "INFO", None)
+    info = getattr(DATASET_MODULES.get(fmt), "INFO", None)
     return info.label_map if info is not None else LabelMap.identity(num_classes)
 
 

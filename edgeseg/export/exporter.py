@@ -19,7 +19,7 @@ from edgeseg.data import label_map_of, load_split
 from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
 from edgeseg.export.metadata import embed_metadata
-from edgeseg.export.formats import FORMATS
+from edgeseg.export.formats import EXPORT_FORMATS
 from edgeseg.export.tflite import convert
 from edgeseg.models import get_backbone
 from edgeseg.quant.calibrate import (
@@ -71,12 +71,12 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     do nothing for the chosen formats, files that exist without ``force``, an unwritable folder.
     Nothing is written but the output folder itself."""
     run = RunDir(Path(run_dir)).require()
-    unknown = [f for f in options.formats if f not in FORMATS]
+    unknown = [f for f in options.formats if f not in EXPORT_FORMATS]
     if unknown:
-        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(EXPORT_FORMATS)}")
     if not options.formats:
         raise ConfigError("no export format chosen")
-    rows = [FORMATS[f] for f in options.formats]
+    rows = [EXPORT_FORMATS[f] for f in options.formats]
     if options.keep_float and "int8" not in options.formats:
         raise ConfigError("--keep-float applies to the int8 (PTQ) model, which is not among the formats")
     if options.debug and "int8" not in options.formats:
@@ -88,7 +88,7 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     out_dir = Path(options.out_dir or run.path / "export")
     stem = run.path.name
     targets = {r.name: out_dir / f"{stem}{r.suffix}" for r in rows}
-    compiled = [out_dir / f"{stem}{FORMATS['int8'].suffix.replace('.tflite', '_edgetpu.tflite')}"] \
+    compiled = [out_dir / f"{stem}{EXPORT_FORMATS['int8'].suffix.replace('.tflite', '_edgetpu.tflite')}"] \
         if options.edgetpu and "int8" in targets else []
     _prepare_out_dir(out_dir, [*targets.values(), *compiled, out_dir / "export.json"], options.force)
     return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets)
@@ -119,7 +119,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     model, _ = load_run_model(run.path, size, final_upsample=False,
                               decoder_interpolation=options.decoder_interpolation)
     qat_model = None
-    if any(FORMATS[f].qat for f in options.formats):
+    if any(EXPORT_FORMATS[f].qat for f in options.formats):
         from edgeseg.quant.qat import load_qat_model
 
         qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
@@ -141,7 +141,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         log.warning("parity checks cannot use the %s split: %s", config.data.val_split, e)
 
     calib = None
-    if any(FORMATS[f].calibration for f in options.formats):
+    if any(EXPORT_FORMATS[f].calibration for f in options.formats):
         calib_items, manifest = _calibration_items(root, fmt, options, meta_ds, out_dir)
         check_calibration_size(len(calib_items))
         calib = load_calibration_frames(calib_items, size, progress=progress)
@@ -165,7 +165,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
 
     written = {}
     for name in options.formats:
-        fmt_row = FORMATS[name]
+        fmt_row = EXPORT_FORMATS[name]
         t0 = time.perf_counter()
         data = _convert(fmt_row, model, qat_model, calib, options)
         meta = metadata(name, fmt_row)
@@ -199,8 +199,8 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         reference = None
         if "fp32" not in written:  # every file is checked against a float reference, asked for or not
             reference = Path(tmp) / "fp32_reference.tflite"
-            reference.write_bytes(embed_metadata(convert(model, FORMATS["fp32"], None, "float"),
-                                                 metadata("fp32", FORMATS["fp32"])))
+            reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"),
+                                                 metadata("fp32", EXPORT_FORMATS["fp32"])))
         report["parity"] = parity_checks(model, written, [image for image, _ in parity_items], reference)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
@@ -254,7 +254,7 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
             return onnx.keras_to_onnx(model)
         if options.onnx_int8 == "ort" and not row.qat:
             return onnx.ort_static_int8(onnx.keras_to_onnx(model), calib)
-        return onnx.tflite_to_onnx(convert(source, FORMATS[row.base], calib, "float"))
+        return onnx.tflite_to_onnx(convert(source, EXPORT_FORMATS[row.base], calib, "float"))
     if row.name == "int8" and options.keep_float:
         from edgeseg.export.debug import convert_keeping_float
 

@@ -40,7 +40,7 @@ class ExportFormat:
     float32: bool = False  # float32 weights and activations: checked against Keras too
 
 
-FORMATS = {f.name: f for f in (
+EXPORT_FORMATS = {f.name: f for f in (
     ExportFormat("fp32", "_fp32.tflite", description="float32 reference (XNNPACK CPU)", parity="reference",
                  float32=True),
     ExportFormat("fp16", "_fp16.tflite", description="float16 weights (GPU delegate)", parity="float"),
@@ -64,9 +64,9 @@ FILE_KINDS = ("tflite", "onnx", "both")
 def with_files(names, kind: str) -> tuple[str, ...]:
     """The formats for ``--format tflite|onnx|both``: each TFLite precision as that kind of file;
     ValueError naming a precision that has no ONNX form."""
-    onnx = {row.base: row.name for row in FORMATS.values() if row.file == "onnx"}
+    onnx = {row.base: row.name for row in EXPORT_FORMATS.values() if row.file == "onnx"}
     if kind != "tflite":
-        missing = [n for n in names if n not in onnx and FORMATS.get(n, ExportFormat(n, "")).file != "onnx"]
+        missing = [n for n in names if n not in onnx and EXPORT_FORMATS.get(n, ExportFormat(n, "")).file != "onnx"]
         if missing:
             raise ValueError(f"{missing[0]} has no ONNX form (ONNX: {', '.join(onnx)})")
     out = []

@@ -62,7 +62,7 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
     file is judged against the fp32 TFLite file by its row's ``parity`` role: the written one, or
     ``reference`` (a temporary fp32 conversion when fp32 was not asked for), which is then checked
     against Keras under the name ``fp32_reference``."""
-    from edgeseg.export.formats import FORMATS
+    from edgeseg.export.formats import EXPORT_FORMATS
 
     if not image_paths:
         return {"skipped": "no frames to compare on"}
@@ -70,12 +70,12 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
         raise ValueError("parity needs the fp32 file or a temporary fp32 reference")
     frames = [read_image(Path(p)) for p in image_paths]
     ref_name = "fp32" if "fp32" in written else "fp32_reference"
-    others = sorted((n for n in written if n != "fp32"), key=lambda n: FORMATS[n].file == "onnx")  # bases first
+    others = sorted((n for n in written if n != "fp32"), key=lambda n: EXPORT_FORMATS[n].file == "onnx")  # bases first
     files = {ref_name: written.get("fp32", reference), **{n: written[n] for n in others}}
     out: dict = {}
     logits, steps, predictions = {}, {}, {}
     for name, path in files.items():
-        row = FORMATS["fp32" if name == ref_name else name]
+        row = EXPORT_FORMATS["fp32" if name == ref_name else name]
         seg = Segmenter(path, threads=2, upsample="exact")
         pending = [seg.infer(f) for f in frames]
         logits[name] = [seg.dequantize(p.output) for p in pending]

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeseg._tf import keras
 from edgeseg.core.errors import ConfigError, ModelError
+from edgeseg.core.geometry import PAD_VALUE
 
 L = keras.layers
 
@@ -204,7 +205,7 @@ def load_resnet50_imagenet(model, alpha: float) -> int:
 BACKBONES: dict[str, BackboneSpec] = {
     "mobilenetv2": BackboneSpec(
         build=build_mobilenetv2,
-        scale=(1 / 127.5,) * 3,
+        scale=(1 / PAD_VALUE,) * 3,  # 0..255 -> -1..1: the pad value (mid-grey) becomes 0
         offset=(-1.0,) * 3,
         load_imagenet=load_mobilenetv2_imagenet,
         alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core.files import write_text_atomic
+from edgeseg.core.geometry import PAD_VALUE
 from edgeseg.data.base import Split
 from edgeseg.core.images import read_image, read_label
 from edgeseg.core.errors import ConfigError, DataError
@@ -87,7 +88,7 @@ def read_manifest(path: Path, root: Path) -> list[tuple[Path, Path]]:
     return items
 
 
-def load_calibration_frames(items, input_size, pad_value: float = 127.5, progress=None):
+def load_calibration_frames(items, input_size, pad_value: float = PAD_VALUE, progress=None):
     """Float32 frames (1xHxWx3) in the model's input layout, letterboxed exactly as the runtime
     fits a frame (so frames of any size calibrate, e.g. Pascal VOC's)."""
     from edgeseg.core.geometry import letterbox

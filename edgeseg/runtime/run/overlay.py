@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def palette(colors) -> np.ndarray:
-    table = np.zeros((256, 3), np.uint8)
-    table[: len(colors)] = np.asarray(colors, np.uint8)
-    return table
+from edgeseg.core.labels import palette  # noqa: F401 - the run's colours, shared with the reports
 
 
 def blend(frame: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float = 0.5,
