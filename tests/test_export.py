@@ -196,7 +196,7 @@ def test_debug_lists_worst_layers_and_keep_float_leaves_them_in_float(run_dir, t
 def test_qat_ranges_start_from_the_float_model(run_dir, synth_root):
     from edgeseg.quant.ranges import init_quantizer_ranges
     from edgeseg.quant.scheme import quantize_model
-    from edgeseg.train import load_run_model
+    from edgeseg.models import load_run_model
 
     model, _ = load_run_model(run_dir, (64, 64))
     qat = quantize_model(model)
@@ -219,7 +219,7 @@ def test_qat_model_computes_the_float_model_before_fine_tuning(run_dir):
     reorder ASPP's inputs, tensorflow/model-optimization#1061) and weight ranges that fit."""
     from edgeseg.quant.ranges import init_quantizer_ranges
     from edgeseg.quant.scheme import quantize_model
-    from edgeseg.train import load_run_model
+    from edgeseg.models import load_run_model
 
     model, _ = load_run_model(run_dir, (64, 64), final_upsample=False)
     qat = quantize_model(model)

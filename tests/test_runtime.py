@@ -434,7 +434,8 @@ def test_interleaved_timing_lets_each_model_settle_before_it_is_timed():
 
 
 def test_blend_reuses_its_buffers_without_mixing_frames_and_the_legend_lists_present_classes():
-    from edgeseg.runtime.run.overlay import Legend, blend, palette
+    from edgeseg.core.labels import palette
+    from edgeseg.runtime.run.overlay import Legend, blend
 
     rng = np.random.default_rng(5)
     colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(5)]

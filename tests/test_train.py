@@ -53,7 +53,7 @@ def test_evaluate_reports_the_same_miou_as_training(trained_run, tmp_path):
     png = tmp_path / "overlays.png"
     first = run_dir / "halved.h5"  # another model of the run (weights files are read from inside runs)
     from edgeseg.config import TrainConfig
-    from edgeseg.train import load_run_model
+    from edgeseg.models import load_run_model
 
     model, _ = load_run_model(run_dir, (64, 64), run_dir / "last.h5")
     classifier = model.get_layer("classifier")

@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 import sys
 from pathlib import Path
 from edgeseg.export.onnx import keras_to_onnx
-from edgeseg.train import load_run_model
+from edgeseg.models import load_run_model
 model, _ = load_run_model(Path(sys.argv[1]), (1024, 2048), final_upsample=False)
 Path(sys.argv[2]).write_bytes(keras_to_onnx(model))
 PY

@@ -110,7 +110,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     """Export a training run; returns the report also written to ``export.json``. A failed parity
     check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway."""
     from edgeseg.data import resolve_format
-    from edgeseg.train import load_run_model
+    from edgeseg.models import load_run_model
 
     plan = plan_export(run_dir, options)
     run, config, meta_ds, out_dir, targets = plan.run, plan.config, plan.dataset, plan.out_dir, plan.targets

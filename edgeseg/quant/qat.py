@@ -79,7 +79,7 @@ def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACT
     from edgeseg.data.augment import Augment
     from edgeseg.data.pipeline import build_train_dataset, load_source
     from edgeseg.rundir import RunDir, write_json_atomic
-    from edgeseg.train import load_run_model
+    from edgeseg.models import load_run_model
     from edgeseg.train.fit import make_loss
 
     run = RunDir(Path(run_dir)).require()
@@ -130,7 +130,7 @@ def load_qat_model(run_dir, size=None, decoder_interpolation: str | None = None)
         upsampling than ``decoder_interpolation``.
     """
     from edgeseg.rundir import RunDir
-    from edgeseg.train import load_run_model
+    from edgeseg.models import load_run_model
 
     run = RunDir(Path(run_dir)).require()
     if not run.qat_weights.is_file():

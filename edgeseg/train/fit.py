@@ -3,7 +3,6 @@ checkpoints, full-frame validation and TensorBoard logs."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -186,15 +185,3 @@ def _score_once(eval_model, weights: Path, source, config: TrainConfig, class_na
     ds = build_eval_dataset(source, batch_size=4, size=config.data.eval_size, base_scale=config.data.base_scale)
     return {"split": config.data.val_split, "weights": weights.name,
             **metrics.summarize(confusion_over(eval_model, ds, len(class_names)), class_names)}
-
-
-def load_run_model(run_dir: Path, input_size=None, weights: Path | None = None, **build_kwargs):
-    """Rebuild a trained run's model at ``input_size`` (default: its evaluation size)."""
-    run = RunDir(Path(run_dir)).require()
-    config = TrainConfig.load(run.config)
-    names = json.loads(run.dataset.read_text())["class_names"]
-    size = tuple(input_size or config.data.eval_size)
-    model = build_deeplabv3plus(config.model, len(names), size, **build_kwargs)
-    # by_name: an export model without the final upsample has the same weighted layers.
-    model.load_weights(str(weights or run.weights()), by_name=True)
-    return model, config

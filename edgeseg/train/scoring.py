@@ -54,7 +54,7 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     from edgeseg.data import resolve_format
     from edgeseg.data.pipeline import build_eval_dataset, load_source, source_size
     from edgeseg.rundir import RunDir
-    from edgeseg.train.fit import load_run_model
+    from edgeseg.models import load_run_model
 
     weights = None
     if run.is_file():

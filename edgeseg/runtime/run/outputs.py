@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core.files import atomic_path
-from edgeseg.runtime.run.overlay import Legend, blend, draw_status, palette
+from edgeseg.core.labels import palette
+from edgeseg.runtime.run.overlay import Legend, blend, draw_status
 
 log = logging.getLogger("edgeseg")
 

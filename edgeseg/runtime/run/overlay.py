@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeseg.core.labels import palette  # noqa: F401 - the run's colours, shared with the reports
-
 
 def blend(frame: np.ndarray, labels: np.ndarray, table: np.ndarray, alpha: float = 0.5,
           scratch: dict | None = None) -> np.ndarray:
