@@ -97,6 +97,96 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One request: the page, /stats, /metrics or the MJPEG stream of ``self.server.owner``."""
+
+    @property
+    def owner(self) -> "MJPEGServer":
+        return self.server.owner
+
+    def setup(self):
+        self.timeout = self.server.client_timeout  # StreamRequestHandler sets it on the socket
+        super().setup()
+        with self.owner._cond:
+            self.owner._sockets.add(self.connection)
+
+    def finish(self):
+        with self.owner._cond:
+            self.owner._sockets.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+    def _authorised(self, query: dict) -> bool:
+        if self.owner.token is None:
+            return True
+        given = (query.get("token") or [""])[0]
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[len("Bearer "):].strip()
+        return hmac.compare_digest(given.encode(), self.owner.token.encode())
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        if not self._authorised(query):
+            self._send(401, "text/plain", b"access token required: add ?token=... to the URL\n")
+        elif parts.path == "/":
+            self._send(200, "text/html; charset=utf-8", page(f"?token={self.owner.token}" if self.owner.token else ""))
+        elif parts.path == "/stats":
+            self._send(200, "application/json", json.dumps(self.owner.stats()).encode())
+        elif parts.path == "/metrics":
+            from edgeseg.runtime.serve.metrics import CONTENT_TYPE, prometheus_text
+
+            self._send(200, CONTENT_TYPE, prometheus_text(self.owner.stats()).encode())
+        elif parts.path == "/stream.mjpg":
+            self._stream()
+        else:
+            self._send(404, "text/plain", b"not found\n")
+
+    def _stream(self):
+        owner = self.owner
+        with owner._cond:
+            full = owner._clients >= owner.max_clients
+            if not full:
+                owner._clients += 1
+        if full:
+            self._send(503, "text/plain", b"too many viewers\n")
+            return
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            sent = 0
+            while True:
+                with owner._cond:
+                    owner._cond.wait_for(lambda: owner._closed or owner._seq > sent, timeout=self.server.client_timeout)
+                    if owner._closed:
+                        return
+                    if owner._seq <= sent:
+                        continue  # nothing new yet: keep the connection
+                    jpeg, sent = owner._jpeg, owner._seq
+                self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                                 f"X-Frame-Seq: {sent}\r\n\r\n".encode() + jpeg + b"\r\n")
+        except OSError:  # gone, reset, or stalled past the timeout
+            return
+        finally:
+            with owner._cond:
+                owner._clients -= 1
+
+    def _send(self, code, kind, body):
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class MJPEGServer:
     """Serves ``/`` (a page), ``/stream.mjpg`` and ``/stats`` from a daemon thread.
 
@@ -123,91 +213,8 @@ class MJPEGServer:
         self._closed = False
         self._clients = 0
         self._sockets: set = set()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def setup(self):
-                self.timeout = timeout  # StreamRequestHandler sets it on the socket
-                super().setup()
-                with server._cond:
-                    server._sockets.add(self.connection)
-
-            def finish(self):
-                with server._cond:
-                    server._sockets.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-            def _authorised(self, query: dict) -> bool:
-                if server.token is None:
-                    return True
-                given = (query.get("token") or [""])[0]
-                header = self.headers.get("Authorization", "")
-                if header.startswith("Bearer "):
-                    given = header[len("Bearer "):].strip()
-                return hmac.compare_digest(given.encode(), server.token.encode())
-
-            def do_GET(self):
-                parts = urlsplit(self.path)
-                query = parse_qs(parts.query)
-                if not self._authorised(query):
-                    self._send(401, "text/plain", b"access token required: add ?token=... to the URL\n")
-                elif parts.path == "/":
-                    self._send(200, "text/html; charset=utf-8", page(f"?token={server.token}" if server.token else ""))
-                elif parts.path == "/stats":
-                    self._send(200, "application/json", json.dumps(server.stats()).encode())
-                elif parts.path == "/metrics":
-                    from edgeseg.runtime.serve.metrics import CONTENT_TYPE, prometheus_text
-
-                    self._send(200, CONTENT_TYPE, prometheus_text(server.stats()).encode())
-                elif parts.path == "/stream.mjpg":
-                    self._stream()
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-
-            def _stream(self):
-                with server._cond:
-                    full = server._clients >= server.max_clients
-                    if not full:
-                        server._clients += 1
-                if full:
-                    self._send(503, "text/plain", b"too many viewers\n")
-                    return
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                    self.send_header("Cache-Control", "no-store")
-                    self.end_headers()
-                    sent = 0
-                    while True:
-                        with server._cond:
-                            server._cond.wait_for(lambda: server._closed or server._seq > sent, timeout=timeout)
-                            if server._closed:
-                                return
-                            if server._seq <= sent:
-                                continue  # nothing new yet: keep the connection
-                            jpeg, sent = server._jpeg, server._seq
-                        self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-                                         f"X-Frame-Seq: {sent}\r\n\r\n".encode() + jpeg + b"\r\n")
-                except OSError:  # gone, reset, or stalled past the timeout
-                    return
-                finally:
-                    with server._cond:
-                        server._clients -= 1
-
-            def _send(self, code, kind, body):
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = _Server((host, port), Handler, ipv6=":" in host)
+        self.httpd = _Server((host, port), _Handler, ipv6=":" in host)
+        self.httpd.owner, self.httpd.client_timeout = self, timeout
         self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-mjpeg", daemon=True)
         self._thread.start()
