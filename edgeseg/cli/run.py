@@ -107,6 +107,23 @@ def _wxh(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after) -> bool:
+    """Source options that do not go together, refused before anything opens; whether the
+    source is live (a camera, a stream, a GStreamer pipeline)."""
+    if (camera is None) == (source is None):
+        usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
+    live = camera is not None or "://" in (source or "") or (source or "").startswith("gst:")
+    if (camera_size or camera_fps or camera_mjpg) and not live:
+        usage("--camera-size, --camera-fps and --camera-mjpg apply to cameras and GStreamer sources")
+    if camera_mjpg and (camera is None or not camera.replace("/dev/video", "").isdigit()):
+        usage("--camera-mjpg applies to USB (V4L2) cameras")
+    if loop and live:
+        usage("--loop replays a file or folder; a camera or stream goes on by itself")
+    if give_up_after is not None and not live:
+        usage("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
+    return live
+
+
 @handle_errors
 def run(
     model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model.")],
@@ -155,20 +172,10 @@ def run(
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source
 
-    if (camera is None) == (source is None):
-        usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
-    live = camera is not None or "://" in (source or "") or (source or "").startswith("gst:")
-    if (camera_size or camera_fps or camera_mjpg) and not live:
-        usage("--camera-size, --camera-fps and --camera-mjpg apply to cameras and GStreamer sources")
-    if camera_mjpg and (camera is None or not camera.replace("/dev/video", "").isdigit()):
-        usage("--camera-mjpg applies to USB (V4L2) cameras")
+    live = _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after)
     from edgeseg.runtime.sources.cameras import CameraSettings
 
     settings = CameraSettings(_wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
-    if loop and live:
-        usage("--loop replays a file or folder; a camera or stream goes on by itself")
-    if give_up_after is not None and not live:
-        usage("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
     if compare_every is not None and compare is None:
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:

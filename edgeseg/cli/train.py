@@ -121,30 +121,13 @@ def train(
     from edgeseg.core.errors import ConfigError
 
     if qat or from_run is not None:
-        extra = sorted(given - QAT_OPTIONS)
-        if not qat or from_run is None:
-            raise ConfigError("quantization-aware training needs both --qat and --from RUN")
-        if extra:
-            raise ConfigError(f"--qat fine-tunes an existing run; "
-                              f"{flags_phrase([_flag(e) for e in extra], 'does not apply', 'do not apply')} "
-                              "(it takes --from, --qat-steps, --qat-lr-factor, --qat-freeze-bn, "
-                              "--decoder-upsample, --batch-size)")
+        _refuse_for_qat(given, qat, from_run)
         _train_qat(from_run, QAT_STEPS if qat_steps is None else qat_steps,
                    QAT_LR_FACTOR if qat_lr_factor is None else qat_lr_factor,
                    (decoder_upsample or Interp.bilinear).value, batch_size,
                    True if qat_freeze_bn is None else qat_freeze_bn)
         return
-    stray_qat = sorted(given & (QAT_OPTIONS - {"batch_size"}))
-    if stray_qat:
-        raise ConfigError(f"{flags_phrase([_flag(e) for e in stray_qat], 'applies', 'apply')} only with --qat --from RUN")
-    if resume:
-        extra = sorted(given - RESUME_OPTIONS)
-        if extra:
-            raise ConfigError(f"--resume continues the run with its saved config; "
-                              f"{flags_phrase([_flag(e) for e in extra], 'would be ignored', 'would be ignored')}: "
-                              "drop them, or start a new run")
-        if run_dir is None and name is None:
-            raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
+    _refuse_for_training(given, resume, run_dir, name)
 
     base = TrainConfig.load(config) if config else TrainConfig()
     cw = class_weights
@@ -186,6 +169,41 @@ def train(
     except RunFinished as done:
         typer.echo(str(done))
         return
+    _print_summary(summary, cfg, run_dir)
+
+
+def _refuse_for_qat(given: set[str], qat: bool, from_run) -> None:
+    """QAT fine-tunes an existing run: both --qat and --from, and none of the training options."""
+    from edgeseg.core.errors import ConfigError
+
+    if not qat or from_run is None:
+        raise ConfigError("quantization-aware training needs both --qat and --from RUN")
+    extra = sorted(given - QAT_OPTIONS)
+    if extra:
+        raise ConfigError(f"--qat fine-tunes an existing run; "
+                          f"{flags_phrase([_flag(e) for e in extra], 'does not apply', 'do not apply')} "
+                          "(it takes --from, --qat-steps, --qat-lr-factor, --qat-freeze-bn, "
+                          "--decoder-upsample, --batch-size)")
+
+
+def _refuse_for_training(given: set[str], resume: bool, run_dir, name) -> None:
+    """QAT options without --qat, and options --resume would ignore (the run's config rules)."""
+    from edgeseg.core.errors import ConfigError
+
+    stray_qat = sorted(given & (QAT_OPTIONS - {"batch_size"}))
+    if stray_qat:
+        raise ConfigError(f"{flags_phrase([_flag(e) for e in stray_qat], 'applies', 'apply')} only with --qat --from RUN")
+    if resume:
+        extra = sorted(given - RESUME_OPTIONS)
+        if extra:
+            raise ConfigError(f"--resume continues the run with its saved config; "
+                              f"{flags_phrase([_flag(e) for e in extra], 'would be ignored', 'would be ignored')}: "
+                              "drop them, or start a new run")
+        if run_dir is None and name is None:
+            raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
+
+
+def _print_summary(summary: dict, cfg, run_dir: Path) -> None:
     miou = summary.get("val_miou")
     typer.echo(f"\nrun: {run_dir}")
     report = summary.get("report")

@@ -109,12 +109,10 @@ def _prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
 def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     """Export a training run; returns the report also written to ``export.json``. A failed parity
     check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway."""
-    from edgeseg.data import resolve_format
     from edgeseg.models import load_run_model
 
     plan = plan_export(run_dir, options)
-    run, config, meta_ds, out_dir, targets = plan.run, plan.config, plan.dataset, plan.out_dir, plan.targets
-
+    run, config, out_dir = plan.run, plan.config, plan.out_dir
     size = tuple(config.data.eval_size)
     model, _ = load_run_model(run.path, size, final_upsample=False,
                               decoder_interpolation=options.decoder_interpolation)
@@ -123,26 +121,12 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         from edgeseg.quant.qat import load_qat_model
 
         qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
-    spec = get_backbone(config.model.backbone)
-    best = run.read_json(run.best_json)
-
-    root = options.calib_data or meta_ds.get("root")
-    if options.calib_data is not None:
-        fmt = resolve_format(options.calib_data, options.calib_format)
-    else:
-        fmt = options.calib_format or meta_ds["format"]
     report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
-    try:
-        parity_items = load_split(root, fmt, config.data.val_split).items[: options.parity_frames]
-        report["parity_frames"] = {"split": config.data.val_split, "frames": len(parity_items)}
-    except DataError as e:
-        parity_items = []
-        report["parity_frames"] = {"split": None, "frames": 0, "why": str(e)}
-        log.warning("parity checks cannot use the %s split: %s", config.data.val_split, e)
-
+    root, fmt = _data_source(plan, options)
+    parity_items = _parity_items(root, fmt, config.data.val_split, options.parity_frames, report)
     calib = None
     if any(EXPORT_FORMATS[f].calibration for f in options.formats):
-        calib_items, manifest = _calibration_items(root, fmt, options, meta_ds, out_dir)
+        calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir)
         check_calibration_size(len(calib_items))
         calib = load_calibration_frames(calib_items, size, progress=progress)
         report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
@@ -150,44 +134,13 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
             parity_items = calib_items[: options.parity_frames]
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
                                            frames=len(parity_items))
-
-    def metadata(name: str, fmt_row) -> ModelMetadata:
-        return ModelMetadata(
-            class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
-            output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
-            precision=name, source_run=str(run.path), float_miou=best.get("miou"),
-            dataset=meta_ds.get("name"), edgeseg_version=__version__,
-            **ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"]))),
-            extra={"io": options.io if fmt_row.integer_io else "float",
-                   "decoder_interpolation": options.decoder_interpolation,
-                   **({"onnx_int8": options.onnx_int8} if fmt_row.file == "onnx" and fmt_row.calibration else {})},
-        )
-
+    metadata = _metadata_for(plan, options, size)
     written = {}
     for name in options.formats:
-        fmt_row = EXPORT_FORMATS[name]
         t0 = time.perf_counter()
-        data = _convert(fmt_row, model, qat_model, calib, options)
-        meta = metadata(name, fmt_row)
-        if fmt_row.file == "onnx":
-            from edgeseg.export.onnx import embed_onnx_metadata, onnx_ops
-
-            data, ops = embed_onnx_metadata(data, meta), {"ops": onnx_ops(data), "unsupported": {}}
-        else:
-            data = embed_metadata(data, meta)
-            ops = compatibility_report(data)
-        write_bytes_atomic(targets[name], data)
-        if fmt_row.file == "tflite":  # the allow-lists say what a GPU should take; ask this machine's
-            from edgeseg.runtime.model.litert_gpu import probe_gpu
-
-            ops["gpu_accelerator"] = probe_gpu(targets[name])
-        written[name] = targets[name]
-        report["files"][name] = {
-            "path": str(targets[name]), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
-            "description": fmt_row.description, **ops,
-        }
-        log.info("wrote %s (%.1f MB)", targets[name], len(data) / 1e6)
-
+        data = _convert(EXPORT_FORMATS[name], model, qat_model, calib, options)
+        report["files"][name] = _write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0)
+        written[name] = plan.targets[name]
     if options.debug and calib:
         from edgeseg.export.debug import layer_errors, write_csv
 
@@ -195,16 +148,82 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
     if options.edgetpu:
         report["edgetpu"] = compile_for_edgetpu(written.get("int8"), out_dir, options.force)
-    with tempfile.TemporaryDirectory(prefix="edgeseg-parity-") as tmp:
-        reference = None
-        if "fp32" not in written:  # every file is checked against a float reference, asked for or not
-            reference = Path(tmp) / "fp32_reference.tflite"
-            reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"),
-                                                 metadata("fp32", EXPORT_FORMATS["fp32"])))
-        report["parity"] = parity_checks(model, written, [image for image, _ in parity_items], reference)
+    report["parity"] = _parity(model, written, [image for image, _ in parity_items], metadata)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
     return report
+
+
+def _data_source(plan: ExportPlan, options: ExportOptions):
+    """Where calibration and parity frames come from: ``--calib-data`` or the run's dataset."""
+    from edgeseg.data import resolve_format
+
+    if options.calib_data is not None:
+        return options.calib_data, resolve_format(options.calib_data, options.calib_format)
+    return plan.dataset.get("root"), options.calib_format or plan.dataset["format"]
+
+
+def _parity_items(root, fmt, split: str, count: int, report: dict) -> list:
+    """The frames parity is checked on: the run's val split (recorded in ``report``)."""
+    try:
+        items = load_split(root, fmt, split).items[:count]
+        report["parity_frames"] = {"split": split, "frames": len(items)}
+        return items
+    except DataError as e:
+        report["parity_frames"] = {"split": None, "frames": 0, "why": str(e)}
+        log.warning("parity checks cannot use the %s split: %s", split, e)
+        return []
+
+
+def _metadata_for(plan: ExportPlan, options: ExportOptions, size):
+    """``metadata(format name) -> ModelMetadata``: what each exported file carries."""
+    meta_ds, spec = plan.dataset, get_backbone(plan.config.model.backbone)
+    best = plan.run.read_json(plan.run.best_json)
+    labels = ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"])))
+
+    def metadata(name: str) -> ModelMetadata:
+        row = EXPORT_FORMATS[name]
+        return ModelMetadata(
+            class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
+            output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
+            precision=name, source_run=str(plan.run.path), float_miou=best.get("miou"),
+            dataset=meta_ds.get("name"), edgeseg_version=__version__, **labels,
+            extra={"io": options.io if row.integer_io else "float",
+                   "decoder_interpolation": options.decoder_interpolation,
+                   **({"onnx_int8": options.onnx_int8} if row.file == "onnx" and row.calibration else {})},
+        )
+    return metadata
+
+
+def _write(row, data: bytes, meta: ModelMetadata, target: Path, t0: float) -> dict:
+    """The file with its metadata, written atomically; its report row (ops, what the delegates and
+    this machine's GPU accelerator say)."""
+    if row.file == "onnx":
+        from edgeseg.export.onnx import embed_onnx_metadata, onnx_ops
+
+        data, ops = embed_onnx_metadata(data, meta), {"ops": onnx_ops(data), "unsupported": {}}
+    else:
+        data = embed_metadata(data, meta)
+        ops = compatibility_report(data)
+    write_bytes_atomic(target, data)
+    if row.file == "tflite":  # the allow-lists say what a GPU should take; ask this machine's
+        from edgeseg.runtime.model.litert_gpu import probe_gpu
+
+        ops["gpu_accelerator"] = probe_gpu(target)
+    log.info("wrote %s (%.1f MB)", target, len(data) / 1e6)
+    return {"path": str(target), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
+            "description": row.description, **ops}
+
+
+def _parity(model, written: dict, images: list, metadata) -> dict:
+    """Every file against a float reference, asked for or not: the fp32 file, else a temporary
+    fp32 conversion."""
+    with tempfile.TemporaryDirectory(prefix="edgeseg-parity-") as tmp:
+        reference = None
+        if "fp32" not in written:
+            reference = Path(tmp) / "fp32_reference.tflite"
+            reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"), metadata("fp32")))
+        return parity_checks(model, written, images, reference)
 
 
 def compile_for_edgetpu(int8: Path | None, out_dir: Path, force: bool) -> dict:
