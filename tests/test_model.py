@@ -143,3 +143,20 @@ def test_resnet50_imagenet_copy_flips_conv1_to_rgb():
                                   source.get_layer("conv1_conv").get_weights()[0][:, :, ::-1])
     np.testing.assert_array_equal(model.get_layer("conv4_block2_2_conv").get_weights()[0],
                                   source.get_layer("conv4_block2_2_conv").get_weights()[0])
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50"])
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_backbones_hand_over_named_pyramid_features(backbone, output_stride):
+    """P2..P5 by key (keras-hub's pyramid_outputs), at stride 4, 8, then the output stride; the
+    decoder takes P2 and ASPP P5."""
+    from edgeseg._tf import keras
+    from edgeseg.models.backbones import get_backbone
+    from edgeseg.models.deeplabv3plus import ASPP_TAP, DECODER_TAP
+
+    spec = get_backbone(backbone)
+    features = spec.build(keras.Input((64, 64, 3)), output_stride, 0.35 if backbone == "mobilenetv2" else 1.0, 0.9)
+    assert sorted(features) == ["P2", "P3", "P4", "P5"] and (DECODER_TAP, ASPP_TAP) == ("P2", "P5")
+    sides = {level: tuple(t.shape[1:3]) for level, t in features.items()}
+    deep = 64 // output_stride
+    assert sides == {"P2": (16, 16), "P3": (8, 8), "P4": (max(deep, 4), max(deep, 4)), "P5": (deep, deep)}

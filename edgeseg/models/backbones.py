@@ -1,8 +1,10 @@
 """Backbones with atrous convolution for a chosen output stride, in a registry.
 
-A builder takes the normalised input tensor and returns ``(low, high)``: stride-4 features for
-the decoder and stride-OS features for ASPP. Layer names follow Keras Applications, so the
-ImageNet weights load by name; adding a backbone is one registry entry.
+A builder takes the normalised input tensor and returns its named pyramid features, as
+keras-hub's backbones do: ``{"P2": stride 4, "P3": stride 8, "P4": stride 16, "P5": the last
+level}`` (with atrous convolution P4 and P5 stay at the output stride); DeepLabv3+ takes P2 for
+its decoder and P5 for ASPP, by key. Layer names follow Keras Applications, so the ImageNet
+weights load by name; adding a backbone is one registry entry.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class BackboneSpec:
     """A registered backbone.
 
     Args:
-        build: ``build(inputs, output_stride, alpha, bn_momentum) -> (low, high)`` Keras tensors.
+        build: ``build(inputs, output_stride, alpha, bn_momentum) -> {"P2": ..., "P5": ...}``,
+            the pyramid features (Keras tensors) by level.
         scale, offset: per-channel input normalisation of RGB pixels in [0, 255]
             (``x * scale + offset``), folded into the model so a device feeds raw pixels.
         load_imagenet: ``load_imagenet(model, alpha)`` copies Keras Applications weights.
@@ -98,7 +101,9 @@ _MBV2_BLOCKS = [
     (6, 160, 2), (6, 160, 1), (6, 160, 1),
     (6, 320, 1),
 ]
-_MBV2_LOW_LEVEL_BLOCK = 3  # block 3's expansion activation: stride 4, 144 * alpha channels
+# the pyramid taps: each level's first expansion activation (block 3's is stride 4, 144 * alpha
+# channels: DeepLabv3+'s low-level features), and the last block's output for P5
+_MBV2_LEVEL_BLOCKS = {3: "P2", 6: "P3", 13: "P4"}
 
 
 def _bn(name, momentum):
@@ -134,12 +139,13 @@ def build_mobilenetv2(inputs, output_stride: int, alpha: float, bn_momentum: flo
     x = _bn("bn_Conv1", bn_momentum)(x)
     x = L.ReLU(6.0, name="Conv1_relu")(x)
     schedule = dilation_schedule([2] + [s for _, _, s in _MBV2_BLOCKS], output_stride)[1:]
-    low = None
+    features = {}
     for i, ((t, c, _), (stride, rate)) in enumerate(zip(_MBV2_BLOCKS, schedule)):
         x, expanded = _inverted_residual(x, i, t, c, stride, rate, alpha, bn_momentum)
-        if i == _MBV2_LOW_LEVEL_BLOCK:
-            low = expanded
-    return low, x
+        if i in _MBV2_LEVEL_BLOCKS:
+            features[_MBV2_LEVEL_BLOCKS[i]] = expanded
+    features["P5"] = x
+    return features
 
 
 def load_mobilenetv2_imagenet(model, alpha: float) -> int:
@@ -178,15 +184,14 @@ def build_resnet50(inputs, output_stride: int, alpha: float, bn_momentum: float 
     # conv1 and pool1 reach stride 4; the stages then add 1, 2, 2, 2.
     schedule = dilation_schedule([4] + [s for _, _, s in _RESNET50_STAGES], output_stride,
                                  stride_in_filter=False)[1:]
-    low = None
+    features = {}
     for stage, ((filters, blocks, _), (stride, rate)) in enumerate(zip(_RESNET50_STAGES, schedule), 2):
         for b in range(1, blocks + 1):
             first = b == 1
             x = _bottleneck(x, filters, stride if first else 1, rate, f"conv{stage}_block{b}", first,
                             bn_momentum)
-        if stage == 2:
-            low = x
-    return low, x
+        features[f"P{stage}"] = x  # conv2..conv5: P2..P5
+    return features
 
 
 def _bgr_to_rgb_conv1(name, weights):

@@ -11,6 +11,9 @@ from edgeseg.models.backbones import BACKBONES, get_backbone, imagenet_alpha_ok
 L = keras.layers
 
 
+DECODER_TAP, ASPP_TAP = "P2", "P5"  # the decoder's stride-4 features; ASPP's, at the output stride
+
+
 def build_deeplabv3plus(config: ModelConfig, num_classes: int, input_size, backbone_weights: str | None = None,
                         final_upsample: bool = True, decoder_interpolation: str = "bilinear") -> keras.Model:
     """Build DeepLabv3+ for a fixed input size.
@@ -42,7 +45,8 @@ def build_deeplabv3plus(config: ModelConfig, num_classes: int, input_size, backb
     separable = config.head == "separable"
     inputs = keras.Input((h, w, 3), name="image")
     x = L.Rescaling(list(spec.scale), list(spec.offset), name="preprocess")(inputs)
-    low, high = spec.build(x, config.output_stride, config.alpha, config.bn_momentum)
+    features = spec.build(x, config.output_stride, config.alpha, config.bn_momentum)
+    low, high = features[DECODER_TAP], features[ASPP_TAP]
     bn = config.bn_momentum
 
     y = aspp(high, config.aspp_filters, config.aspp_rates, separable, config.dropout, bn)
