@@ -29,6 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_arm64 import run, step  # noqa: E402 - the same helpers as the board test
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "gpu"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -37,17 +41,6 @@ X86_TAGS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(
 NO_DRIVER = {"VK_DRIVER_FILES": "/nonexistent/icd.json", "VK_ICD_FILENAMES": "/nonexistent/icd.json"}
 FP32_MIN_AGREEMENT = 0.995
 INT8_MIN_AGREEMENT = 0.95  # int8 is computed in float on the GPU: near-ties flip (97.7-98.2% measured)
-
-
-def step(message: str) -> None:
-    print(f"== {message}", flush=True)
-
-
-def run(argv, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {' '.join(map(str, argv))}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 def skip(why: str) -> int:
