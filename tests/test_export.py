@@ -342,7 +342,7 @@ def test_target_edgetpu_is_checked_against_a_float_reference_and_compiled(run_di
     assert "compiled: 61 ops on the Edge TPU, 3 on the CPU" in result.stdout
     from edgeseg.export.exporter import compile_for_edgetpu
 
-    missing = compile_for_edgetpu(out / "tiny_int8.tflite", out, force=False) if shutil.which("edgetpu_compiler") is None \
+    missing = compile_for_edgetpu(out / "tiny_int8.tflite", out) if shutil.which("edgetpu_compiler") is None \
         else pytest.skip("a real edgetpu_compiler is installed")
     assert missing["compiled"] is False and "edgetpu_compiler is not installed" in missing["why"]
     assert f"edgetpu_compiler -s -o {out} {out / 'tiny_int8.tflite'}" in missing["why"]

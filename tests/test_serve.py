@@ -221,7 +221,7 @@ def test_preview_rate_cap_skips_frames_but_never_the_stats():
 
     server = MJPEGServer("127.0.0.1", 0, max_fps=5.0)
     try:
-        stats = SimpleNamespace(fps=80.0, frames=0, line=lambda: "status", recent_ms=lambda: {}, recent_quantiles=lambda: {})
+        stats = SimpleNamespace(fps=80.0, frames=0, line=lambda: "status", recent_quantiles=lambda: {})
         frame = np.zeros((16, 16, 3), np.uint8)
         assert not server.wants_frame()  # nobody watches: nothing drawn or encoded
         server._clients = 1  # a viewer, without the socket

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_arm64 import run, step  # noqa: E402 - the same helpers as the board test
+from test_arm64 import compare_masks, run, step  # noqa: E402 - the same helpers as the board test
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "gpu"
@@ -102,21 +102,6 @@ class Root:
         return result
 
 
-def compare_masks(a: Path, b: Path) -> tuple[int, float]:
-    import cv2
-    import numpy as np
-
-    names = sorted(p.name for p in a.glob("*.png"))
-    if not names or names != sorted(p.name for p in b.glob("*.png")):
-        sys.exit(f"mask files differ: {a} vs {b}")
-    same = total = 0
-    for name in names:
-        x, y = (cv2.imread(str(d / name), cv2.IMREAD_UNCHANGED) for d in (a, b))
-        same += int(np.sum(x == y))
-        total += x.size
-    return len(names), same / total
-
-
 def main(models: Path) -> int:
     if not (models / "tiny_int8.tflite").is_file():
         sys.exit(f"no test models in {models}: run tools/make_test_models.py (make test does)")
@@ -147,7 +132,7 @@ def main(models: Path) -> int:
         if "llvmpipe" not in said:
             sys.exit(f"{precision}: the GPU line does not name the Vulkan adapter:\n{gpu.stderr[-2000:]}")
         stats = json.loads((work / f"gpu-{precision}.json").read_text())
-        frames, agreement = compare_masks(work / f"cpu-{precision}", work / f"gpu-{precision}")
+        frames, agreement, _ = compare_masks(work / f"cpu-{precision}", work / f"gpu-{precision}")
         rows.append((precision, frames, agreement, stats["backend"]))
         step(f"{precision}: '{said.strip()}'; masks GPU vs CPU on {frames} frames: {100 * agreement:.2f}% pixels equal")
         if agreement < (FP32_MIN_AGREEMENT if precision == "fp32" else INT8_MIN_AGREEMENT):

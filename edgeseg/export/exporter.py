@@ -88,8 +88,7 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     out_dir = Path(options.out_dir or run.path / "export")
     stem = run.path.name
     targets = {r.name: out_dir / f"{stem}{r.suffix}" for r in rows}
-    compiled = [out_dir / f"{stem}{EXPORT_FORMATS['int8'].suffix.replace('.tflite', '_edgetpu.tflite')}"] \
-        if options.edgetpu and "int8" in targets else []
+    compiled = [edgetpu_path(targets["int8"])] if options.edgetpu and "int8" in targets else []
     _prepare_out_dir(out_dir, [*targets.values(), *compiled, out_dir / "export.json"], options.force)
     return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets)
 
@@ -147,7 +146,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         rows = layer_errors(model, calib)
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
     if options.edgetpu:
-        report["edgetpu"] = compile_for_edgetpu(written.get("int8"), out_dir, options.force)
+        report["edgetpu"] = compile_for_edgetpu(written.get("int8"), out_dir)
     report["parity"] = _parity(model, written, [image for image, _ in parity_items], metadata)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     write_json_atomic(out_dir / "export.json", report)
@@ -226,7 +225,12 @@ def _parity(model, written: dict, images: list, metadata) -> dict:
         return parity_checks(model, written, images, reference)
 
 
-def compile_for_edgetpu(int8: Path | None, out_dir: Path, force: bool) -> dict:
+def edgetpu_path(int8: Path) -> Path:
+    """Where edgetpu_compiler writes the compiled model of ``int8``: beside it, ``_edgetpu`` added."""
+    return int8.with_name(f"{int8.stem}_edgetpu.tflite")
+
+
+def compile_for_edgetpu(int8: Path | None, out_dir: Path) -> dict:
     """The int8 file compiled by Coral's ``edgetpu_compiler`` when it is on PATH (x86-64 Linux,
     Debian package ``edgetpu-compiler``): ``NAME_edgetpu.tflite`` and the compiler's log beside it.
     Otherwise the report says what the file still needs; an uncompiled file runs on the CPU."""
@@ -241,9 +245,7 @@ def compile_for_edgetpu(int8: Path | None, out_dir: Path, force: bool) -> dict:
                f"(edgetpu_compiler -s -o {out_dir} {int8})")
         log.warning("Edge TPU: %s", why)
         return {"compiled": False, "why": why}
-    target = out_dir / f"{int8.stem}_edgetpu.tflite"
-    if target.exists() and not force:
-        raise ExportError(f"{target} exists; pass --force to overwrite")
+    target = edgetpu_path(int8)  # plan_export refused it already if it existed without --force
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".edgetpu-") as tmp:
         done = subprocess.run([compiler, "-s", "-o", tmp, str(int8)], capture_output=True, text=True)
         made = Path(tmp) / target.name

@@ -61,15 +61,17 @@ def interpreter_api():
                            "(or tflite-runtime on older devices)") from None
 
 
-def make_interpreter(model_path, threads: int | None = None, delegates=()):
-    """An allocated interpreter for ``model_path`` (XNNPACK is LiteRT's default CPU path)."""
+def make_interpreter(model_path, threads: int | None = None, delegates=(), allocate: bool = True):
+    """An allocated interpreter for ``model_path`` (XNNPACK is LiteRT's default CPU path);
+    ``allocate`` False: only to read the tensors' details (no kernels prepared)."""
     Interpreter, _, _ = interpreter_api()
     try:
         # LiteRT announces "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
         with captured_stderr():
             interpreter = Interpreter(model_path=str(model_path), num_threads=threads,
                                       experimental_delegates=list(delegates) or None)
-            interpreter.allocate_tensors()
+            if allocate:
+                interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise BackendError(f"cannot load {model_path}: {str(e).splitlines()[0]}") from None
     return interpreter
@@ -121,7 +123,7 @@ def open_backend(path, threads: int | None = None, delegates=(), providers=None)
                 raise BackendError("--providers trt runs the whole model on TensorRT: give it alone")
             from edgeseg.runtime.model.tensorrt_backend import TensorRTBackend
 
-            return TensorRTBackend(path, int8=b"QuantizeLinear" in Path(path).read_bytes())
+            return TensorRTBackend(path)
         from edgeseg.runtime.model.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads, providers)

@@ -13,6 +13,7 @@ back to the CPU interpreter, saying so, unless ``strict``.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import re
 from pathlib import Path
@@ -28,7 +29,12 @@ VULKAN_HELP = "check `vulkaninfo --summary` (Pi OS: sudo apt install mesa-vulkan
 
 
 class GpuUnavailable(BackendError):
-    """The GPU accelerator cannot run this model here; the message says why."""
+    """The GPU accelerator cannot run this model here; the message says why (``reason``: the why
+    alone)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def _reason(text: str, error: Exception) -> str:
@@ -41,7 +47,10 @@ def _reason(text: str, error: Exception) -> str:
     return (lines[0] if lines else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)[:200]
 
 
-_QUIET_EXIT: list = []
+@functools.cache
+def _quiet_at_exit() -> None:
+    """Register :func:`_quiet_exit` once, before any model: atexit runs it after every close()."""
+    atexit.register(_quiet_exit)
 
 
 def _quiet_exit() -> None:
@@ -75,8 +84,7 @@ class LiteRTGpuBackend(Backend):
         self.path = Path(path)
         said: list[str] = []
         failure = None
-        if not _QUIET_EXIT:
-            _QUIET_EXIT.append(atexit.register(_quiet_exit))  # first: runs after every close() (LIFO)
+        _quiet_at_exit()
         with captured_stderr(said, fds=(1, 2)):
             try:
                 options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
@@ -95,13 +103,14 @@ class LiteRTGpuBackend(Backend):
                 self.model = None
                 gc.collect()
         if failure is not None:
-            raise GpuUnavailable(f"the GPU accelerator cannot run {self.path.name}: {_reason(''.join(said), failure)}")
+            reason = _reason("".join(said), failure)
+            raise GpuUnavailable(f"the GPU accelerator cannot run {self.path.name}: {reason}", reason)
         text = "".join(said)
         found = re.search(r"Selected adapter: (.+?), arch=([^,]*), vendor=([^,]*), backend=(\w+)", text)
         self.adapter = found.group(1) if found else "unknown adapter"
         self.gpu_backend = found.group(4) if found else "WebGPU"
         # CompiledModel's tensor details have no quantization: read the types and scales from the file
-        details = make_interpreter(self.path, 1)
+        details = make_interpreter(self.path, 1, allocate=False)
         self.input = tensor_info(details.get_input_details()[0])
         self.output = tensor_info(details.get_output_details()[0])
         del details
@@ -132,7 +141,7 @@ def probe_gpu(path) -> dict:
     try:
         backend = LiteRTGpuBackend(path, 1)
     except GpuUnavailable as e:
-        return {"available": False, "why": str(e).split(": ", 1)[-1]}
+        return {"available": False, "why": e.reason}
     except Exception as e:  # noqa: BLE001 - another LiteRT's API: the export must not fail for a probe
         return {"available": False, "why": f"{type(e).__name__}: {e}"[:200]}
     facts = {"available": True, "adapter": backend.adapter, "backend": backend.gpu_backend,

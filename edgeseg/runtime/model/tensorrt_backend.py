@@ -84,19 +84,20 @@ def import_tensorrt():
     return tensorrt
 
 
-def engine_path(model: Path, trt) -> Path:
+def engine_path(model: Path, data: bytes, trt) -> Path:
+    """The cached engine of the ONNX file ``model`` (``data``: its bytes) for this TensorRT."""
     from edgeseg.runtime.model.onnx_backend import engine_cache
 
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(data).hexdigest()[:16]
     return engine_cache() / f"{model.stem}-{digest}-trt{trt.__version__}.engine"
 
 
-def build_engine(trt, logger, model: Path, int8: bool) -> bytes:
+def build_engine(trt, logger, model: Path, data: bytes, int8: bool) -> bytes:
     builder = trt.Builder(logger)
     flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)  # implicit in TensorRT 10
     network = builder.create_network(1 << int(flag) if flag is not None else 0)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model.read_bytes()):
+    if not parser.parse(data):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise BackendError(f"TensorRT cannot parse {model.name}: {errors[0] if errors else 'unknown error'}")
     config = builder.create_builder_config()
@@ -113,24 +114,27 @@ def build_engine(trt, logger, model: Path, int8: bool) -> bytes:
 
 class TensorRTBackend(Backend):
     """Args:
-        path: an ``.onnx`` model from ``edgeseg export --format onnx``.
-        int8: the model carries Q/DQ nodes (its metadata says int8): build with INT8 enabled.
+        path: an ``.onnx`` model from ``edgeseg export --files onnx``.
+        int8: build with INT8 enabled (the Q/DQ nodes give the scales); None: when the file has
+            QuantizeLinear nodes.
         trt, cuda: the ``tensorrt`` module and a :class:`CudaRuntime` (tests pass stand-ins).
     """
 
-    def __init__(self, path, int8: bool = False, trt=None, cuda: CudaRuntime | None = None):
+    def __init__(self, path, int8: bool | None = None, trt=None, cuda: CudaRuntime | None = None):
         from edgeseg.core.files import write_bytes_atomic
 
         self.path = Path(path)
+        data = self.path.read_bytes()  # read once: hashed for the cache, parsed for a build
+        int8 = b"QuantizeLinear" in data if int8 is None else int8
         trt = trt or import_tensorrt()
         self.cuda = cuda or CudaRuntime()
         logger = trt.Logger(trt.Logger.WARNING)
-        cached = engine_path(self.path, trt)
+        cached = engine_path(self.path, data, trt)
         if cached.is_file():
             plan = cached.read_bytes()
         else:
             log.info("building a TensorRT engine for %s (once; cached in %s)", self.path.name, cached.parent)
-            plan = build_engine(trt, logger, self.path, int8)
+            plan = build_engine(trt, logger, self.path, data, int8)
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(cached, plan)
         self.runtime = trt.Runtime(logger)

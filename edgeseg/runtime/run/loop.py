@@ -111,9 +111,12 @@ class StreamRun:
         self.stopped_by: str | None = None
         self.reloads = 0
 
-    def warn(self, kind: str, message: str) -> None:
-        """Count a problem; say it the first time (the summary gives the count)."""
-        if kind not in self.warnings:
+    def warn(self, kind: str, message: str, every_time: bool = False) -> None:
+        """Count a problem; say it the first time (``every_time``: each time), the summary gives
+        the count."""
+        if every_time:
+            log.warning("%s", message)
+        elif kind not in self.warnings:
             log.warning("%s (counted in the summary)", message)
         self.warnings[kind] = self.warnings.get(kind, 0) + 1
 
@@ -133,18 +136,15 @@ class StreamRun:
         if self.options.reload is None:
             log.warning("reload asked, but this run cannot reload its model; going on with %s", old.path.name)
             return
-        from edgeseg.runtime.model.scoring import same_classes
+        from edgeseg.runtime.model.scoring import describe_classes, same_classes
 
         try:
             new = self.options.reload(old)
             if not same_classes(new.meta.class_names, old.meta.class_names):
-                names = new.meta.class_names
-                raise ValueError(f"the new model has other classes ({len(names)}: {', '.join(names[:4])}"
-                                 f"{', ...' if len(names) > 4 else ''})")
+                raise ValueError(f"the new model has other classes: {describe_classes(new.meta.class_names)}")
         except Exception as e:  # noqa: BLE001 - any failure keeps the running model
-            # said every time (a reload is rare and asked for), and counted in the summary
-            log.warning("reloading %s failed, keeping the running model: %s", old.path, e)
-            self.warnings["reload_failed"] = self.warnings.get("reload_failed", 0) + 1
+            # said every time (a reload is rare and asked for)
+            self.warn("reload_failed", f"reloading {old.path} failed, keeping the running model: {e}", every_time=True)
             return
         self.seg = new
         self.reloads += 1

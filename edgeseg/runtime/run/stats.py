@@ -75,10 +75,6 @@ class RunStats:
                 parts.append(f"{stage} {np.percentile(v, 50):.1f}/{np.percentile(v, 95):.1f}ms")
         return "  ".join(parts)
 
-    def recent_ms(self) -> dict:
-        """Median ms per stage over the rolling window (the live view)."""
-        return {stage: float(np.percentile(np.asarray(v), 50)) for stage, v in self.recent.items() if v}
-
     def recent_quantiles(self, quantiles=(0.5, 0.95)) -> dict:
         """{stage: {quantile: ms}} over the rolling window (/metrics)."""
         return {stage: {q: float(np.percentile(np.asarray(v), 100 * q)) for q in quantiles}

@@ -263,11 +263,13 @@ class MJPEGServer:
             self._last_frame = time.monotonic()
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             jpeg = buf.tobytes() if ok else None
+        quantiles = stats.recent_quantiles()  # outside the lock: the viewers' threads wait on it
+        facts = {"fps": stats.fps, "frames": stats.frames, "status": stats.line(),
+                 "stages_ms": {stage: q[0.5] for stage, q in quantiles.items()}, "stages_quantiles_ms": quantiles,
+                 **(extra or {})}
         with self._cond:
             self._published = time.monotonic()
-            self._stats = {"fps": stats.fps, "frames": stats.frames, "status": stats.line(),
-                           "stages_ms": stats.recent_ms(), "stages_quantiles_ms": stats.recent_quantiles(),
-                           **(extra or {})}
+            self._stats = facts
             if jpeg is not None:
                 self._jpeg, self._seq = jpeg, self._seq + 1
                 self._cond.notify_all()
