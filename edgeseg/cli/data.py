@@ -1,4 +1,4 @@
-"""`edgeseg data`: check, stats, tfrecords, synth."""
+"""`edgeseg data`: check, stats, tfrecords, synth, and a collection's labels to and from CVAT."""
 
 from __future__ import annotations
 
@@ -57,8 +57,10 @@ def check(
     fmt = _format(path, format)
     if fmt == "tfrecord":
         usage("data check reads image/label files; check the dataset before writing TFRecords")
+    from edgeseg.core.collection import SPLIT, is_collection
+
     bad = 0
-    for split in splits or ["train", "val"]:
+    for split in splits or ([SPLIT] if is_collection(path) else ["train", "val"]):
         info, found = _pairs(path, fmt, split)
         total = len(found.items)
         with _progress() as progress:
@@ -164,3 +166,42 @@ def synth(
     root = synthetic.generate(out or synthetic.default_root(), {"train": train, "val": val},
                               parse_size(size, "--size"), seed)
     typer.echo(f"synthetic dataset ({train} train / {val} val, {size}) in {root}")
+
+
+@app.command("to-cvat")
+@handle_errors
+def to_cvat(
+    collection: Annotated[Path, typer.Argument(help="A folder from `edgeseg run --collect`.")],
+    out: Annotated[Path, typer.Argument(help="The zip to write (CVAT: Actions > Upload annotations > Segmentation mask 1.1).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
+    verbose: Annotated[bool, VERBOSE] = False,
+):
+    """The collection's draft masks as a CVAT "Segmentation mask 1.1" zip, to fix in CVAT.
+
+    Make a CVAT task of COLLECTION/train/images, upload this zip as its annotations, fix the
+    masks, export the task as "Segmentation mask 1.1" and bring it back with `edgeseg data from-cvat`.
+    """
+    setup_logging(verbose)
+    from edgeseg.data.cvat import export_cvat
+
+    check_output_file(out, "OUT")
+    if out.exists() and not force:
+        fail(f"{out} exists; pass --force to replace it")
+    n = export_cvat(collection, out)
+    typer.echo(f"{n} masks in {out}")
+
+
+@app.command("from-cvat")
+@handle_errors
+def from_cvat(
+    archive: Annotated[Path, typer.Argument(help="A task exported from CVAT as \"Segmentation mask 1.1\" (zip).")],
+    collection: Annotated[Path, typer.Argument(help="The collection the task was made of.")],
+    force: Annotated[bool, typer.Option("--force", help="Also replace labels imported before.")] = False,
+    verbose: Annotated[bool, VERBOSE] = False,
+):
+    """Put labels fixed in CVAT into the collection (each replaced draft is kept in drafts/)."""
+    setup_logging(verbose)
+    from edgeseg.data.cvat import import_cvat
+
+    n = import_cvat(archive, collection, force=force)
+    typer.echo(f"{n} labels imported into {collection}; next: edgeseg train --init RUN --data {collection}")

@@ -85,6 +85,7 @@ def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path 
 
 
 SOURCE = "Source"
+COLLECT = "Collect frames to label (--collect DIR)"
 PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks and stats keep every frame
 
 
@@ -150,6 +151,14 @@ def run(
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
+    collect: Annotated[Optional[Path], typer.Option(help="Keep the frames the model is unsure of, with its masks as draft labels, in this folder (a dataset `edgeseg train --init` fine-tunes on).", rich_help_panel=COLLECT)] = None,
+    collect_when: Annotated[Optional[str], typer.Option(help="uncertain (the margin between the two likeliest classes), disagree (with --compare, on the frames it runs on) or every:N [default: uncertain].", rich_help_panel=COLLECT)] = None,
+    collect_threshold: Annotated[Optional[float], typer.Option(min=0, help="Keep every frame scoring at least this (0-1) instead of the best of each window.", rich_help_panel=COLLECT)] = None,
+    collect_top: Annotated[Optional[int], typer.Option(min=1, help="Keep the K best frames of each window [default: 1].", rich_help_panel=COLLECT)] = None,
+    collect_window: Annotated[Optional[int], typer.Option(min=1, help="Window length in frames [default: 300].", rich_help_panel=COLLECT)] = None,
+    collect_gap: Annotated[Optional[float], typer.Option(min=0, help="Seconds between kept frames, at least [default: 2].", rich_help_panel=COLLECT)] = None,
+    collect_dedup: Annotated[Optional[float], typer.Option(min=0, help="Skip a frame whose grey thumbnail differs from a recently kept one by less than this (0-255; 0: keep them) [default: 4].", rich_help_panel=COLLECT)] = None,
+    collect_max: Annotated[Optional[int], typer.Option(min=1, help="The folder holds at most N frames [default: 500].", rich_help_panel=COLLECT)] = None,
     input_size: Annotated[Optional[str], typer.Option(help="HxW, for a model without metadata.")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="classes.txt, for a model without metadata.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
@@ -163,6 +172,7 @@ def run(
       edgeseg run model_int8.tflite --camera csi --serve 0.0.0.0:8080    # Pi / Jetson CSI camera
       edgeseg run model_int8.tflite --source video.mp4 --save out.mp4 --compare model_fp32.tflite
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
+      edgeseg run model_int8.tflite --camera 0 --collect site-frames/   # then label, train --init
     """
     setup_logging(verbose)
     from edgeseg.runtime.model.backend import load_delegates
@@ -180,6 +190,8 @@ def run(
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
         usage("--serve-token needs --serve")
+    collect_target = _collect_target(collect, live, compare, collect_when, collect_threshold, collect_top,
+                                     collect_window, collect_gap, collect_dedup, collect_max)
     if labels is not None and not labels.is_dir():
         fail(f"--labels: folder not found: {labels}")
     address = None
@@ -223,7 +235,7 @@ def run(
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
                              save_fps=_save_fps(source, live) if save else None,
-                             serve=server, signals=signals,
+                             serve=server, signals=signals, collect=collect_target,
                              reload=lambda running: running.reopen(load_delegates(delegate, strict)),
                              echo=lambda line: typer.echo(line, err=True))
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
@@ -235,12 +247,46 @@ def run(
     _print_summary(summary)
 
 
+def _collect_target(folder, live, compare, when, threshold, top, window, gap, dedup, max_frames):
+    """--collect and its options as a CollectTarget (None without --collect); options that do
+    not go together are refused before anything opens."""
+    from edgeseg.runtime.run.collect import CollectPolicy, CollectTarget
+
+    given = {"--collect-when": when, "--collect-threshold": threshold, "--collect-top": top,
+             "--collect-window": window, "--collect-gap": gap, "--collect-dedup": dedup, "--collect-max": max_frames}
+    if folder is None:
+        stray = [name for name, value in given.items() if value is not None]
+        if stray:
+            usage(f"{stray[0]} needs --collect DIR")
+        return None
+    kind, every = CollectPolicy.parse_when(when or "uncertain")
+    if kind == "disagree" and compare is None:
+        usage("--collect-when disagree needs --compare FLOAT_MODEL")
+    if threshold is not None and (top is not None or window is not None):
+        usage("--collect-threshold keeps every frame above it; --collect-top and --collect-window choose the best of a window instead")
+    if kind == "every" and (threshold is not None or top is not None or window is not None):
+        usage("--collect-when every:N keeps every Nth frame; --collect-threshold, --collect-top and --collect-window do not apply")
+    defaults = CollectPolicy()
+    policy = CollectPolicy(when=kind, every=every, threshold=threshold, top=top or defaults.top,
+                           window=window or defaults.window, gap=defaults.gap if gap is None else gap,
+                           dedup=defaults.dedup if dedup is None else dedup, max_frames=max_frames or defaults.max_frames)
+    from edgeseg.core.collection import check_target
+
+    check_target(folder)
+    return CollectTarget(folder, policy, live)
+
+
 def _print_summary(s: dict) -> None:
     typer.echo(f"{s['frames']} frames in {s['seconds']:.1f}s: {s['fps']:.1f} FPS end to end")
     for stage, v in s["stages"].items():
         typer.echo(f"  {stage:<12} p50 {v['p50_ms']:7.1f} ms   p95 {v['p95_ms']:7.1f} ms")
     if "dropped_frames" in s:
         typer.echo(f"  dropped frames {s['dropped_frames']}, reconnects {s['reconnects']}")
+    if "collect" in s:
+        c = s["collect"]
+        skipped = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c["skipped"].items() if n)
+        typer.echo(f"collected {c['saved']} frames into {c['folder']} ({c['held']} there)"
+                   + (f"; skipped {skipped}" if skipped else ""))
     for kind, count in s.get("warnings", {}).items():
         typer.echo(f"  warning: {kind.replace('_', ' ')}: {count}")
     if "miou" in s:

@@ -143,6 +143,13 @@ class Segmenter:
         scale, zero = self.output.quantization
         return (y.astype(np.float32) - zero) * scale
 
+    def frame_logits(self, pending: Pending) -> np.ndarray:
+        """A frame's float logits at the output stride, over the part of the input the frame
+        covers (not the letterbox padding)."""
+        box, s = pending.box, self.stride
+        y = self.dequantize(pending.output)
+        return y[: -(-box.height // s), : -(-box.width // s)]
+
     def predict(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (uint8) at the frame's own resolution."""
         return self.finish(self.infer(frame))

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edgeseg.core.files import write_json_atomic
 from edgeseg.runtime.run.scores import Comparison, LabelLookup, LabelScore
 from edgeseg.runtime.run.health import HealthMonitor
@@ -33,6 +35,7 @@ class RunOptions:
     signals: object = None  # RunSignals: stop after the frame in flight, reload (None: made here)
     reload: object = None  # reload(running) -> a new Segmenter of the same model path (SIGHUP)
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
+    collect: object = None  # a CollectTarget: keep the frames worth labelling (--collect)
     echo: object = print
 
 
@@ -105,6 +108,8 @@ class StreamRun:
                                save_fps=options.save_fps, warn=self.warn)
         self.health = HealthMonitor()
         self.health.sample()
+        self.collector = options.collect.open(meta, seg.path.name, self.warn) if options.collect else None
+        self.collected: dict | None = None
         self._live, self._live_at = None, 0.0
         self.last_status = time.perf_counter()
         self.interrupted = False
@@ -162,8 +167,14 @@ class StreamRun:
         label = self._label(frame, pred)
         if label is not None:
             self.truth.add(label, pred)
+        disagreement = None
         if self.comparison is not None and stats.frames % self.options.compare_every == 0:
-            self.comparison.add(pred, self.compare.predict(frame.image), label)
+            float_pred = self.compare.predict(frame.image)
+            self.comparison.add(pred, float_pred, label)
+            disagreement = float(np.mean(float_pred != pred))
+        if self.collector is not None:
+            model = seg or self.seg
+            self.collector.offer(frame, pred, lambda: model.frame_logits(pending), disagreement)
         stats.frame_done()
         now = time.perf_counter()
         if now - self.last_status >= self.options.status_every:
@@ -197,6 +208,8 @@ class StreamRun:
         video is removed. After a failure an error while closing is only logged: the failure the
         user must see is the first one."""
         try:
+            if self.collector is not None:
+                self.collected, self.collector = self.collector.close(), None
             self.outputs.close(ok)
             if self.reader is not None:
                 self.reader.stop()
@@ -218,6 +231,8 @@ class StreamRun:
             out.update({"dropped_frames": self.reader.dropped, "reconnects": self.reader.reconnects})
         if self.comparison is not None:
             out["compare"] = {"float_model": str(self.compare.path), **self.comparison.summary(meta.class_names)}
+        if self.collected is not None:
+            out["collect"] = self.collected
         if self.warnings:
             out["warnings"] = dict(self.warnings)
         health = self.health.summary()

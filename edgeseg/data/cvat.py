@@ -1,0 +1,165 @@
+"""A collection's labels to and from CVAT's "Segmentation mask 1.1" format (Pascal VOC style),
+which CVAT imports into a task made of the collection's images and exports once they are fixed.
+
+The archive::
+
+    labelmap.txt                      # label:color_rgb:parts:actions, one line a label
+    ImageSets/Segmentation/default.txt  # the image stems
+    SegmentationClass/STEM.png        # RGB: each pixel the colour of its label
+
+``background`` (black) is the ignore label (255): pixels nobody should be scored on.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.core import collection
+from edgeseg.core.errors import DataError
+from edgeseg.core.labels import IGNORE_LABEL, default_color, read_classes
+
+BACKGROUND = "background"
+LABELMAP = "labelmap.txt"
+LIST = "ImageSets/Segmentation/default.txt"
+MASKS = "SegmentationClass"
+
+
+def label_colors(colors) -> list[tuple[int, int, int]]:
+    """The class colours, unless two are the same or one is black (the background's): then
+    evenly spaced hues for all, so every colour names one label."""
+    colors = [tuple(int(v) for v in c) for c in colors]
+    if len(set(colors)) == len(colors) and (0, 0, 0) not in colors:
+        return colors
+    return [default_color(i, len(colors)) for i in range(len(colors))]
+
+
+def _require_collection(root: Path) -> tuple[tuple[str, ...], list[Path]]:
+    root = Path(root)
+    if not collection.is_collection(root):
+        raise DataError(f"{root} is not an edgeseg collection (no {collection.FRAMES_CSV}; made by `edgeseg run --collect`)")
+    names, _ = read_classes(root / "classes.txt")
+    return names, sorted(collection.masks_dir(root).glob("*.png"))
+
+
+def export_cvat(root: Path, out: Path) -> int:
+    """Write the collection's masks as a CVAT "Segmentation mask 1.1" zip; the number of masks."""
+    import cv2
+
+    from edgeseg.core.files import atomic_path
+
+    names, masks = _require_collection(root)
+    _, class_colors = read_classes(Path(root) / "classes.txt")
+    colors = label_colors(class_colors)
+    table = np.zeros((256, 3), np.uint8)  # ignore and unknown ids: black, the background
+    table[: len(colors)] = colors
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        lines = ["# label:color_rgb:parts:actions", f"{BACKGROUND}:0,0,0::"]
+        lines += [f"{n}:{r},{g},{b}::" for n, (r, g, b) in zip(names, colors)]
+        z.writestr(LABELMAP, "\n".join(lines) + "\n")
+        z.writestr(LIST, "".join(f"{m.stem}\n" for m in masks))
+        for mask in masks:
+            ids = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+            if ids is None or ids.ndim != 2:
+                raise DataError(f"{mask}: not a single-channel label PNG")
+            ok, png = cv2.imencode(".png", cv2.cvtColor(table[ids], cv2.COLOR_RGB2BGR))
+            z.writestr(f"{MASKS}/{mask.stem}.png", png.tobytes())
+    return len(masks)
+
+
+def _read_labelmap(text: str, source: str, names) -> dict[tuple[int, int, int], int]:
+    """colour -> train id, by label name; a label the collection does not know is an error."""
+    ids = {n: i for i, n in enumerate(names)}
+    table = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, rest = line.partition(":")
+        try:
+            rgb = tuple(int(v) for v in rest.split(":")[0].split(","))
+        except ValueError:
+            rgb = ()
+        if len(rgb) != 3:
+            raise DataError(f"{source}:{n}: expected 'label:R,G,B::', got {line!r}")
+        if name == BACKGROUND:
+            table[rgb] = IGNORE_LABEL
+        elif name in ids:
+            table[rgb] = ids[name]
+        else:
+            raise DataError(f"{source}:{n}: label '{name}' is not a class of the collection ({', '.join(names)})")
+    return table
+
+
+def _decode(data: bytes, table: dict, name: str) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{name}: not an image")
+    packed = (bgr[..., 2].astype(np.int32) << 16) | (bgr[..., 1].astype(np.int32) << 8) | bgr[..., 0]
+    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in table], np.int32)
+    values = np.array(list(table.values()), np.uint8)
+    order = np.argsort(keys)
+    keys, values = keys[order], values[order]
+    pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
+    known = keys[pos] == packed
+    if not known.all():
+        v = int(packed[~known][0])
+        raise DataError(f"{name}: colour {v >> 16},{(v >> 8) & 255},{v & 255} is no label of {LABELMAP}")
+    return values[pos]
+
+
+def import_cvat(archive: Path, root: Path, force: bool = False) -> int:
+    """Put the labels of a CVAT "Segmentation mask 1.1" zip into the collection ``root``; the
+    number of labels. Each draft replaced is moved to ``drafts/``; a mask that is no draft any
+    more (an earlier import) is replaced only with ``force``. Everything is read and checked
+    before the first mask is written."""
+    import cv2
+
+    from edgeseg.core.files import atomic_path
+
+    names, _ = _require_collection(root)
+    root = Path(root)
+    archive = Path(archive)
+    if not archive.is_file():
+        raise DataError(f"CVAT export not found: {archive}")
+    try:
+        z = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise DataError(f"{archive} is not a zip file (export the task as 'Segmentation mask 1.1')") from None
+    with z:
+        files = set(z.namelist())
+        if LABELMAP not in files:
+            raise DataError(f"{archive} has no {LABELMAP} (export the task as 'Segmentation mask 1.1')")
+        table = _read_labelmap(z.read(LABELMAP).decode(), f"{archive.name}:{LABELMAP}", names)
+        labels = {}
+        for member in sorted(f for f in files if f.startswith(f"{MASKS}/") and f.endswith(".png")):
+            stem = Path(member).stem
+            if not (collection.images_dir(root) / f"{stem}.jpg").is_file():
+                raise DataError(f"{archive.name}:{member}: the collection has no frame {stem}")
+            ids = _decode(z.read(member), table, f"{archive.name}:{member}")
+            draft = cv2.imread(str(collection.masks_dir(root) / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+            if draft is not None and draft.shape != ids.shape:
+                raise DataError(f"{archive.name}:{member} is {ids.shape[1]}x{ids.shape[0]}, "
+                                f"the frame {draft.shape[1]}x{draft.shape[0]}")
+            labels[stem] = ids
+    if not labels:
+        raise DataError(f"{archive} holds no {MASKS}/*.png masks")
+    drafts = collection.drafts_dir(root)
+    done = [s for s in labels if (drafts / f"{s}.png").exists()]
+    if done and not force:
+        raise DataError(f"{len(done)} frame(s) already have imported labels (e.g. {done[0]}); "
+                        "pass --force to replace them")
+    drafts.mkdir(exist_ok=True)
+    for stem, ids in labels.items():
+        mask = collection.masks_dir(root) / f"{stem}.png"
+        draft = drafts / f"{stem}.png"
+        if mask.exists() and not draft.exists():
+            mask.replace(draft)
+        with atomic_path(mask) as tmp:
+            if not cv2.imwrite(str(tmp), ids):
+                raise OSError(f"cannot write {mask}")
+    return len(labels)
+

@@ -1,0 +1,273 @@
+"""`edgeseg run --collect DIR`: keep the frames worth labelling, with the model's masks as draft
+labels, in a folder `edgeseg train --init` fine-tunes on.
+
+A frame's score comes from what the run already has: how unsure the model is (one minus the
+margin between the two most likely classes, averaged over the pixels the frame covers) or, with
+``--compare``, how much the model and the float one disagree. Frames are kept above a threshold
+or as the K best of each window of frames, at least ``gap`` seconds apart and unlike the frames
+kept recently (a parked car does not fill the disk), at most ``max_frames`` in the folder.
+Files are written by a thread of their own; a failed write is a counted warning, never a
+stopped run.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.core import collection
+from edgeseg.core.errors import ConfigError
+
+log = logging.getLogger("edgeseg")
+WHEN = ("uncertain", "disagree", "every:N")
+THUMB = (32, 24)  # the near-duplicate check compares grey thumbnails of this size
+RECENT = 64  # ... with this many recently kept frames
+
+
+def margin_uncertainty(logits: np.ndarray) -> float:
+    """One minus the mean softmax margin between the two most likely classes (0: sure of every
+    pixel, 1: two classes tied everywhere). ``logits``: HxWxC float."""
+    top2 = np.partition(logits, -2, axis=-1)[..., -2:]
+    best, second = top2[..., 1], top2[..., 0]
+    total = np.exp(logits - best[..., None]).sum(-1)
+    margin = (1.0 - np.exp(second - best)) / total
+    return float(1.0 - margin.mean())
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    return cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CollectPolicy:
+    """Which frames are kept.
+
+    Args:
+        when: ``uncertain`` (the model's margin), ``disagree`` (against ``--compare``, on the
+            frames it runs on) or ``every`` (every ``every``-th frame).
+        threshold: keep each frame scoring at least this; None: the ``top`` best of each
+            ``window`` frames.
+        gap: seconds between kept frames, at least.
+        dedup: a frame whose grey thumbnail differs from a recently kept one by less than this
+            (mean absolute difference, 0-255) is a near-duplicate; 0 keeps them.
+        max_frames: the folder holds at most this many frames (those from earlier runs count).
+    """
+
+    when: str = "uncertain"
+    every: int = 0
+    threshold: float | None = None
+    top: int = 1
+    window: int = 300
+    gap: float = 2.0
+    dedup: float = 4.0
+    max_frames: int = 500
+
+    def __post_init__(self):
+        if self.when not in ("uncertain", "disagree", "every"):
+            raise ConfigError(f"--collect-when must be one of {', '.join(WHEN)}, got {self.when!r}")
+        if self.when == "every" and self.every < 1:
+            raise ConfigError("--collect-when every:N needs N >= 1")
+        if self.top < 1 or self.window < 1 or self.max_frames < 1:
+            raise ConfigError("--collect-top, --collect-window and --collect-max must be >= 1")
+        if self.top > self.window:
+            raise ConfigError(f"--collect-top {self.top} is more than the --collect-window of {self.window} frames")
+        if self.gap < 0 or self.dedup < 0:
+            raise ConfigError("--collect-gap and --collect-dedup must be >= 0")
+
+    @classmethod
+    def parse_when(cls, text: str) -> tuple[str, int]:
+        """``uncertain`` | ``disagree`` | ``every:N`` -> (when, N)."""
+        kind, _, n = text.partition(":")
+        if kind == "every":
+            try:
+                return kind, int(n)
+            except ValueError:
+                raise ConfigError(f"--collect-when every:N takes a whole number of frames, got {text!r}") from None
+        if n or kind not in ("uncertain", "disagree"):
+            raise ConfigError(f"--collect-when must be one of {', '.join(WHEN)}, got {text!r}")
+        return kind, 0
+
+
+@dataclass
+class Candidate:
+    score: float
+    index: int
+    image: np.ndarray
+    pred: np.ndarray
+    captured: float
+    name: str
+    uncertainty: float | None
+    disagreement: float | None
+
+    def __lt__(self, other: "Candidate") -> bool:  # a min-heap of the best: ties keep the earlier frame
+        return (self.score, -self.index) < (other.score, -other.index)
+
+
+class Collector:
+    """Offered each segmented frame (in the run's post-processing thread); keeps and writes the
+    frames its policy picks into ``folder`` (a collection, :mod:`edgeseg.core.collection`)."""
+
+    def __init__(self, folder: Path, meta, policy: CollectPolicy, warn, model_name: str, live: bool,
+                 queue_size: int = 16):
+        self.folder, self.policy, self.warn, self.model_name, self.live = Path(folder), policy, warn, model_name, live
+        self.held = collection.prepare(self.folder, meta.class_names, meta.colors)
+        self.saved = 0
+        self.skipped = {"near_duplicate": 0, "too_soon": 0}
+        self._window: list[Candidate] = []
+        self._offered = 0
+        self._last_kept: float | None = None
+        self._recent: deque = deque(maxlen=RECENT)
+        self._full_said = False
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._write_loop, name="edgeseg-collect", daemon=True)
+        self._thread.start()
+
+    # --- choosing -----------------------------------------------------------------------------
+    def wants_disagreement(self) -> bool:
+        return self.policy.when == "disagree"
+
+    def offer(self, frame, pred: np.ndarray, logits=None, disagreement: float | None = None) -> None:
+        """One segmented frame. ``logits``: a callable giving the frame's float logits (HxWxC,
+        the part the frame covers), called only when the score needs them; ``disagreement``: the
+        share of pixels where the float model says otherwise (frames it ran on), else None."""
+        if self._room() <= 0:
+            return
+        p = self.policy
+        self._offered += 1
+        if p.when == "every":
+            if (self._offered - 1) % p.every == 0:
+                self._consider(self._candidate(frame, pred, logits, disagreement, None))
+            return
+        if p.when == "disagree" and disagreement is None:
+            self._end_window_if_due()
+            return
+        cand = self._candidate(frame, pred, logits, disagreement, p.when)
+        if p.threshold is not None:
+            if cand.score >= p.threshold:
+                self._consider(cand)
+            return
+        if len(self._window) < p.top:
+            heapq.heappush(self._window, cand)
+        elif self._window[0] < cand:
+            heapq.heapreplace(self._window, cand)
+        self._end_window_if_due()
+
+    def _candidate(self, frame, pred, logits, disagreement, when) -> Candidate:
+        uncertainty = margin_uncertainty(logits()) if logits is not None and when != "disagree" else None
+        score = disagreement if when == "disagree" else uncertainty
+        return Candidate(score if score is not None else 0.0, frame.index, frame.image, pred, frame.captured,
+                         frame.name, uncertainty, disagreement)
+
+    def _end_window_if_due(self, force: bool = False) -> None:
+        if not self._window or (not force and self._offered % self.policy.window):
+            return
+        best = sorted(self._window, reverse=True)
+        self._window = []
+        for cand in sorted(best, key=lambda c: c.index):  # in time order, so the gap is measured forwards
+            self._consider(cand)
+
+    def _consider(self, cand: Candidate) -> None:
+        p = self.policy
+        if self._room() <= 0:
+            return
+        if self._last_kept is not None and cand.captured - self._last_kept < p.gap:
+            self.skipped["too_soon"] += 1
+            return
+        thumb = thumbnail(cand.image) if p.dedup > 0 else None
+        if thumb is not None and any(float(np.abs(thumb - t).mean()) < p.dedup for t in self._recent):
+            self.skipped["near_duplicate"] += 1
+            return
+        if thumb is not None:
+            self._recent.append(thumb)
+        self._last_kept = cand.captured
+        self.held += 1
+        reason = p.when if p.when != "every" else f"every:{p.every}"
+        try:
+            self._queue.put_nowait((cand, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        except queue.Full:
+            self.held -= 1
+            self.warn("collect_queue_full", "collection writer is behind; a frame was not kept")
+
+    def _room(self) -> int:
+        room = self.policy.max_frames - self.held
+        if room <= 0 and not self._full_said:
+            self._full_said = True
+            log.warning("--collect %s holds %d frames (--collect-max); collecting stops", self.folder, self.held)
+        return room
+
+    # --- writing ------------------------------------------------------------------------------
+    def _stem(self, cand: Candidate) -> str:
+        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{cand.index:06d}" if self.live else cand.name
+        base = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)
+        stem, n = base, 2
+        while (collection.images_dir(self.folder) / f"{stem}.jpg").exists():
+            stem, n = f"{base}-{n}", n + 1
+        return stem
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            cand, reason, when = item
+            try:
+                self._write(cand, reason, when)
+                self.saved += 1
+            except OSError as e:
+                self.held -= 1
+                self.warn("collect_write_failed", f"--collect: cannot write into {self.folder}: {e.strerror or e}")
+
+    def _write(self, cand: Candidate, reason: str, when: str) -> None:
+        import cv2
+
+        from edgeseg.core.files import atomic_path, write_image_atomic
+
+        stem = self._stem(cand)
+        mask = collection.masks_dir(self.folder) / f"{stem}.png"
+        with atomic_path(mask) as tmp:  # the mask first: an image never lies there without its label
+            if not cv2.imwrite(str(tmp), cand.pred):
+                raise OSError(f"cannot encode {mask.name}")
+        try:
+            write_image_atomic(collection.images_dir(self.folder) / f"{stem}.jpg", cand.image)
+        except OSError:
+            mask.unlink(missing_ok=True)
+            raise
+        with (self.folder / collection.FRAMES_CSV).open("a", newline="") as f:
+            csv.writer(f).writerow([stem, when, cand.index, reason, f"{cand.score:.5f}",
+                                    "" if cand.uncertainty is None else f"{cand.uncertainty:.5f}",
+                                    "" if cand.disagreement is None else f"{cand.disagreement:.5f}",
+                                    self.model_name])
+
+    def close(self) -> dict:
+        """Keep the best of the unfinished window, write what is queued; the summary."""
+        self._end_window_if_due(force=True)
+        self._queue.put(None)
+        self._thread.join()
+        return {"folder": str(self.folder), "saved": self.saved, "held": self.held, "skipped": dict(self.skipped)}
+
+
+@dataclass(frozen=True)
+class CollectTarget:
+    """What ``--collect`` asks for; the run opens it once the model is known."""
+
+    folder: Path
+    policy: CollectPolicy
+    live: bool = False
+
+    def open(self, meta, model_name: str, warn) -> Collector:
+        if meta.output != "logits" and self.policy.when == "uncertain":
+            raise ConfigError(f"--collect-when uncertain needs a model that outputs logits; {model_name} "
+                              "outputs labels (use disagree or every:N)")
+        return Collector(self.folder, meta, self.policy, warn, model_name, self.live)
