@@ -27,6 +27,12 @@ DECODER_UPSAMPLING = ("bilinear", "nearest")
 # on CamVid val, see edgeseg.quant.qat.qat_finetune.
 QAT_STEPS = 300
 QAT_LR_FACTOR = 0.001
+# `edgeseg train --init RUN` (fine-tuning on new frames): a short schedule at a tenth of the
+# run's learning rate, half of each batch from the run's own training data.
+FINETUNE_EPOCHS = 3
+FINETUNE_STEPS_PER_EPOCH = 100
+FINETUNE_LR_FACTOR = 0.1
+FINETUNE_MIX = 0.5
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class DataSection:
             the crops, so the model does not depend on one camera's or decoder's pixels.
         rare_crop_prob: how often a crop is centred on a pixel of a rare class (``rare_classes``:
             resolved from the training labels, the classes under 2% of the pixels).
+        val_root, val_format: the dataset the val split comes from, when not ``root`` (a
+            fine-tuning run watches the data its starting run was validated on).
+        mix: frames of another dataset drawn into every batch: ``{"root", "format", "split",
+            "holdout", "share"}`` (``share`` of the frames; ``holdout``: a glob of frames left
+            out, as in that dataset's own run); ``None``: only ``root``.
     """
 
     root: str | None = None
@@ -68,8 +79,16 @@ class DataSection:
     photometric: bool = True
     rare_crop_prob: float = 0.0
     rare_classes: Any = None
+    val_root: str | None = None
+    val_format: str | None = None
+    mix: Any = None
 
     def __post_init__(self):
+        if self.mix is not None:
+            if not isinstance(self.mix, dict) or not {"root", "share"} <= set(self.mix):
+                raise ConfigError("data.mix must be a mapping with at least 'root' and 'share'")
+            if not 0 < float(self.mix["share"]) < 1:
+                raise ConfigError(f"the mixed-in share must be between 0 and 1, got {self.mix['share']}")
         if not 0 <= self.rare_crop_prob <= 1:
             raise ConfigError(f"rare crop probability must be in [0, 1], got {self.rare_crop_prob}")
         if self.holdout is not None and self.format == "tfrecord":
@@ -87,6 +106,13 @@ class DataSection:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if not 0 < self.base_scale <= 4:
             raise ConfigError(f"base scale must be in (0, 4], got {self.base_scale}")
+
+    def val_data(self, root=None, fmt=None) -> tuple:
+        """(root, format) of the val split: ``val_root`` when set, else ``root``/``fmt`` (by
+        default this section's own)."""
+        if self.val_root is not None or self.val_format is not None:  # (None, synthetic): the generated set
+            return self.val_root, self.val_format
+        return (self.root, self.format) if root is None else (root, fmt)
 
 
 @dataclass(frozen=True)
@@ -219,6 +245,7 @@ class TrainConfig:
     deterministic: bool = False
     backup_every_steps: int | None = None
     ship: str = "best"  # the checkpoint export/evaluate use: best on validation, or the last one
+    init: str | None = None  # a run whose shipped weights this one starts from (fine-tuning)
 
     def __post_init__(self):
         if self.ship not in SHIP:
@@ -233,6 +260,31 @@ class TrainConfig:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         if self.val_every < 1:
             raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
+
+    def finetuning(self, run: str | Path) -> "TrainConfig":
+        """The config of a run that fine-tunes this one (saved in ``run``) on new frames: the
+        same model, sizes and class weights; a short schedule at a tenth of the learning rate,
+        no weight average, the last weights shipped; this run's training data mixed into every
+        batch and its val split watched (is the old place forgotten?). The new data's root and
+        format are for the caller to set."""
+        d, o = self.to_dict(), self.optim
+        val_root, val_format = self.data.val_data()
+        d["data"].update(root=None, format=None, holdout=None, train_split="train", val_root=val_root,
+                         val_format=val_format,
+                         mix={"root": self.data.root, "format": self.data.format, "split": self.data.train_split,
+                              "holdout": self.data.holdout, "share": FINETUNE_MIX})
+        d["optim"].update(epochs=FINETUNE_EPOCHS, steps_per_epoch=FINETUNE_STEPS_PER_EPOCH, ema=None,
+                          learning_rate=o.learning_rate * FINETUNE_LR_FACTOR, warmup_steps=min(o.warmup_steps, 20))
+        d.update(ship="last", val_every=FINETUNE_EPOCHS, init=str(run))
+        return TrainConfig.from_dict(d)
+
+    def without(self, *dotted: str) -> "TrainConfig":
+        """This config with ``section__key`` settings set to None (``override`` skips Nones)."""
+        d = self.to_dict()
+        for key in dotted:
+            section, _, name = key.partition("__")
+            d[section][name] = None
+        return TrainConfig.from_dict(d)
 
     # --- dict / YAML ---------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -35,6 +35,10 @@ MODEL = "Model"
 OPTIM = "Optimization"
 RUN = "Run"
 QAT = "Quantization-aware training (--qat --from RUN)"
+FINETUNE = "Fine-tuning on new frames (--init RUN)"
+# What `--init RUN` takes from the run and cannot be changed: the model and its config.
+INIT_REFUSED = {"config", "backbone", "alpha", "output_stride", "head", "aspp_filters", "decoder_filters",
+                "backbone_weights", "bn_momentum", "resume"}
 # What `--qat --from RUN` takes; `--resume` takes only the run's location.
 QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "qat_freeze_bn", "decoder_upsample", "batch_size"}
 RESUME_OPTIONS = {"resume", "run_dir", "name"}
@@ -104,6 +108,9 @@ def train(
     qat_lr_factor: Annotated[Optional[float], typer.Option(min=0, help=f"QAT learning rate as a fraction of the float one [default: {QAT_LR_FACTOR}].", rich_help_panel=QAT)] = None,
     qat_freeze_bn: Annotated[Optional[bool], typer.Option("--qat-freeze-bn/--qat-train-bn", help="BatchNorm in inference mode during QAT [default: frozen].", rich_help_panel=QAT)] = None,
     decoder_upsample: Annotated[Optional[Interp], typer.Option(help="The decoder's x4 upsample in the QAT (and exported) graph [default: bilinear].", rich_help_panel=QAT)] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this run's shipped weights and config (same model, sizes, class weights) and fine-tune on --data: 300 steps at a tenth of its learning rate, half of each batch from its own training data, its val split watched.", rich_help_panel=FINETUNE)] = None,
+    data_mix: Annotated[Optional[str], typer.Option(help="[PATH:]SHARE: draw SHARE of each batch from dataset PATH (with --init, default: the run's own training data at 0.5; 0 mixes nothing).", rich_help_panel=FINETUNE)] = None,
+    val_data: Annotated[Optional[Path], typer.Option(help="Dataset the val split comes from, when not --data (with --init, default: the run's).", rich_help_panel=FINETUNE)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
     """Train DeepLabv3+ and keep the checkpoint with the best validation mIoU.
@@ -114,6 +121,7 @@ def train(
       edgeseg train --data data/camvid --crop-size 256x256 --epochs 40   # format detected
       edgeseg train --run-dir runs/camvid --resume    # after a crash
       edgeseg train --qat --from runs/camvid          # then: edgeseg export runs/camvid --qat
+      edgeseg train --init runs/camvid --data site-frames/   # frames from `edgeseg run --collect`
     """
     given = _given(ctx) - {"verbose"}
     setup_logging(verbose)
@@ -128,8 +136,12 @@ def train(
                    True if qat_freeze_bn is None else qat_freeze_bn)
         return
     _refuse_for_training(given, resume, run_dir, name)
-
-    base = TrainConfig.load(config) if config else TrainConfig()
+    if init is not None:
+        _refuse_for_init(given, data)
+        base = _finetune_base(init)
+    else:
+        base = TrainConfig.load(config) if config else TrainConfig()
+    base = _with_mix(base, data_mix, init is not None)
     cw = class_weights
     if cw is not None and cw not in ("none", "median_freq", "inverse_sqrt"):
         cw = _floats(cw, "--class-weights")
@@ -153,7 +165,10 @@ def train(
         val_every=val_every, strategy=strategy.value if strategy else None,
         mixed_precision=mixed_precision, xla=xla, deterministic=deterministic,
         backup_every_steps=backup_every_steps, seed=seed,
+        data__val_root=str(val_data) if val_data else None,
     )
+    if val_data is not None:  # detected when training starts
+        cfg = cfg.without("data__val_format")
     if cfg.data.format not in (None, "synthetic") and cfg.data.root is None:
         raise ConfigError(f"--data is required for --format {cfg.data.format}")
     from edgeseg.models import get_backbone
@@ -170,6 +185,51 @@ def train(
         typer.echo(str(done))
         return
     _print_summary(summary, cfg, run_dir)
+
+
+def _finetune_base(init: Path):
+    from edgeseg.config import TrainConfig
+    from edgeseg.rundir import RunDir
+
+    run = RunDir(init).require()
+    run.weights()  # a run without weights fails here, before any data is read
+    return TrainConfig.load(run.config).finetuning(init)
+
+
+def _refuse_for_init(given: set[str], data) -> None:
+    from edgeseg.core.errors import ConfigError
+
+    if data is None:
+        raise ConfigError("--init fine-tunes a run on new frames; give them with --data DIR")
+    refused = sorted(given & INIT_REFUSED)
+    if refused:
+        raise ConfigError(f"--init takes the model and its settings from the run; "
+                          f"{flags_phrase([_flag(e) for e in refused], 'does not apply', 'do not apply')}")
+
+
+def _with_mix(config, text: str | None, finetuning: bool):
+    """--data-mix [PATH:]SHARE applied to ``config`` (whose ``data.mix`` is the fine-tuned run's
+    data with --init)."""
+    from edgeseg.core.errors import ConfigError
+
+    if text is None:
+        return config
+    path, _, share_text = text.rpartition(":")
+    try:
+        share = float(share_text)
+    except ValueError:
+        raise ConfigError(f"--data-mix takes [PATH:]SHARE, e.g. data/old:0.5, got {text!r}") from None
+    if not 0 <= share < 1:
+        raise ConfigError(f"--data-mix: the share must be in [0, 1), got {share_text}")
+    if share == 0:
+        return config.without("data__mix")
+    if path:
+        mix = {"root": path, "format": None, "split": "train", "holdout": None, "share": share}
+    elif finetuning:
+        mix = {**config.data.mix, "share": share}
+    else:
+        raise ConfigError("--data-mix SHARE mixes in the --init run's data; without --init give PATH:SHARE")
+    return config.override(data__mix=mix)
 
 
 def _refuse_for_qat(given: set[str], qat: bool, from_run) -> None:

@@ -109,21 +109,23 @@ def source_size(source: Split | TFRecordSplit) -> int:
 
 def build_train_dataset(source, batch_size: int, augment: Augment, *, cache: bool | str = True,
                         shuffle_buffer: int = 1024, seed: int = 0, deterministic: bool = False,
-                        repeat: bool = True) -> tf.data.Dataset:
+                        repeat: bool = True, mix=None) -> tf.data.Dataset:
     """Infinite (with ``repeat``) batches of augmented crops.
 
     Args:
         cache: ``True`` caches decoded frames in memory, a path caches them in files (for data
             larger than RAM), ``False`` decodes every epoch.
         deterministic: same batches in the same order on every run (slower: no reordering).
+        mix: ``(other_source, share)``: that share of the frames drawn from another source (a
+            fine-tuning run's old data, so the model does not forget it).
     """
-    ds = decoded_dataset(source, deterministic)
-    if cache:
-        ds = ds.cache("" if cache is True else str(cache))
-    ds = ds.shuffle(min(shuffle_buffer, max(source_size(source), 1)), seed=seed,
-                    reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    ds = _shuffled_frames(source, cache, shuffle_buffer, seed, deterministic, repeat)
+    if mix is not None:
+        other, share = mix
+        other_cache = cache if not isinstance(cache, str) else f"{cache}-mix"
+        ds = tf.data.Dataset.sample_from_datasets(
+            [ds, _shuffled_frames(other, other_cache, shuffle_buffer, seed + 1, deterministic, repeat)],
+            weights=[1.0 - share, share], seed=seed)
     ds = ds.enumerate()
     apply_augment = augment_fn(augment)
     ds = ds.map(lambda i, pair: apply_augment(i, pair[0], pair[1], tf.constant(seed, tf.int64)),
@@ -132,6 +134,15 @@ def build_train_dataset(source, batch_size: int, augment: Augment, *, cache: boo
     options = tf.data.Options()
     options.deterministic = deterministic
     return ds.with_options(options)
+
+
+def _shuffled_frames(source, cache, shuffle_buffer: int, seed: int, deterministic: bool, repeat: bool):
+    ds = decoded_dataset(source, deterministic)
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+    ds = ds.shuffle(min(shuffle_buffer, max(source_size(source), 1)), seed=seed,
+                    reshuffle_each_iteration=True)
+    return ds.repeat() if repeat else ds
 
 
 def build_eval_dataset(source, batch_size: int, size, base_scale: float = 1.0,

@@ -122,7 +122,8 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
     report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
     root, fmt = _data_source(plan, options)
-    parity_items = _parity_items(root, fmt, config.data.val_split, options.parity_frames, report)
+    parity_root, parity_fmt = (root, fmt) if options.calib_data is not None else config.data.val_data(root, fmt)
+    parity_items = _parity_items(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
     calib = None
     if any(EXPORT_FORMATS[f].calibration for f in options.formats):
         calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir)

@@ -168,7 +168,7 @@ def evaluate_qat(run_dir, batch_size: int = 4) -> dict:
         logits = tf.image.resize(model(images, training=False), size, method="bilinear")
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
-    ds = build_eval_dataset(load_source(d.root, d.format, d.val_split), batch_size, size, d.base_scale)
+    ds = build_eval_dataset(load_source(*d.val_data(), d.val_split), batch_size, size, d.base_scale)
     result = metrics.summarize(confusion_over(model, ds, len(names), predict), names)
     info = run.read_json(run.qat_json)
     info["val"] = result

@@ -18,7 +18,7 @@ from edgeseg.models import build_deeplabv3plus
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, WeightAverage, save_weights_atomic
 from edgeseg.train.keras_metrics import MeanIoU
-from edgeseg.train.recipe import make_loss, make_optimizer, resolve, training_sources
+from edgeseg.train.recipe import make_loss, make_optimizer, mixed_source, resolve, training_sources
 from edgeseg.train.scoring import confusion_over
 from edgeseg.train.strategy import is_chief, make_strategy, worker_index
 
@@ -74,6 +74,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
         from edgeseg.data import resolve_format
 
         config = config.override(data__format=resolve_format(config.data.root, config.data.format))
+        if config.data.val_root is not None:
+            config = config.override(data__val_format=resolve_format(config.data.val_root, config.data.val_format))
     # Multi-worker collectives must be configured before TensorFlow runs its first op (data
     # loading included), so the strategy comes first.
     strategy = make_strategy(config.strategy)
@@ -86,6 +88,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     info = train_src.info
     log.info(device_line())
     if not resume:
+        if config.init:
+            _check_init(config, info.class_names)
         config = resolve(config, train_src, val_src)
     if chief and not resume:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -119,7 +123,7 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
                       photometric=d.photometric, rare_classes=tuple(d.rare_classes or ()),
                       rare_crop_prob=d.rare_crop_prob)
     train_ds = build_train_dataset(train_src, d.batch_size, augment, cache=cache, seed=config.seed,
-                                   deterministic=config.deterministic)
+                                   deterministic=config.deterministic, mix=mixed_source(config, info.class_names))
     val_ds = build_eval_dataset(val_src, batch_size=max(1, min(d.batch_size, 4)), size=d.eval_size,
                                 base_scale=d.base_scale, cache=True)
 
@@ -130,6 +134,10 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
                       loss=make_loss(config, info.num_classes),
                       metrics=[MeanIoU(info.num_classes)],
                       jit_compile=config.xla)
+        if config.init:  # a resumed run then takes its own progress from the backup
+            start = RunDir(Path(config.init)).weights()
+            model.load_weights(str(start))
+            log.info("starting from %s", start)
     eval_model = build_deeplabv3plus(config.model, info.num_classes, d.eval_size)
 
     timer = StepTimer()
@@ -170,6 +178,7 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
         "wall_seconds_this_session": round(wall, 1),
         "sec_per_step": timer.median,
         "replicas": strategy.num_replicas_in_sync,
+        **({"init": config.init} if config.init else {}),
     }
     if report_src is not None:
         summary["report"] = _score_once(eval_model, shipped, report_src, config, info.class_names)
@@ -177,6 +186,16 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
     if chief:
         write_json_atomic(run.summary, summary)
     return summary
+
+
+def _check_init(config: TrainConfig, class_names) -> None:
+    """``--init RUN``: a finished run with weights, trained on the same classes."""
+    start = RunDir(Path(config.init)).require()
+    start.weights()
+    trained = start.read_json(start.dataset).get("class_names")
+    if trained is not None and tuple(trained) != tuple(class_names):
+        raise ConfigError(f"--init {start.path} was trained on other classes ({', '.join(trained)}) "
+                          f"than --data has ({', '.join(class_names)})")
 
 
 def _score_once(eval_model, weights: Path, source, config: TrainConfig, class_names) -> dict:

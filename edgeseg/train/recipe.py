@@ -31,17 +31,38 @@ def training_sources(config: TrainConfig):
     val only watches the run and is also the split reported."""
     d = config.data
     train = load_source(d.root, d.format, d.train_split)
+    val_root, val_format = d.val_data()
     if d.holdout:
         train, select = train.partition(d.holdout)
         log.info("training on %d frames, selecting on %d held-out ones (%s); %s is scored once at the end",
                  len(train.items), len(select.items), d.holdout, d.val_split)
-        return train, select, load_source(d.root, d.format, d.val_split)
-    val = load_source(d.root, d.format, d.val_split)
-    if set(d.val_split.split(",")) <= set(d.train_split.split(",")):
+        return train, select, load_source(val_root, val_format, d.val_split)
+    val = load_source(val_root, val_format, d.val_split)
+    if val_root == d.root and set(d.val_split.split(",")) <= set(d.train_split.split(",")):
         log.warning("validating on frames that are trained on (%s): the score says nothing about unseen "
                     "frames%s", d.val_split, "" if config.ship == "last" else "; pass --ship last")
         return train, val, None
     return train, val, val if config.ship == "last" else None
+
+
+def mixed_source(config: TrainConfig, class_names):
+    """``(frames, share)`` of the dataset drawn into every batch (``data.mix``), or None."""
+    mix = config.data.mix
+    if not mix:
+        return None
+    from edgeseg.data import resolve_format
+
+    fmt = resolve_format(mix["root"], mix.get("format"))
+    source = load_source(mix["root"], fmt, mix.get("split") or "train")
+    if mix.get("holdout"):
+        source, _ = source.partition(mix["holdout"])
+    if tuple(source.info.class_names) != tuple(class_names):
+        raise ConfigError(f"--data-mix {mix['root']} has other classes than --data: "
+                          f"{', '.join(source.info.class_names)}")
+    log.info("mixing %d frames of %s into every batch (%.0f%% of the frames)", len(source.items),
+             mix["root"] or "the generated synthetic set",
+             100 * float(mix["share"]))
+    return source, float(mix["share"])
 
 
 def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
