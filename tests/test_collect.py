@@ -1,7 +1,6 @@
 """From the device back to training: `edgeseg run --collect`, the CVAT round trip, `train --init`."""
 
 import csv
-import io
 import zipfile
 from pathlib import Path
 
@@ -195,7 +194,6 @@ def test_cvat_import_refuses_unknown_colours_and_labels_before_writing(collected
 def test_train_init_starts_from_the_run_and_mixes_its_data(run_dir, collected, tmp_path):
     import yaml
 
-    from edgeseg._tf import keras  # noqa: F401 - sets up tf_keras
     from edgeseg.models import load_run_model
 
     ft = tmp_path / "ft"

@@ -190,8 +190,11 @@ def run(
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
         usage("--serve-token needs --serve")
-    collect_target = _collect_target(collect, live, compare, collect_when, collect_threshold, collect_top,
-                                     collect_window, collect_gap, collect_dedup, collect_max)
+    from edgeseg.runtime.run.collect import CollectTarget
+
+    collect_target = CollectTarget.from_options(collect, live, compare is not None, when=collect_when,
+                                                threshold=collect_threshold, top=collect_top, window=collect_window,
+                                                gap=collect_gap, dedup=collect_dedup, max_frames=collect_max)
     if labels is not None and not labels.is_dir():
         fail(f"--labels: folder not found: {labels}")
     address = None
@@ -245,35 +248,6 @@ def run(
         if reader is not None:
             reader.stop()
     _print_summary(summary)
-
-
-def _collect_target(folder, live, compare, when, threshold, top, window, gap, dedup, max_frames):
-    """--collect and its options as a CollectTarget (None without --collect); options that do
-    not go together are refused before anything opens."""
-    from edgeseg.runtime.run.collect import CollectPolicy, CollectTarget
-
-    given = {"--collect-when": when, "--collect-threshold": threshold, "--collect-top": top,
-             "--collect-window": window, "--collect-gap": gap, "--collect-dedup": dedup, "--collect-max": max_frames}
-    if folder is None:
-        stray = [name for name, value in given.items() if value is not None]
-        if stray:
-            usage(f"{stray[0]} needs --collect DIR")
-        return None
-    kind, every = CollectPolicy.parse_when(when or "uncertain")
-    if kind == "disagree" and compare is None:
-        usage("--collect-when disagree needs --compare FLOAT_MODEL")
-    if threshold is not None and (top is not None or window is not None):
-        usage("--collect-threshold keeps every frame above it; --collect-top and --collect-window choose the best of a window instead")
-    if kind == "every" and (threshold is not None or top is not None or window is not None):
-        usage("--collect-when every:N keeps every Nth frame; --collect-threshold, --collect-top and --collect-window do not apply")
-    defaults = CollectPolicy()
-    policy = CollectPolicy(when=kind, every=every, threshold=threshold, top=top or defaults.top,
-                           window=window or defaults.window, gap=defaults.gap if gap is None else gap,
-                           dedup=defaults.dedup if dedup is None else dedup, max_frames=max_frames or defaults.max_frames)
-    from edgeseg.core.collection import check_target
-
-    check_target(folder)
-    return CollectTarget(folder, policy, live)
 
 
 def _print_summary(s: dict) -> None:

@@ -266,6 +266,29 @@ class CollectTarget:
     policy: CollectPolicy
     live: bool = False
 
+    @classmethod
+    def from_options(cls, folder: Path | None, live: bool, comparing: bool, **given) -> "CollectTarget | None":
+        """``--collect`` and its ``--collect-*`` options (None: not given); options that do not
+        go together are refused before anything opens."""
+        if folder is None:
+            stray = [name for name, value in given.items() if value is not None]
+            if stray:
+                raise ConfigError(f"--collect-{stray[0].replace('max_frames', 'max')} needs --collect DIR")
+            return None
+        kind, every = CollectPolicy.parse_when(given["when"] or "uncertain")
+        if kind == "disagree" and not comparing:
+            raise ConfigError("--collect-when disagree needs --compare FLOAT_MODEL")
+        windowed = given["top"] is not None or given["window"] is not None
+        if given["threshold"] is not None and windowed:
+            raise ConfigError("--collect-threshold keeps every frame above it; --collect-top and --collect-window "
+                              "choose the best of a window instead")
+        if kind == "every" and (given["threshold"] is not None or windowed):
+            raise ConfigError("--collect-when every:N keeps every Nth frame; --collect-threshold, --collect-top "
+                              "and --collect-window do not apply")
+        chosen = {k: v for k, v in given.items() if v is not None and k != "when"}
+        collection.check_target(folder)
+        return cls(Path(folder), CollectPolicy(when=kind, every=every, **chosen), live)
+
     def open(self, meta, model_name: str, warn) -> Collector:
         if meta.output != "logits" and self.policy.when == "uncertain":
             raise ConfigError(f"--collect-when uncertain needs a model that outputs logits; {model_name} "
