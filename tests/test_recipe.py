@@ -62,6 +62,12 @@ def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_r
     report = summary["report"]
     assert report["split"] == "val" and report["weights"] == "last.h5" and 0 <= report["miou"] <= 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["report"]["miou"] == report["miou"]
+    # the held-out frames scored with the shipped weights: the last validation's score, rare classes beside it
+    held = summary["holdout"]
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    last_val = float(dict(zip(history[0].split(","), history[-1].split(",")))["val_miou"])
+    assert held["split"] == "0000[0-3]" and held["weights"] == "last.h5" and held["miou"] == pytest.approx(last_val, abs=1e-4)
+    assert held["rare_classes"] and (held["rare_class_mean"] is None or 0 <= held["rare_class_mean"] <= 1)
     with pytest.raises(Exception, match="matches no frame"):
         load_split(synth_root, "synthetic", "train").partition("nothing*")
     # no holdout, last weights shipped: val only watched the run, and is reported for them

@@ -9,6 +9,9 @@
   ``--upsample auto`` (labels at the size the model saw, nearest to the frame): frames already
   decoded, as a camera delivers them, headless and with the overlay drawn; from an mp4 (the
   decoder's cost included); and with ``--upsample exact``;
+- the cost of ``--collect`` (frames worth labelling kept in a folder): the run loop with the
+  default policy (each frame scored, the most uncertain of each 300 kept) and with every frame
+  written (``every:1``, the worst case), as a ratio to the same loop without it;
 - import time and peak resident memory of the TF-free runtime versus ``import tensorflow``
   (each in a fresh interpreter).
 
@@ -68,6 +71,7 @@ def main(argv=None):
 
     import cv2
 
+    from edgeseg.runtime.run.collect import CollectPolicy, CollectTarget
     from edgeseg.runtime.run.loop import RunOptions, run_stream
     from edgeseg.runtime.model.segmenter import Segmenter
     from edgeseg.runtime.sources.frame import Frame
@@ -96,17 +100,23 @@ def main(argv=None):
             invoke_ms.append(1000 * (time.perf_counter() - t))
         return 1000 / float(np.mean(invoke_ms))
 
-    def run(segmenter, pipeline=True, clip=video):
+    def run(segmenter, pipeline=True, clip=video, collect=None):
+        target = None
+        if collect is not None:
+            target = CollectTarget(Path(tempfile.mkdtemp(dir=tmp)) / "collect", collect)
         return run_stream(segmenter, video_frames(str(clip)),
-                          RunOptions(draw=True, status_every=1e9, echo=lambda *_: None, pipeline=pipeline))
+                          RunOptions(draw=True, status_every=1e9, echo=lambda *_: None, pipeline=pipeline,
+                                     collect=target))
 
     fast = Segmenter(args.model, threads=args.threads, upsample="fast")
     # interleaved rounds, the best of each: machine noise only ever slows a run down
-    runs = {"exact": [], "sequential": [], "fast": []}
+    runs = {"exact": [], "sequential": [], "fast": [], "collect": [], "collect_every": []}
     pure_runs = []
     for _ in range(args.rounds):
         pure_runs.append(pure())
         runs["exact"].append(run(seg))
+        runs["collect"].append(run(seg, collect=CollectPolicy()))
+        runs["collect_every"].append(run(seg, collect=CollectPolicy(when="every", every=1, gap=0, dedup=0, max_frames=10**6)))
         runs["sequential"].append(run(seg, pipeline=False))
         runs["fast"].append(run(fast))
     best = {k: max(v, key=lambda r: r["fps"]) for k, v in runs.items()}
@@ -164,6 +174,10 @@ def main(argv=None):
     print(f"{'  fast / pure inference':<44} {fast_summary['fps'] / pure_fps:>10.2f}")
     print(f"{'  postprocess p50 ms (fast)':<44} {fast_summary['stages']['postprocess']['p50_ms']:>10.1f}")
     print(f"{'  pixels equal to exact upsampling':<44} {100 * agree:>9.1f}%")
+    for key, what in (("collect", "--collect (default: top 1 of 300)"), ("collect_every", "--collect every:1 (every frame written)")):
+        r = best[key]
+        print(f"{'end-to-end FPS, ' + what:<44} {r['fps']:>10.1f}")
+        print(f"{'  with / without --collect':<44} {r['fps'] / e2e_fps:>10.2f}  ({r['collect']['saved']} frames kept)")
     print(f"{'import runtime: seconds / peak RSS MB':<44} {runtime.get('seconds', float('nan')):>6.2f} / {runtime.get('peak_rss_mb', float('nan')):.0f}")
     print(f"{'import tensorflow: seconds / peak RSS MB':<44} {tf.get('seconds', float('nan')):>6.2f} / {tf.get('peak_rss_mb', float('nan')):.0f}")
     if large:
@@ -180,6 +194,9 @@ def main(argv=None):
                                          "ratio": e2e_fps / pure_fps, "stages": summary["stages"],
                                          "sequential_fps": seq, "fast_fps": fast_summary["fps"], "fast_ratio": fast_summary["fps"] / pure_fps,
                                          "fast_pixel_agreement": agree,
+                                         "collect_fps": best["collect"]["fps"], "collect_ratio": best["collect"]["fps"] / e2e_fps,
+                                         "collect_every_fps": best["collect_every"]["fps"],
+                                         "collect_every_ratio": best["collect_every"]["fps"] / e2e_fps,
                                          "import_runtime": runtime, "import_tensorflow": tf}, indent=2))
 
 

@@ -277,6 +277,11 @@ def _print_summary(summary: dict, cfg, run_dir: Path) -> None:
             typer.echo(f"best mIoU on {where}: {miou:.4f} (epoch {summary['best_epoch']}); shipped: {summary['shipped']}")
     if report:
         typer.echo(f"{report['split']} mIoU, scored once with {report['weights']}: {report['miou']:.4f}")
+    held = summary.get("holdout")
+    if held:
+        rare = "-" if held["rare_class_mean"] is None else f"{held['rare_class_mean']:.4f}"
+        typer.echo(f"held-out frames {held['split']} (never trained on), {held['weights']}: mIoU {held['miou']:.4f}, "
+                   f"rare classes {rare} ({', '.join(held['rare_classes']) or 'none'})")
     for cls, iou in (scores or {}).items():
         typer.echo(f"  {cls:<16} {'-' if iou is None else f'{iou:.4f}'}")
     if summary.get("sec_per_step"):

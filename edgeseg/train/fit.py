@@ -181,8 +181,12 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
         **({"init": config.init} if config.init else {}),
     }
     if report_src is not None:
-        summary["report"] = _score_once(eval_model, shipped, report_src, config, info.class_names)
+        summary["report"] = _score_once(eval_model, shipped, report_src, config, info.class_names, d.val_split)
         log.info("%s, scored once with %s: mIoU %.4f", d.val_split, shipped.name, summary["report"]["miou"])
+    if d.holdout:  # the frames of a place never trained on: the score that says how the model travels
+        summary["holdout"] = _score_once(eval_model, shipped, val_src, config, info.class_names, d.holdout)
+        log.info("held-out frames %s, scored with %s: mIoU %.4f (rare classes %s)", d.holdout, shipped.name,
+                 summary["holdout"]["miou"], _fmt(summary["holdout"]["rare_class_mean"]))
     if chief:
         write_json_atomic(run.summary, summary)
     return summary
@@ -198,9 +202,17 @@ def _check_init(config: TrainConfig, class_names) -> None:
                           f"than --data has ({', '.join(class_names)})")
 
 
-def _score_once(eval_model, weights: Path, source, config: TrainConfig, class_names) -> dict:
-    """The shipped weights on the split nothing was selected on."""
+def _score_once(eval_model, weights: Path, source, config: TrainConfig, class_names, split: str) -> dict:
+    """The shipped weights on ``source``, with the mean IoU of the rare classes (those under 2%
+    of the training pixels, ``data.rare_classes``) beside the mIoU."""
     eval_model.load_weights(str(weights), by_name=True)
     ds = build_eval_dataset(source, batch_size=4, size=config.data.eval_size, base_scale=config.data.base_scale)
-    return {"split": config.data.val_split, "weights": weights.name,
-            **metrics.summarize(confusion_over(eval_model, ds, len(class_names)), class_names)}
+    scores = metrics.summarize(confusion_over(eval_model, ds, len(class_names)), class_names)
+    rare = [class_names[c] for c in config.data.rare_classes or ()]
+    present = [scores["per_class_iou"][n] for n in rare if scores["per_class_iou"][n] is not None]
+    return {"split": split, "weights": weights.name, **scores, "rare_classes": rare,
+            "rare_class_mean": sum(present) / len(present) if present else None}
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -73,13 +73,14 @@ def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
         h, w = first_frame_size(val_src)
         size = (round_up(round(h * data.base_scale), os_), round_up(round(w * data.base_scale), os_))
         config = config.override(data__eval_size=list(size))
-    needs_counts = (isinstance(loss.class_weights, str) and loss.class_weights != "none") or \
-        (data.rare_crop_prob > 0 and data.rare_classes is None)
+    # rare classes: for the crops centred on them, and for the held-out score's rare-class mean
+    wants_rare = (data.rare_crop_prob > 0 or data.holdout) and data.rare_classes is None
+    needs_counts = (isinstance(loss.class_weights, str) and loss.class_weights != "none") or wants_rare
     counts = label_pixel_counts(train_src) if needs_counts else None
     if isinstance(loss.class_weights, str) and loss.class_weights != "none":
         weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
         config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])
-    if data.rare_crop_prob > 0 and data.rare_classes is None:
+    if wants_rare:
         share = counts / max(counts.sum(), 1)
         rare = [int(c) for c in np.flatnonzero(share < RARE_SHARE)]
         log.info("rare classes (under %.0f%% of the pixels): %s", 100 * RARE_SHARE,
