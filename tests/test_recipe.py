@@ -118,3 +118,34 @@ def test_weight_average_covers_batchnorm_statistics_and_ends_in_the_model():
             assert not np.allclose(got, raw), name  # the statistics are averaged, not copied
     for final, got in zip(model.get_weights(), seen["averaged"]):
         assert np.allclose(final, got)
+
+
+def test_copy_paste_moves_rare_pixels_and_their_labels_from_the_next_crop():
+    from edgeseg._tf import tf
+    from edgeseg.data.augment import Augment, copy_paste_fn
+
+    labels = np.zeros((3, 8, 8), np.int32)
+    labels[1, 2:4, 2:4] = 3  # a rare object in crop 1, a common class 1 in crop 2
+    labels[2, :, :4] = 1
+    images = np.stack([np.full((8, 8, 3), v, np.float32) for v in (10, 20, 30)])
+    paste = copy_paste_fn(Augment((8, 8), rare_classes=(3,), copy_paste=1.0))
+    out_images, out_labels = (t.numpy() for t in paste(tf.constant(0, tf.int64), tf.constant(images), tf.constant(labels),
+                                                        tf.constant(5, tf.int64)))
+    # crop 2 received crop 1's object (tf.roll by one: crop i's donor is crop i-1)
+    assert (out_labels[2, 2:4, 2:4] == 3).all() and (out_images[2, 2:4, 2:4] == 20).all()
+    assert (out_labels[2, 4:, :4] == 1).all() and (out_images[2, 4:, 4:] == 30).all()
+    assert np.array_equal(out_labels[0], labels[0]) and np.array_equal(out_labels[1], labels[1])  # no rare donor
+    none = copy_paste_fn(Augment((8, 8), rare_classes=(3,), copy_paste=0.0))
+    kept, _ = none(tf.constant(0, tf.int64), tf.constant(images), tf.constant(labels), tf.constant(5, tf.int64))
+    assert np.array_equal(kept.numpy(), images)
+
+
+def test_camera_shift_changes_colours_within_range():
+    from edgeseg._tf import tf
+    from edgeseg.data.augment import camera_shift
+
+    image = tf.constant(np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.float32))
+    shifted = [camera_shift(image, tf.constant([s, 1], tf.int64)).numpy() for s in range(12)]
+    assert all(x.shape == (16, 16, 3) and x.min() >= 0 and x.max() <= 255 for x in shifted)
+    changed = [np.abs(x - image.numpy()).mean() > 1 for x in shifted]
+    assert any(changed) and not all(changed)  # each shift is taken with some probability

@@ -51,6 +51,8 @@ class DataSection:
             the crops, so the model does not depend on one camera's or decoder's pixels.
         rare_crop_prob: how often a crop is centred on a pixel of a rare class (``rare_classes``:
             resolved from the training labels, the classes under 2% of the pixels).
+        camera_shift: white balance, gamma and motion blur that differ between cameras and drives.
+        copy_paste: share of the crops that get another crop's rare-class pixels pasted over them.
         val_root, val_format: the dataset the val split comes from, when not ``root`` (a
             fine-tuning run watches the data its starting run was validated on).
         mix: frames of another dataset drawn into every batch: ``{"root", "format", "split",
@@ -73,6 +75,8 @@ class DataSection:
     photometric: bool = True
     rare_crop_prob: float = 0.0
     rare_classes: Any = None
+    camera_shift: bool = False
+    copy_paste: float = 0.0
     val_root: str | None = None
     val_format: str | None = None
     mix: Any = None
@@ -83,6 +87,8 @@ class DataSection:
                 raise ConfigError("data.mix must be a mapping with at least 'root' and 'share'")
             if not 0 < float(self.mix["share"]) < 1:
                 raise ConfigError(f"the mixed-in share must be between 0 and 1, got {self.mix['share']}")
+        if not 0 <= self.copy_paste <= 1:
+            raise ConfigError(f"copy-paste probability must be in [0, 1], got {self.copy_paste}")
         if not 0 <= self.rare_crop_prob <= 1:
             raise ConfigError(f"rare crop probability must be in [0, 1], got {self.rare_crop_prob}")
         if self.holdout is not None and self.format == "tfrecord":

@@ -23,6 +23,10 @@ class Augment:
             resolution on a CPU).
         photometric: what cameras and decoders do to pixels (see :func:`photometric`).
         rare_classes, rare_crop_prob: centre that share of the crops on a pixel of these classes.
+        camera_shift: what differs between cameras and drives (see :func:`camera_shift`).
+        copy_paste: the share of crops that get the rare-class pixels of another crop of the
+            batch pasted over them, with their labels (Simple Copy-Paste, Ghiasi et al. 2021,
+            on semantic masks).
     """
 
     crop_size: tuple[int, int]
@@ -32,6 +36,8 @@ class Augment:
     photometric: bool = False
     rare_classes: tuple[int, ...] = ()
     rare_crop_prob: float = 0.0
+    camera_shift: bool = False
+    copy_paste: float = 0.0
 
 
 def _resize_pair(image, label, size):
@@ -97,6 +103,42 @@ def photometric(image, seed):
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
+def camera_shift(image, seed):
+    """What differs between cameras and drives, each with some probability: white balance (a
+    gain per channel), gamma, and horizontal motion blur. ``image``: float32 RGB 0-255 with a
+    static shape."""
+    s = tf.random.experimental.stateless_split(seed, 7)
+    u = lambda i, shape=(), lo=0.0, hi=1.0: tf.random.stateless_uniform(shape, s[i], lo, hi)  # noqa: E731
+    apply = lambda p, i, fn, x: tf.cond(u(i) < p, lambda: fn(x), lambda: x)  # noqa: E731
+    image = apply(0.5, 0, lambda x: x * u(1, [3], 0.8, 1.2), image)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    image = apply(0.5, 2, lambda x: 255.0 * tf.pow(x / 255.0, u(3, (), 0.7, 1.4)), image)
+
+    def motion_blur(x):
+        length = tf.random.stateless_uniform([], s[5], 1, 4, dtype=tf.int32) * 2 + 1  # 3, 5 or 7 pixels
+        taps = tf.cast(tf.abs(tf.range(-3, 4)) <= length // 2, tf.float32)
+        kernel = tf.tile((taps / tf.reduce_sum(taps))[None, :, None, None], [1, 1, 3, 1])
+        return tf.nn.depthwise_conv2d(x[None], kernel, [1, 1, 1, 1], "SAME")[0]
+
+    image = apply(0.2, 4, motion_blur, image)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def copy_paste_fn(aug: Augment):
+    """Batch -> batch: with probability ``aug.copy_paste`` a crop gets the rare-class pixels of
+    the next crop in the batch pasted over it, labels with them."""
+    rare = tf.constant(aug.rare_classes, tf.int32)
+
+    def paste(index, images, labels, seed):
+        s = tf.random.experimental.stateless_split(tf.stack([seed, index]), 1)
+        donor_images, donor_labels = tf.roll(images, 1, axis=0), tf.roll(labels, 1, axis=0)
+        mask = tf.reduce_any(donor_labels[..., None] == rare, -1)
+        chosen = tf.random.stateless_uniform(tf.shape(labels)[:1], s[0]) < aug.copy_paste
+        mask = tf.logical_and(mask, chosen[:, None, None])
+        return tf.where(mask[..., None], donor_images, images), tf.where(mask, donor_labels, labels)
+    return paste
+
+
 def augment_fn(aug: Augment):
     ch, cw = aug.crop_size
     lo, hi = aug.scale_range
@@ -118,6 +160,8 @@ def augment_fn(aug: Augment):
         label.set_shape([ch, cw])
         if aug.photometric:
             image = photometric(image, seeds[1])
+        if aug.camera_shift:
+            image = camera_shift(image, tf.random.experimental.stateless_split(seeds[1], 1)[0])
         return image, tf.cast(label, tf.int32)
     return augment
 

@@ -20,7 +20,7 @@ from edgeseg.core.files import write_json_atomic
 from edgeseg.core.errors import DataError
 from edgeseg.core.images import read_label
 from edgeseg.core.labels import IGNORE_LABEL, DatasetInfo, LabelMap
-from edgeseg.data.augment import Augment, augment_fn, eval_transform
+from edgeseg.data.augment import Augment, augment_fn, copy_paste_fn, eval_transform
 from edgeseg.data.base import Split
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -130,7 +130,12 @@ def build_train_dataset(source, batch_size: int, augment: Augment, *, cache: boo
     apply_augment = augment_fn(augment)
     ds = ds.map(lambda i, pair: apply_augment(i, pair[0], pair[1], tf.constant(seed, tf.int64)),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if augment.copy_paste > 0 and augment.rare_classes:
+        paste = copy_paste_fn(augment)
+        ds = ds.enumerate().map(lambda i, batch: paste(i, batch[0], batch[1], tf.constant(seed + 7, tf.int64)),
+                                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic
     return ds.with_options(options)

@@ -121,7 +121,7 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
     augment = Augment(crop_size=d.crop_size, scale_range=d.scale_range, flip=d.flip, base_scale=d.base_scale,
                       photometric=d.photometric, rare_classes=tuple(d.rare_classes or ()),
-                      rare_crop_prob=d.rare_crop_prob)
+                      rare_crop_prob=d.rare_crop_prob, camera_shift=d.camera_shift, copy_paste=d.copy_paste)
     train_ds = build_train_dataset(train_src, d.batch_size, augment, cache=cache, seed=config.seed,
                                    deterministic=config.deterministic, mix=mixed_source(config, info.class_names))
     val_ds = build_eval_dataset(val_src, batch_size=max(1, min(d.batch_size, 4)), size=d.eval_size,

@@ -74,7 +74,7 @@ def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
         size = (round_up(round(h * data.base_scale), os_), round_up(round(w * data.base_scale), os_))
         config = config.override(data__eval_size=list(size))
     # rare classes: for the crops centred on them, and for the held-out score's rare-class mean
-    wants_rare = (data.rare_crop_prob > 0 or data.holdout) and data.rare_classes is None
+    wants_rare = (data.rare_crop_prob > 0 or data.copy_paste > 0 or data.holdout) and data.rare_classes is None
     needs_counts = (isinstance(loss.class_weights, str) and loss.class_weights != "none") or wants_rare
     counts = label_pixel_counts(train_src) if needs_counts else None
     if isinstance(loss.class_weights, str) and loss.class_weights != "none":
