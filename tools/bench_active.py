@@ -142,7 +142,7 @@ def main(argv=None):
 
     model = out / "export" / f"{args.base.name}_int8.tflite"
     if not model.is_file():
-        sh([edgeseg(), "export", str(args.base), "--int8", "--precisions", "int8", "--out", str(out / "export")],
+        sh([edgeseg(), "export", str(args.base), "--precisions", "int8", "--out", str(out / "export")],
            out / "export.log")
     by_name = {Path(i).stem: (i, l) for i, l in pool}
     sets = {"selected": selected_by_collector(model, pool_set, out, args.k, len(pool), args.when)}
