@@ -6,8 +6,9 @@ tools/train_camvid.sh at a shorter budget when missing) is "deployed" on drive 0
 never saw, split by time: the first ``--pool`` frames are what the camera sees and a person may
 label, the rest is the evaluation part. K frames are chosen from the pool
 
-- by ``edgeseg run BASE_int8.tflite --source POOL --collect DIR --collect-top K --collect-window POOL``
-  (the device command; its frames.csv names them),
+- by ``edgeseg run BASE_int8.tflite --source POOL --collect DIR --collect-top 1 --collect-window
+  POOL/K`` (the device command: the most uncertain frame of each stretch; its frames.csv names
+  them), and the K most uncertain of the whole pool (``--collect-top K --collect-window POOL``),
 - at random (``--seeds``),
 - all of the pool (the most a person could label),
 
@@ -46,6 +47,7 @@ def edgeseg() -> str:
 
 def sh(cmd: list[str], log: Path) -> None:
     """Run a command, its output into ``log``; a failure stops the benchmark with the log's tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as f:
         result = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
     if result.returncode:
@@ -82,13 +84,15 @@ def write_set(items, root: Path, split: str) -> Path:
     return root
 
 
-def selected_by_collector(model: Path, pool: Path, out: Path, k: int, size: int, when: str) -> list[str]:
-    """The frames `edgeseg run --collect` keeps from the pool (window = the whole pool)."""
-    folder = out / f"collected-{when}"
+def selected_by_collector(model: Path, pool: Path, out: Path, top: int, window: int, when: str) -> list[str]:
+    """The frames `edgeseg run --collect` keeps from the pool: the ``top`` most uncertain of each
+    ``window`` frames."""
+    folder = out / f"collected-{when}-{top}of{window}"
     if not folder.is_dir():
         cmd = [edgeseg(), "run", str(model), "--source", str(pool / "train" / "images"), "--collect", str(folder),
-               "--collect-top", str(k), "--collect-window", str(size), "--collect-gap", "0", "--threads", "2"]
-        sh(cmd, out / f"collect-{when}.log")
+               "--collect-when", when, "--collect-top", str(top), "--collect-window", str(window),
+               "--collect-gap", "0", "--threads", "2"]
+        sh(cmd, out / f"{folder.name}.log")
     with (folder / "frames.csv").open(newline="") as f:
         return [row["name"] for row in csv.DictReader(f)]
 
@@ -145,15 +149,20 @@ def main(argv=None):
         sh([edgeseg(), "export", str(args.base), "--precisions", "int8", "--out", str(out / "export")],
            out / "export.log")
     by_name = {Path(i).stem: (i, l) for i, l in pool}
-    sets = {"selected": selected_by_collector(model, pool_set, out, args.k, len(pool), args.when)}
+    # the device's way: the most uncertain frame of each stretch of pool/K frames; and, for
+    # comparison, the K most uncertain of the whole pool (which bunch up in one hard stretch)
+    window = len(pool) // args.k
+    sets = {f"selected (1 of {window})": selected_by_collector(model, pool_set, out, 1, window, args.when),
+            f"selected (top {args.k})": selected_by_collector(model, pool_set, out, args.k, len(pool), args.when)}
     for seed in (int(s) for s in args.seeds.split(",")):
         sets[f"random-{seed}"] = sorted(random.Random(seed).sample(sorted(by_name), args.k))
     sets[f"all-{len(pool)}"] = sorted(by_name)
 
     rows = {"base": {"frames": 0, "run": str(args.base)}}
     for name, stems in sets.items():
-        data = write_set([by_name[s] for s in stems], out / "sets" / name, "train")
-        run = finetune(args.base, data, out / "ft" / name, args.steps, seed=0)
+        slug = "".join(c if c.isalnum() or c == "-" else "_" for c in name)
+        data = write_set([by_name[s] for s in stems], out / "sets" / slug, "train")
+        run = finetune(args.base, data, out / "ft" / slug, args.steps, seed=0)
         rows[name] = {"frames": len(stems), "names": stems, "run": str(run)}
         print(f"fine-tuned {name} ({len(stems)} frames)", flush=True)
     for name, row in rows.items():
