@@ -238,3 +238,54 @@ def test_train_init_refusals(run_dir, collected, tmp_path, args, words):
     said = error_lines(result.stderr)
     assert result.returncode != 0 and len(said) == 1 and words in said[0], result.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+class _Meta:
+    class_names = ["a", "b", "c"]
+    colors = [(10, 0, 0), (0, 10, 0), (0, 0, 10)]
+    output = "logits"
+
+
+def _frame(i, t):
+    from edgeseg.runtime.sources.frame import Frame
+
+    image = np.full((24, 32, 3), (i * 37) % 256, np.uint8)  # distinct grey levels: no duplicates
+    return Frame(image, f"f{i:03d}", i, t)
+
+
+def test_window_keeps_its_best_frame_first_then_the_best_far_enough_from_it(tmp_path):
+    from edgeseg.runtime.run.collect import Collector, CollectPolicy
+
+    warned = []
+    gaps = [5 - 4.9 * np.exp(-((i - 15) / 3) ** 2) for i in range(30)]  # two classes closest at frame 15
+    c = Collector(tmp_path / "c", _Meta, CollectPolicy(top=3, window=30, gap=2.0, dedup=0), lambda *a, **k: warned.append(a),
+                  "m.tflite", live=False)
+    for i, gap in enumerate(gaps):
+        logits = np.zeros((4, 4, 3), np.float32)
+        logits[..., 1], logits[..., 2] = -gap, -100
+        c.offer(_frame(i, 0.1 * i), np.zeros((24, 32), np.uint8), lambda lg=logits: lg)
+    summary = c.close()
+    kept = [int(r["frame"]) for r in rows(tmp_path / "c")]
+    assert 15 in kept and len(kept) == 1  # the rest of the top 3 lie within 2 s of it
+    assert summary["saved"] == 1 and summary["skipped"]["too_soon"] == 2 and not warned
+
+
+def test_cvat_labelmap_of_a_model_with_a_background_class_keeps_it_apart_from_ignore(tmp_path):
+    from edgeseg.core.collection import prepare
+    from edgeseg.data.cvat import export_cvat, import_cvat
+
+    root = tmp_path / "voc-site"
+    prepare(root, ["background", "person"], [(0, 0, 0), (192, 128, 128)])
+    ids = np.zeros((8, 8), np.uint8)
+    ids[2:5, 2:5] = 1
+    ids[0, :] = 255
+    cv2.imwrite(str(root / "train" / "masks" / "x.png"), ids)
+    cv2.imwrite(str(root / "train" / "images" / "x.jpg"), np.zeros((8, 8, 3), np.uint8))
+    export_cvat(root, tmp_path / "t.zip")
+    with zipfile.ZipFile(tmp_path / "t.zip") as z:
+        lines = z.read("labelmap.txt").decode().splitlines()
+    assert lines[1:] == ["ignore:224,224,192::", "background:0,0,0::", "person:192,128,128::"]
+    cv2.imwrite(str(root / "train" / "masks" / "x.png"), np.zeros((8, 8), np.uint8))  # the draft differs
+    assert import_cvat(tmp_path / "t.zip", root) == 1
+    assert np.array_equal(cv2.imread(str(root / "train" / "masks" / "x.png"), cv2.IMREAD_UNCHANGED), ids)
+    assert (root / "drafts" / "x.png").is_file()

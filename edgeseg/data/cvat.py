@@ -7,11 +7,13 @@ The archive::
     ImageSets/Segmentation/default.txt  # the image stems
     SegmentationClass/STEM.png        # RGB: each pixel the colour of its label
 
-``background`` (black) is the ignore label (255): pixels nobody should be scored on.
+``background`` (black) is the ignore label (255): pixels nobody should be scored on; when a class
+is itself named ``background`` (Pascal VOC), the ignore label is ``ignore`` in VOC's void colour.
 """
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -22,16 +24,28 @@ from edgeseg.core.errors import DataError
 from edgeseg.core.labels import IGNORE_LABEL, default_color, read_classes
 
 BACKGROUND = "background"
+IGNORE = "ignore"
+VOID_COLOR = (224, 224, 192)  # Pascal VOC's void
+
+
+def ignore_label(names) -> tuple[str, tuple[int, int, int]]:
+    """The name and colour the ignore label (255) has in the labelmap."""
+    if BACKGROUND in names:
+        if IGNORE in names:
+            raise DataError(f"classes named both '{BACKGROUND}' and '{IGNORE}': the CVAT labelmap needs one of "
+                            "these names for the ignored pixels")
+        return IGNORE, VOID_COLOR
+    return BACKGROUND, (0, 0, 0)
 LABELMAP = "labelmap.txt"
 LIST = "ImageSets/Segmentation/default.txt"
 MASKS = "SegmentationClass"
 
 
-def label_colors(colors) -> list[tuple[int, int, int]]:
-    """The class colours, unless two are the same or one is black (the background's): then
-    evenly spaced hues for all, so every colour names one label."""
+def label_colors(colors, ignore_color=(0, 0, 0)) -> list[tuple[int, int, int]]:
+    """The class colours, unless two are the same or one is the ignore label's: then evenly
+    spaced hues for all, so every colour names one label."""
     colors = [tuple(int(v) for v in c) for c in colors]
-    if len(set(colors)) == len(colors) and (0, 0, 0) not in colors:
+    if len(set(colors)) == len(colors) and tuple(ignore_color) not in colors:
         return colors
     return [default_color(i, len(colors)) for i in range(len(colors))]
 
@@ -52,11 +66,12 @@ def export_cvat(root: Path, out: Path) -> int:
 
     names, masks = _require_collection(root)
     _, class_colors = read_classes(Path(root) / "classes.txt")
-    colors = label_colors(class_colors)
-    table = np.zeros((256, 3), np.uint8)  # ignore and unknown ids: black, the background
+    ignore, ignore_color = ignore_label(names)
+    colors = label_colors(class_colors, ignore_color)
+    table = np.tile(np.asarray(ignore_color, np.uint8), (256, 1))  # ignore (and unknown) ids
     table[: len(colors)] = colors
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        lines = ["# label:color_rgb:parts:actions", f"{BACKGROUND}:0,0,0::"]
+        lines = ["# label:color_rgb:parts:actions", f"{ignore}:{','.join(map(str, ignore_color))}::"]
         lines += [f"{n}:{r},{g},{b}::" for n, (r, g, b) in zip(names, colors)]
         z.writestr(LABELMAP, "\n".join(lines) + "\n")
         z.writestr(LIST, "".join(f"{m.stem}\n" for m in masks))
@@ -83,10 +98,10 @@ def _read_labelmap(text: str, source: str, names) -> dict[tuple[int, int, int], 
             rgb = ()
         if len(rgb) != 3:
             raise DataError(f"{source}:{n}: expected 'label:R,G,B::', got {line!r}")
-        if name == BACKGROUND:
-            table[rgb] = IGNORE_LABEL
-        elif name in ids:
+        if name in ids:
             table[rgb] = ids[name]
+        elif name in (BACKGROUND, IGNORE):
+            table[rgb] = IGNORE_LABEL
         else:
             raise DataError(f"{source}:{n}: label '{name}' is not a class of the collection ({', '.join(names)})")
     return table
@@ -156,8 +171,9 @@ def import_cvat(archive: Path, root: Path, force: bool = False) -> int:
     for stem, ids in labels.items():
         mask = collection.masks_dir(root) / f"{stem}.png"
         draft = drafts / f"{stem}.png"
-        if mask.exists() and not draft.exists():
-            mask.replace(draft)
+        if mask.exists() and not draft.exists():  # a copy: the frame keeps a mask if the write below fails
+            with atomic_path(draft) as tmp:
+                shutil.copyfile(mask, tmp)
         with atomic_path(mask) as tmp:
             if not cv2.imwrite(str(tmp), ids):
                 raise OSError(f"cannot write {mask}")

@@ -130,6 +130,9 @@ class Collector:
         self._last_kept: float | None = None
         self._recent: deque = deque(maxlen=RECENT)
         self._full_said = False
+        self._closed = False
+        self._summary: dict = {}
+        self._lock = threading.Lock()  # held: added here, taken back by the writer when a write fails
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._write_loop, name="edgeseg-collect", daemon=True)
         self._thread.start()
@@ -142,7 +145,7 @@ class Collector:
         """One segmented frame. ``logits``: a callable giving the frame's float logits (HxWxC,
         the part the frame covers), called only when the score needs them; ``disagreement``: the
         share of pixels where the float model says otherwise (frames it ran on), else None."""
-        if self._room() <= 0:
+        if self._closed or self._room() <= 0:
             return
         p = self.policy
         self._offered += 1
@@ -171,34 +174,55 @@ class Collector:
                          frame.name, uncertainty, disagreement)
 
     def _end_window_if_due(self, force: bool = False) -> None:
+        """At a window's end: its candidates best first, each kept if it is far enough in time
+        from the frame kept before and from those already taken from this window, and no
+        near-duplicate; then queued in time order."""
         if not self._window or (not force and self._offered % self.policy.window):
             return
-        best = sorted(self._window, reverse=True)
+        taken: list[tuple[Candidate, np.ndarray | None]] = []
+        for cand in sorted(self._window, reverse=True):
+            thumb = self._acceptable(cand, [c for c, _ in taken], [t for _, t in taken if t is not None])
+            if thumb is not False:
+                taken.append((cand, thumb))
         self._window = []
-        for cand in sorted(best, key=lambda c: c.index):  # in time order, so the gap is measured forwards
-            self._consider(cand)
+        for cand, thumb in sorted(taken, key=lambda ct: ct[0].index):
+            self._keep(cand, thumb)
 
     def _consider(self, cand: Candidate) -> None:
+        thumb = self._acceptable(cand, [], [])
+        if thumb is not False:
+            self._keep(cand, thumb)
+
+    def _acceptable(self, cand: Candidate, taken: list, taken_thumbs: list):
+        """False (counted as skipped) or the frame's thumbnail (None without the duplicate check)."""
         p = self.policy
+        times = [c.captured for c in taken] + ([self._last_kept] if self._last_kept is not None else [])
+        if any(abs(cand.captured - t) < p.gap for t in times):
+            self.skipped["too_soon"] += 1
+            return False
+        if p.dedup <= 0:
+            return None
+        thumb = thumbnail(cand.image)
+        if any(float(np.abs(thumb - t).mean()) < p.dedup for t in (*self._recent, *taken_thumbs)):
+            self.skipped["near_duplicate"] += 1
+            return False
+        return thumb
+
+    def _keep(self, cand: Candidate, thumb) -> None:
+        """Queue a frame for writing; what later frames are compared with changes only once it is queued."""
         if self._room() <= 0:
             return
-        if self._last_kept is not None and cand.captured - self._last_kept < p.gap:
-            self.skipped["too_soon"] += 1
-            return
-        thumb = thumbnail(cand.image) if p.dedup > 0 else None
-        if thumb is not None and any(float(np.abs(thumb - t).mean()) < p.dedup for t in self._recent):
-            self.skipped["near_duplicate"] += 1
-            return
-        if thumb is not None:
-            self._recent.append(thumb)
-        self._last_kept = cand.captured
-        self.held += 1
-        reason = p.when if p.when != "every" else f"every:{p.every}"
+        reason = self.policy.when if self.policy.when != "every" else f"every:{self.policy.every}"
         try:
             self._queue.put_nowait((cand, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
         except queue.Full:
-            self.held -= 1
             self.warn("collect_queue_full", "collection writer is behind; a frame was not kept")
+            return
+        with self._lock:
+            self.held += 1
+        if thumb is not None:
+            self._recent.append(thumb)
+        self._last_kept = cand.captured if self._last_kept is None else max(self._last_kept, cand.captured)
 
     def _room(self) -> int:
         room = self.policy.max_frames - self.held
@@ -225,9 +249,11 @@ class Collector:
             try:
                 self._write(cand, reason, when)
                 self.saved += 1
-            except OSError as e:
-                self.held -= 1
-                self.warn("collect_write_failed", f"--collect: cannot write into {self.folder}: {e.strerror or e}")
+            except Exception as e:  # noqa: BLE001 - a frame not written never stops the run
+                with self._lock:
+                    self.held -= 1
+                self.warn("collect_write_failed", f"--collect: cannot write into {self.folder}: "
+                          f"{getattr(e, 'strerror', None) or e}")
 
     def _write(self, cand: Candidate, reason: str, when: str) -> None:
         import cv2
@@ -245,17 +271,31 @@ class Collector:
             mask.unlink(missing_ok=True)
             raise
         with (self.folder / collection.FRAMES_CSV).open("a", newline="") as f:
-            csv.writer(f).writerow([stem, when, cand.index, reason, f"{cand.score:.5f}",
+            scored = cand.uncertainty is not None or cand.disagreement is not None
+            csv.writer(f).writerow([stem, when, cand.index, reason, f"{cand.score:.5f}" if scored else "",
                                     "" if cand.uncertainty is None else f"{cand.uncertainty:.5f}",
                                     "" if cand.disagreement is None else f"{cand.disagreement:.5f}",
                                     self.model_name])
 
-    def close(self) -> dict:
-        """Keep the best of the unfinished window, write what is queued; the summary."""
+    def close(self, timeout: float = 30.0) -> dict:
+        """Keep the best of the unfinished window and write what is queued (at most ``timeout``
+        seconds); the summary. Frames offered after this are ignored."""
+        if self._closed:
+            return self._summary
+        self._closed = True
         self._end_window_if_due(force=True)
-        self._queue.put(None)
-        self._thread.join()
-        return {"folder": str(self.folder), "saved": self.saved, "held": self.held, "skipped": dict(self.skipped)}
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._summary = {"folder": str(self.folder), "saved": self.saved, "held": self.held - self._queue.qsize(),
+                         "skipped": dict(self.skipped)}
+        if self._thread.is_alive():
+            self._summary["not_written"] = self._queue.qsize()
+            log.warning("--collect: %d frames were still waiting to be written after %.0f s", self._queue.qsize(), timeout)
+        return self._summary
 
 
 @dataclass(frozen=True)

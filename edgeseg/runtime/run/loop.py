@@ -103,13 +103,15 @@ class StreamRun:
         self.comparison = Comparison(meta.num_classes) if compare is not None else None
         self.truth = LabelScore(meta.num_classes)
         self.warnings: dict[str, int] = {}  # what could not be done, counted, in the summary
+        # before the outputs: a refused --collect folder leaves no video or mask folder behind
+        self.collector = options.collect.open(meta, seg.path.name, self.warn) if options.collect else None
+        self.collected: dict | None = None
         self.outputs = Outputs(meta, show=options.show, save=options.save, save_masks=options.save_masks,
                                serve=options.serve, draw=options.draw, alpha=options.alpha,
                                save_fps=options.save_fps, warn=self.warn)
         self.health = HealthMonitor()
         self.health.sample()
-        self.collector = options.collect.open(meta, seg.path.name, self.warn) if options.collect else None
-        self.collected: dict | None = None
+
         self._live, self._live_at = None, 0.0
         self.last_status = time.perf_counter()
         self.interrupted = False
@@ -174,7 +176,8 @@ class StreamRun:
             disagreement = float(np.mean(float_pred != pred))
         if self.collector is not None:
             model = seg or self.seg
-            self.collector.offer(frame, pred, lambda: model.frame_logits(pending), disagreement)
+            logits = (lambda: model.frame_logits(pending)) if model.meta.output == "logits" else None
+            self.collector.offer(frame, pred, logits, disagreement)
         stats.frame_done()
         now = time.perf_counter()
         if now - self.last_status >= self.options.status_every:
@@ -208,8 +211,6 @@ class StreamRun:
         video is removed. After a failure an error while closing is only logged: the failure the
         user must see is the first one."""
         try:
-            if self.collector is not None:
-                self.collected, self.collector = self.collector.close(), None
             self.outputs.close(ok)
             if self.reader is not None:
                 self.reader.stop()
@@ -217,6 +218,9 @@ class StreamRun:
             if ok:
                 raise
             log.warning("while stopping after an error: %s", e)
+        finally:  # the frames chosen so far are written whatever happened to the run
+            if self.collector is not None:
+                self.collected = self.collector.close()
 
     def summary(self) -> dict:
         meta = self.seg.meta
