@@ -1,6 +1,7 @@
 """From the device back to training: `edgeseg run --collect`, the CVAT round trip, `train --init`."""
 
 import csv
+import json
 import zipfile
 from pathlib import Path
 
@@ -212,6 +213,15 @@ def test_train_init_starts_from_the_run_and_mixes_its_data(run_dir, collected, t
     tuned, _ = load_run_model(ft, size)
     kernels = [(a, b) for w, a, b in zip(start.weights, start.get_weights(), tuned.get_weights()) if "kernel" in w.name]
     assert kernels and all(np.allclose(a, b, atol=1e-6) for a, b in kernels)  # lr ~0: the run's weights
+
+    # downstream: evaluate scores the val split of the data it started from; export calibrates
+    # on the new frames and checks parity on that val split
+    scored = run_edgeseg("evaluate", ft, "--json", tmp_path / "e.json")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    exported = run_edgeseg("export", ft, "--precisions", "int8", "--calib-size", "4")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    report = json.loads((ft / "export" / "export.json").read_text())
+    assert report["parity_frames"]["frames"] > 0 and report["ok"]
 
     no_mix = tmp_path / "nomix"
     result = run_edgeseg("train", "--init", run_dir, "--data", collected, "--run-dir", no_mix, "--data-mix", "0",

@@ -187,11 +187,12 @@ def print_table(report: dict) -> None:
     def line(name, frames, miou, rare, val):
         print(f"{name:<22} {frames:>6} {miou:>14} {rare:>10} {val:>9}")
 
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for name, r in rows.items():
-        line(name, r["frames"], f"{r['eval']['miou']:.4f}", f"{r['eval']['rare_mean']:.4f}", f"{r['val']:.4f}")
+        line(name, r["frames"], fmt(r["eval"]["miou"]), fmt(r["eval"]["rare_mean"]), fmt(r["val"]))
     if rnd:
         m = [r["eval"]["miou"] for r in rnd]
-        q = [r["eval"]["rare_mean"] for r in rnd]
+        q = [r["eval"]["rare_mean"] or 0.0 for r in rnd]
         line("random (mean)", rnd[0]["frames"], f"{sum(m) / len(m):.4f}", f"{sum(q) / len(q):.4f}",
              f"{sum(r['val'] for r in rnd) / len(rnd):.4f}")
         line("random (min..max)", "", f"{min(m):.3f}..{max(m):.3f}", f"{min(q):.3f}..{max(q):.3f}", "")

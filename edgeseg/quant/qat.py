@@ -81,6 +81,7 @@ def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACT
     from edgeseg.rundir import RunDir, write_json_atomic
     from edgeseg.models import load_run_model
     from edgeseg.train.fit import make_loss
+    from edgeseg.train.recipe import mixed_source
 
     run = RunDir(Path(run_dir)).require()
     if steps < 0:
@@ -91,7 +92,8 @@ def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACT
     float_train, _ = load_run_model(run.path, d.crop_size, decoder_interpolation=decoder_interpolation)
     qat_train = quantize_model(float_train)
     ds = build_train_dataset(src, batch_size or d.batch_size,
-                             Augment(d.crop_size, d.scale_range, d.flip, d.base_scale), seed=config.seed + 1)
+                             Augment(d.crop_size, d.scale_range, d.flip, d.base_scale), seed=config.seed + 1,
+                             mix=mixed_source(config, src.info.class_names))  # a fine-tuned run's old data too
     calibration = [images for images, _ in ds.take(8)]
     n = init_quantizer_ranges(qat_train, float_train, calibration)
     log.info("QAT: %d activation ranges initialised from the float model", n)

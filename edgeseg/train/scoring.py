@@ -62,6 +62,9 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     rd = RunDir(run).require()
     config = TrainConfig.load(rd.config)
     meta = json.loads(rd.dataset.read_text())
+    d = config.data
+    if data is None and split == d.val_split and d.val_data() != (d.root, d.format):
+        data, fmt = d.val_data()  # a fine-tuning run: its val split is in the data it started from
     if fmt is None:
         fmt = resolve_format(data, None) if data is not None else meta["format"]
     root = data if data is not None else meta.get("root")
