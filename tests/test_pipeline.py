@@ -78,3 +78,24 @@ def test_voc_palette_decoding_in_tf_matches_numpy(tmp_path):
     split = load_split(tmp_path, "voc", "train")
     _, label = next(iter(decoded_dataset(split)))
     assert label.numpy()[0].tolist() == [0, 1, 2, IGNORE_LABEL, 20]
+
+
+def test_mixed_in_frames_make_up_their_share_of_the_batches(synth_root, tmp_path):
+    import cv2
+
+    from edgeseg.core.collection import prepare
+
+    old = tmp_path / "old"  # black frames, easy to tell from the synthetic ones
+    prepare(old, load_split(synth_root, "synthetic", "train").info.class_names,
+            load_split(synth_root, "synthetic", "train").info.colors)
+    for i in range(4):
+        cv2.imwrite(str(old / "train" / "images" / f"{i}.jpg"), np.zeros((64, 64, 3), np.uint8))
+        cv2.imwrite(str(old / "train" / "masks" / f"{i}.png"), np.zeros((64, 64), np.uint8))
+    new = load_split(synth_root, "synthetic", "train")
+    augment = Augment((64, 64), scale_range=(1.0, 1.0), flip=False)
+    shares = {}
+    for share in (0.25, 0.75):
+        ds = build_train_dataset(new, 8, augment, mix=(load_split(old, "folder", "train"), share), seed=3)
+        images = np.concatenate([b.numpy() for b, _ in ds.take(25)])
+        shares[share] = float(np.mean(images.reshape(len(images), -1).max(1) < 1))
+    assert shares[0.25] == pytest.approx(0.25, abs=0.1) and shares[0.75] == pytest.approx(0.75, abs=0.1)
