@@ -98,3 +98,19 @@ def test_onnx_models_say_which_extra_to_install(models):
     from edgeseg.runtime.model.metadata import load_metadata  # the metadata reads without onnx or onnxruntime
 
     assert load_metadata(models / "tiny_int8.onnx").precision == "onnx_int8"
+
+
+def test_collect_check_and_cvat_export_without_tensorflow(models, tmp_path):
+    """The device half of the labelling loop needs no TensorFlow: collect, check, to-cvat."""
+    site = tmp_path / "site"
+    result = edgeseg("run", models / "tiny_int8.tflite", "--source", models / "clip.mp4", "--collect", site,
+                     "--collect-when", "every:2", "--collect-gap", "0", "--collect-dedup", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    kept = sorted((site / "train" / "images").iterdir())
+    assert kept and len(kept) == len(list((site / "train" / "masks").iterdir()))
+    assert len((site / "frames.csv").read_text().splitlines()) == len(kept) + 1
+    check = edgeseg("data", "check", site)
+    assert check.returncode == 0, check.stdout + check.stderr
+    archive = tmp_path / "task.zip"
+    exported = edgeseg("data", "to-cvat", site, archive)
+    assert exported.returncode == 0 and f"{len(kept)} masks" in exported.stdout, exported.stderr
