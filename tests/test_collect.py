@@ -264,7 +264,8 @@ def _frame(i, t):
 
 
 def test_window_keeps_its_best_frame_first_then_the_best_far_enough_from_it(tmp_path):
-    from edgeseg.runtime.run.collect import Collector, CollectPolicy
+    from edgeseg.runtime.run.collect import Collector
+    from edgeseg.runtime.run.collect_options import CollectPolicy
 
     warned = []
     gaps = [5 - 4.9 * np.exp(-((i - 15) / 3) ** 2) for i in range(30)]  # two classes closest at frame 15

@@ -71,7 +71,7 @@ def main(argv=None):
 
     import cv2
 
-    from edgeseg.runtime.run.collect import CollectPolicy, CollectTarget
+    from edgeseg.runtime.run.collect_options import CollectPolicy, CollectTarget
     from edgeseg.runtime.run.loop import RunOptions, run_stream
     from edgeseg.runtime.model.segmenter import Segmenter
     from edgeseg.runtime.sources.frame import Frame

@@ -190,7 +190,7 @@ def run(
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
         usage("--serve-token needs --serve")
-    from edgeseg.runtime.run.collect import CollectTarget
+    from edgeseg.runtime.run.collect_options import CollectTarget
 
     collect_target = CollectTarget.from_options(collect, live, compare is not None, when=collect_when,
                                                 threshold=collect_threshold, top=collect_top, window=collect_window,
