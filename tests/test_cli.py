@@ -152,3 +152,11 @@ def test_export_options_new_and_old_spellings(spelling, tmp_path):
     assert result.returncode == 2
     assert error_lines(result.stderr) == ["edgeseg: error: --files onnx: fp16 has no ONNX form (ONNX: fp32, int8, qat); "
                                           "use --files both or leave it out"]
+
+
+def test_defaults_written_in_help_texts_are_shown():
+    """Rich reads "[default: X]" as markup and drops it unless escaped."""
+    for command, shown in (("run", "Window length in frames [default: 300]"),
+                           ("train", "[default: on]"), ("export", "QAT fine-tuning steps [default: 300]")):
+        result = run_edgeseg(command, "--help", env={"COLUMNS": "250"})
+        assert result.returncode == 0 and shown in result.stdout, (command, result.stdout[-3000:])
