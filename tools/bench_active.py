@@ -37,8 +37,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+from lever_table import rare_mean  # noqa: E402 - the same rare-class mean as the lever table
+
 DRIVE = "0006R0"
-RARE = ("pole", "sign_symbol", "pedestrian", "bicyclist")
 
 
 def edgeseg() -> str:
@@ -68,13 +70,14 @@ def write_set(items, root: Path, split: str) -> Path:
     import cv2
 
     from edgeseg.core.images import read_label
+    from edgeseg.core.labels import write_classes
     from edgeseg.data.camvid import INFO
 
     if (root / split / "masks").is_dir() and len(list((root / split / "masks").iterdir())) == len(items):
         return root
     for sub in ("images", "masks"):
         (root / split / sub).mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(INFO.class_names, INFO.colors)))
+    write_classes(root / "classes.txt", INFO.class_names, INFO.colors)
     for image, label in items:
         link = root / split / "images" / Path(image).name
         if not link.exists():
@@ -111,8 +114,7 @@ def score(run: Path, data: Path, fmt: str, split: str) -> dict:
     result, _, _ = score_run(run, data, fmt, split)
     summary = result.summary
     per, miou = summary["per_class_iou"], summary["miou"]
-    rare = [per[c] for c in RARE if per.get(c) is not None]
-    return {"miou": miou, "rare_mean": sum(rare) / len(rare) if rare else None, "per_class_iou": per}
+    return {"miou": miou, "rare_mean": rare_mean(per), "per_class_iou": per}
 
 
 def main(argv=None):

@@ -57,8 +57,8 @@ def prepare(root: Path, class_names, colors, option: str = "--collect") -> int:
     same classes; the number of frames it already holds. Anything else (a folder with other
     files, a collection of other classes) is refused before the run starts: nothing of the
     user's is written over."""
-    from edgeseg.core.files import check_writable_dir, write_text_atomic
-    from edgeseg.core.labels import read_classes
+    from edgeseg.core.files import check_writable_dir
+    from edgeseg.core.labels import read_classes, write_classes
 
     root = Path(root)
     check_target(root, option)
@@ -71,7 +71,7 @@ def prepare(root: Path, class_names, colors, option: str = "--collect") -> int:
     check_writable_dir(root, option)
     for folder in (images_dir(root), masks_dir(root)):
         folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(root / "classes.txt", "".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(class_names, colors)))
+    write_classes(root / "classes.txt", class_names, colors)
     with (root / FRAMES_CSV).open("w", newline="") as f:
         csv.writer(f).writerow(CSV_FIELDS)
     return 0

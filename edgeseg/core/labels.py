@@ -142,7 +142,10 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int
 
 
 def write_classes(path: Path, names, colors) -> None:
-    Path(path).write_text("".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(names, colors)))
+    """A ``classes.txt`` of ``name R G B`` lines (what :func:`read_classes` reads), written atomically."""
+    from edgeseg.core.files import write_text_atomic
+
+    write_text_atomic(path, "".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(names, colors)))
 
 
 def palette(colors) -> "np.ndarray":

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeseg.core import collection
 from edgeseg.core.errors import DataError
-from edgeseg.core.labels import IGNORE_LABEL, default_color, read_classes
+from edgeseg.core.labels import IGNORE_LABEL, LabelMap, default_color, pack_rgb, read_classes
 
 BACKGROUND = "background"
 IGNORE = "ignore"
@@ -84,10 +84,11 @@ def export_cvat(root: Path, out: Path) -> int:
     return len(masks)
 
 
-def _read_labelmap(text: str, source: str, names) -> dict[tuple[int, int, int], int]:
-    """colour -> train id, by label name; a label the collection does not know is an error."""
+def _read_labelmap(text: str, source: str, names) -> LabelMap:
+    """The labels' colours as a LabelMap to train ids, by label name; a label the collection does
+    not know is an error."""
     ids = {n: i for i, n in enumerate(names)}
-    table = {}
+    colors = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
@@ -99,31 +100,28 @@ def _read_labelmap(text: str, source: str, names) -> dict[tuple[int, int, int], 
         if len(rgb) != 3:
             raise DataError(f"{source}:{n}: expected 'label:R,G,B::', got {line!r}")
         if name in ids:
-            table[rgb] = ids[name]
+            colors[int(pack_rgb(np.array(rgb)))] = ids[name]
         elif name in (BACKGROUND, IGNORE):
-            table[rgb] = IGNORE_LABEL
+            colors[int(pack_rgb(np.array(rgb)))] = IGNORE_LABEL
         else:
             raise DataError(f"{source}:{n}: label '{name}' is not a class of the collection ({', '.join(names)})")
-    return table
+    if not colors:
+        raise DataError(f"{source} lists no label")
+    return LabelMap(ids={}, colors=colors)
 
 
-def _decode(data: bytes, table: dict, name: str) -> np.ndarray:
+def _decode(data: bytes, label_map: LabelMap, name: str) -> np.ndarray:
     import cv2
 
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DataError(f"{name}: not an image")
-    packed = (bgr[..., 2].astype(np.int32) << 16) | (bgr[..., 1].astype(np.int32) << 8) | bgr[..., 0]
-    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in table], np.int32)
-    values = np.array(list(table.values()), np.uint8)
-    order = np.argsort(keys)
-    keys, values = keys[order], values[order]
-    pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
-    known = keys[pos] == packed
-    if not known.all():
-        v = int(packed[~known][0])
-        raise DataError(f"{name}: colour {v >> 16},{(v >> 8) & 255},{v & 255} is no label of {LABELMAP}")
-    return values[pos]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    ids, unknown = label_map.encode(rgb)
+    if unknown.any():
+        r, g, b = (int(v) for v in rgb[unknown][0])
+        raise DataError(f"{name}: colour {r},{g},{b} is no label of {LABELMAP}")
+    return ids
 
 
 def import_cvat(archive: Path, root: Path, force: bool = False) -> int:
@@ -148,13 +146,13 @@ def import_cvat(archive: Path, root: Path, force: bool = False) -> int:
         files = set(z.namelist())
         if LABELMAP not in files:
             raise DataError(f"{archive} has no {LABELMAP} (export the task as 'Segmentation mask 1.1')")
-        table = _read_labelmap(z.read(LABELMAP).decode(), f"{archive.name}:{LABELMAP}", names)
+        label_map = _read_labelmap(z.read(LABELMAP).decode(), f"{archive.name}:{LABELMAP}", names)
         labels = {}
         for member in sorted(f for f in files if f.startswith(f"{MASKS}/") and f.endswith(".png")):
             stem = Path(member).stem
             if not (collection.images_dir(root) / f"{stem}.jpg").is_file():
                 raise DataError(f"{archive.name}:{member}: the collection has no frame {stem}")
-            ids = _decode(z.read(member), table, f"{archive.name}:{member}")
+            ids = _decode(z.read(member), label_map, f"{archive.name}:{member}")
             draft = cv2.imread(str(collection.masks_dir(root) / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
             if draft is not None and draft.shape != ids.shape:
                 raise DataError(f"{archive.name}:{member} is {ids.shape[1]}x{ids.shape[0]}, "
