@@ -81,7 +81,7 @@ test-slow: $(STAMP)
 # Peer tools for tools/bench_quant.py --peers, kept out of the TensorFlow environment.
 bench-env:
 	$(PYTHON) -m venv .venv-bench
-	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript
+	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript ultralytics==8.4.190
 
 clean:
 	rm -rf $(VENV) $(RT_VENV) runs build .pytest_cache

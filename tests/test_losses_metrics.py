@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from edgeseg._tf import tf
 from edgeseg.core import metrics
 from edgeseg.losses import SegmentationLoss
 from edgeseg.train.keras_metrics import MeanIoU
@@ -59,6 +60,53 @@ def test_class_weights_change_the_balance_and_dice_rewards_perfect_masks():
     assert weighted > plain
     perfect = np.where(np.eye(2)[labels] > 0, 20.0, -20.0).astype(np.float32)
     assert float(SegmentationLoss(2, dice_weight=1.0)(labels, perfect)) < 1e-3
+
+
+def test_lovasz_of_hard_predictions_is_one_minus_iou_per_class():
+    # With one-hot probabilities the Lovasz extension is the Jaccard loss itself: compare it with
+    # 1 - IoU from the numpy confusion matrix, over the classes present in the labels.
+    from edgeseg.losses import lovasz_softmax_loss
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, (2, 7, 9))
+    labels[0, :3] = 255
+    preds = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, 4, labels.shape)) % 4
+    logits = np.where(np.eye(4)[preds] > 0, 40.0, -40.0).astype(np.float32)
+    valid = (labels != 255).astype(np.float32)
+    got = float(lovasz_softmax_loss(np.where(labels == 255, 0, labels), logits, valid, 4))
+    iou = metrics.per_class_iou(metrics.confusion_matrix(labels, preds, 4))
+    present = [c for c in range(4) if np.any(labels == c)]
+    assert got == pytest.approx(float(np.mean(1 - iou[present])), abs=1e-5)
+
+
+def test_lovasz_loss_ignores_void_falls_with_better_logits_and_has_gradients():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, (2, 8, 8))
+    labels[:, :2] = 255
+    onehot = np.eye(3)[np.where(labels == 255, 0, labels)]
+    noise = rng.normal(size=onehot.shape).astype(np.float32)
+    loss = SegmentationLoss(3, class_weights=[1, 2, 3], dice_weight=0.5, region="lovasz")
+    changed = noise.copy()
+    changed[:, :2] = rng.normal(size=changed[:, :2].shape) * 10
+    assert float(loss(labels, noise)) == pytest.approx(float(loss(labels, changed)), rel=1e-5)
+    assert float(loss(labels, noise + 4 * onehot)) < float(loss(labels, noise))
+    x = tf.Variable(noise)
+    with tf.GradientTape() as tape:
+        value = SegmentationLoss(3, dice_weight=1.0, region="lovasz")(labels, x)
+    grad = tape.gradient(value, x).numpy()
+    assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+    assert np.abs(grad[:, :2]).max() == 0  # nothing flows from the void rows
+    with pytest.raises(ValueError, match="region term"):
+        SegmentationLoss(3, region="focal")
+
+
+def test_lovasz_is_chosen_by_the_config():
+    from edgeseg.config import TrainConfig
+    from edgeseg.train.recipe import make_loss
+
+    loss = make_loss(TrainConfig.from_dict({"loss": {"type": "lovasz", "class_weights": "none"}}), 3)
+    assert (loss.region, loss.dice_weight) == ("lovasz", 0.5)
+    assert make_loss(TrainConfig.from_dict({"loss": {"type": "ce", "class_weights": "none"}}), 3).dice_weight == 0
 
 
 def test_median_frequency_weights():

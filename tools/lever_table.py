@@ -7,7 +7,8 @@ a score) and seconds per step.
     .venv/bin/python tools/lever_table.py runs/lever-base:baseline runs/lever-cp:"copy-paste 0.5" \\
         [--data ../shared/data/camvid] [--json docs/levers.json]
 
-Each argument is RUN[:LABEL]. The held-out score comes from the run's summary.json (``holdout``,
+Each argument is RUN[:LABEL], or ROW.json[:LABEL] for a row another tool wrote in the same
+form (tools/peer_ultralytics.py: the Ultralytics peer). The held-out score comes from the run's summary.json (``holdout``,
 scored with the shipped weights); runs made before it was recorded are scored here on the
 frames their ``data.holdout`` names. Only CamVid's train and val splits are read.
 """
@@ -50,6 +51,8 @@ def row(spec: str) -> dict:
 
     path, _, label = spec.partition(":")
     run = Path(path)
+    if run.suffix == ".json":  # a row written elsewhere (tools/peer_ultralytics.py)
+        return {**json.loads(run.read_text()), **({"label": label} if label else {})}
     summary = json.loads((run / "summary.json").read_text())
     config = TrainConfig.load(run / "config.yaml")
     if not config.data.holdout:
@@ -63,7 +66,7 @@ def row(spec: str) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="RUN[:LABEL]")
+    ap.add_argument("runs", nargs="+", help="RUN[:LABEL] or ROW.json[:LABEL]")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -92,7 +92,7 @@ def train(
     weight_decay: Annotated[Optional[float], typer.Option(min=0, help="Decoupled weight decay.", rich_help_panel=OPTIM)] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(min=0, rich_help_panel=OPTIM)] = None,
     ema: Annotated[Optional[float], typer.Option(help="Keep an exponential moving average of the weights with this momentum (e.g. 0.999); it is what is validated and saved.", rich_help_panel=OPTIM)] = None,
-    loss: Annotated[Optional[Loss], typer.Option(help="hybrid = weighted CE + soft Dice; ce = CE only.", rich_help_panel=OPTIM)] = None,
+    loss: Annotated[Optional[Loss], typer.Option(help="hybrid = weighted CE + soft Dice; lovasz = weighted CE + Lovasz-softmax (weight --dice-weight); ce = CE only.", rich_help_panel=OPTIM)] = None,
     dice_weight: Annotated[Optional[float], typer.Option(min=0, rich_help_panel=OPTIM)] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none | median_freq | inverse_sqrt | W1,W2,...", rich_help_panel=OPTIM)] = None,
     max_class_weight: Annotated[Optional[float], typer.Option(help="Clip computed class weights.", rich_help_panel=OPTIM)] = None,

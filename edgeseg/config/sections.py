@@ -9,7 +9,7 @@ from edgeseg.core.errors import ConfigError
 from edgeseg.core.geometry import parse_size, round_up
 
 OPTIMIZERS = ("adamw", "sgd")
-LOSSES = ("hybrid", "ce")
+LOSSES = ("hybrid", "lovasz", "ce")
 CLASS_WEIGHTS = ("none", "median_freq", "inverse_sqrt")
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 DATASET_FORMATS = ("camvid", "cityscapes", "voc", "folder", "synthetic", "tfrecord")
@@ -204,7 +204,8 @@ class OptimSection:
 
 @dataclass(frozen=True)
 class LossSection:
-    """``hybrid``: class-weighted cross-entropy + ``dice_weight`` x soft Dice; ``ce``: CE only.
+    """``hybrid``: class-weighted cross-entropy + ``dice_weight`` x soft Dice; ``lovasz``: the same
+    with Lovasz-softmax in place of Dice; ``ce``: CE only.
 
     ``class_weights``: none | median_freq | inverse_sqrt (computed from the training labels) or
     an explicit list, one weight per class.

@@ -129,7 +129,8 @@ def make_loss(config: TrainConfig, num_classes: int) -> SegmentationLoss:
     weights = cw if isinstance(cw, list) else None
     if weights is not None and len(weights) != num_classes:
         raise ConfigError(f"{len(weights)} class weights given for {num_classes} classes")
-    dice = config.loss.dice_weight if config.loss.type == "hybrid" else 0.0
-    return SegmentationLoss(num_classes, class_weights=weights, dice_weight=dice)
+    region = config.loss.dice_weight if config.loss.type != "ce" else 0.0
+    return SegmentationLoss(num_classes, class_weights=weights, dice_weight=region,
+                            region="lovasz" if config.loss.type == "lovasz" else "dice")
 
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""The Ultralytics peer on the yardstick: ``yolo26n-sem`` trained from its yaml (no pretrained
+weights, as ours) on the same CamVid frames, scored with edgeseg's metric on the held-out drive.
+
+    make bench-env   # .venv-bench: torch, ultralytics (never in edgeseg's dependencies)
+    .venv-bench/bin/python tools/peer_ultralytics.py --data ../shared/data/camvid --out runs/peer-yolo26n \\
+        --holdout '0006R0_*' --steps 6000 [--json runs/peer-yolo26n/peer.json]
+
+Same budget as ``tools/train_camvid.sh``: STEPS x batch 8 training images seen (rounded to whole
+epochs of the frames left after --holdout), crops of --imgsz (256, our --crop-size), Ultralytics'
+own recipe otherwise (optimizer, schedule, mosaic, HSV, flips, scale jitter, class weights). The
+frames are symlinked into OUT/data in Ultralytics' layout (images/, masks/; void 11 -> ignore).
+The held-out frames are then segmented at each --score-size (the long side; the predictor
+letterboxes and scales the map back to 360x480) and scored against their labels with
+edgeseg.core.metrics, like `edgeseg evaluate`. The JSON row is what tools/lever_table.py takes
+as a ``.json`` argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from edgeseg.core import metrics  # noqa: E402  (numpy only: no TensorFlow here)
+
+CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign_symbol", "fence", "car",
+           "pedestrian", "bicyclist")
+VOID = 11
+RARE = ("pole", "sign_symbol", "pedestrian", "bicyclist")
+
+
+def frames(camvid: Path, split: str, holdout: str | None, held: bool) -> list[Path]:
+    images = sorted((camvid / split / "images").glob("*.jpg"))
+    if holdout is None:
+        return images
+    return [p for p in images if fnmatch.fnmatch(p.stem, holdout) == held]
+
+
+def prepare(camvid: Path, root: Path, holdout: str) -> Path:
+    """OUT/data/{images,masks}/{train,val}: symlinks to CamVid's files (nothing copied)."""
+    for split, images in (("train", frames(camvid, "train", holdout, held=False)),
+                          ("val", frames(camvid, "val", None, held=False))):
+        for kind in ("images", "masks"):
+            (root / kind / split).mkdir(parents=True, exist_ok=True)
+        for image in images:
+            label = image.parents[1] / "labels" / f"{image.stem}.png"
+            for src, dst in ((image, root / "images" / split / image.name),
+                             (label, root / "masks" / split / label.name)):
+                if not dst.exists():
+                    dst.symlink_to(src.resolve())
+    yaml = root / "camvid.yaml"
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
+    yaml.write_text(f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nmasks_dir: masks\n"
+                    f"names:\n{names}\nlabel_mapping:\n  {VOID}: ignore_label\n")
+    return yaml
+
+
+def read_label(path: Path) -> np.ndarray:
+    import cv2
+
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        sys.exit(f"{path}: cannot read the label")
+    return np.where(label == VOID, 255, label)
+
+
+def score(weights: Path, images: list[Path], imgsz: int) -> dict:
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights), task="semantic")  # a fresh predictor per size
+    cm = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+    for image in images:
+        result = model.predict(str(image), imgsz=imgsz, device="cpu", verbose=False)[0]
+        pred = result.semantic_mask.data.cpu().numpy()  # (H, W) class ids at the frame's size
+        label = read_label(image.parents[1] / "labels" / f"{image.stem}.png")
+        cm += metrics.confusion_matrix(label, pred, len(CLASSES))
+    return metrics.summarize(cm, CLASSES)
+
+
+def rare_mean(per_class: dict) -> float:
+    return float(np.mean([per_class[c] for c in RARE if per_class.get(c) is not None]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/camvid"))
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--holdout", default="0006R0_*")
+    ap.add_argument("--steps", type=int, default=6000, help="steps of --batch images (ours: 6000 of 8)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--imgsz", type=int, default=256, help="training crop (ours: 256x256)")
+    ap.add_argument("--score-size", default="480,352", help="long sides to segment the held-out frames at")
+    ap.add_argument("--model", default="yolo26n-sem.yaml")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if not (args.data / "train" / "images").is_dir():
+        sys.exit(f"{args.data}: not a CamVid folder (no train/images)")
+    if (args.out / "train").exists():
+        sys.exit(f"{args.out / 'train'}: exists; pick another --out")
+
+    import torch
+    from ultralytics import YOLO
+
+    torch.set_num_threads(args.threads)
+    train = frames(args.data, "train", args.holdout, held=False)
+    held = frames(args.data, "train", args.holdout, held=True)
+    yaml = prepare(args.data, args.out / "data", args.holdout)
+    epochs = max(1, round(args.steps * args.batch / len(train)))
+    steps = epochs * math.ceil(len(train) / args.batch)
+    print(f"{args.model}: {len(train)} frames, {epochs} epochs = {steps} steps of {args.batch} "
+          f"(~{epochs * len(train)} images; ours: {args.steps * args.batch}); {len(held)} held-out frames")
+    model = YOLO(args.model, task="semantic")
+    start = time.perf_counter()
+    model.train(data=str(yaml), epochs=epochs, imgsz=args.imgsz, batch=args.batch, device="cpu",
+                workers=args.threads, pretrained=False, val=False, plots=False, amp=False, seed=args.seed,
+                project=str(args.out.resolve()), name="train", exist_ok=False, verbose=False)
+    wall = time.perf_counter() - start
+    last = args.out / "train" / "weights" / "last.pt"  # its EMA weights at the end, as ours ship last
+    sizes = [int(s) for s in args.score_size.split(",")]
+    held_scores = {s: score(last, held, s) for s in sizes}
+    val = score(last, frames(args.data, "val", None, held=False), sizes[0])
+    for s, h in held_scores.items():
+        print(f"held-out ({args.holdout}) at long side {s}: mIoU {h['miou']:.4f}, "
+              f"rare-class mean {rare_mean(h['per_class_iou']):.4f}")
+    print(f"val at long side {sizes[0]}: mIoU {val['miou']:.4f}; {wall / steps:.2f} s/step, {wall / 60:.1f} min")
+    head = held_scores[sizes[0]]
+    row = {"run": str(args.out), "label": f"Ultralytics {Path(args.model).stem} (its recipe, from scratch)",
+           "holdout": args.holdout, "steps": steps, "seed": args.seed, "heldout_miou": head["miou"],
+           "heldout_rare_mean": rare_mean(head["per_class_iou"]), "heldout_per_class": head["per_class_iou"],
+           "val_miou": val["miou"], "sec_per_step": wall / steps, "score_sizes": {
+               str(s): {"miou": h["miou"], "rare_mean": rare_mean(h["per_class_iou"]),
+                        "per_class_iou": h["per_class_iou"]} for s, h in held_scores.items()},
+           "images_seen": epochs * len(train), "imgsz": args.imgsz, "batch": args.batch}
+    out = args.json or args.out / "peer.json"
+    out.write_text(json.dumps(row, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
