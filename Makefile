@@ -81,7 +81,7 @@ test-slow: $(STAMP)
 # Peer tools for tools/bench_quant.py --peers, kept out of the TensorFlow environment.
 bench-env:
 	$(PYTHON) -m venv .venv-bench
-	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript ultralytics==8.4.190
+	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript ultralytics==8.4.190 'litert-torch>=0.10.0' 'ai-edge-litert>=2.3.0'
 
 clean:
 	rm -rf $(VENV) $(RT_VENV) runs build .pytest_cache

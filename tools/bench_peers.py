@@ -6,7 +6,14 @@ thread count. Runs in its own environment (torch and TensorFlow are kept apart):
     make bench-env   # .venv-bench with torch, segmentation-models-pytorch, onnxruntime
     .venv-bench/bin/python tools/bench_peers.py --size 368x480 --threads 2 [--json out.json]
 
-``tools/bench_quant.py --peers`` calls this script in the same run as its own timings.
+With ``--yolo WEIGHTS.pt --yolo-data DATA.yaml`` (a model tools/peer_ultralytics.py trained, and
+the dataset yaml it wrote) it also exports Ultralytics' int8 TFLite model through its own exporter
+(``format=tflite, int8=True``, calibrated on the yaml's val frames; the height is rounded up to a
+multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at the same thread
+count, and scores that file on val through Ultralytics' own validator (its mIoU).
+
+``tools/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
+own timings.
 """
 
 from __future__ import annotations
@@ -27,8 +34,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--classes", type=int, default=11)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--yolo", type=Path, help="Ultralytics semantic weights (tools/peer_ultralytics.py)")
+    ap.add_argument("--yolo-data", type=Path, help="its dataset yaml (OUT/data/camvid.yaml)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.yolo and not (args.yolo.is_file() and args.yolo_data and args.yolo_data.is_file()):
+        ap.error("--yolo needs an existing weights file and --yolo-data an existing dataset yaml")
     h, w = (int(v) for v in args.size.lower().split("x"))
 
     import onnxruntime as ort
@@ -67,12 +78,39 @@ def main(argv=None):
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         rows[name] = timeit(lambda: sess.run(None, feed), args.rounds)
 
+    yolo = yolo_int8(args.yolo, args.yolo_data, (h, w), args.threads, args.rounds) if args.yolo else {}
+    if yolo:
+        rows[f"Ultralytics {args.yolo.parent.parent.parent.name} int8 TFLite"] = yolo
     print(f"smp DeepLabV3Plus (MobileNetV2 encoder, random weights), {h}x{w}, {args.threads} threads")
     for name, r in rows.items():
-        print(f"  {name:<28} median {r['median_ms']:7.1f} ms   p90 {r['p90_ms']:7.1f} ms")
+        extra = f"   at {r['size'][0]}x{r['size'][1]}, val mIoU {r['val_miou']:.4f} (its validator)" if "val_miou" in r else ""
+        print(f"  {name:<28} median {r['median_ms']:7.1f} ms   p90 {r['p90_ms']:7.1f} ms{extra}")
     if args.json:
         args.json.write_text(json.dumps({"size": [h, w], "threads": args.threads, "rows": rows,
                                          "torch": torch.__version__, "onnxruntime": ort.__version__}, indent=2))
+
+
+def yolo_int8(weights: Path, data: Path, size, threads: int, rounds: int) -> dict:
+    """Ultralytics' own int8 TFLite export of a trained semantic model: LiteRT latency and val mIoU."""
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ai_edge_litert.interpreter import Interpreter
+    from ultralytics import YOLO
+
+    h, w = (-(-size[0] // 32) * 32, -(-size[1] // 32) * 32)  # its exporter wants multiples of 32
+    tflite = Path(YOLO(str(weights), task="semantic").export(format="tflite", int8=True, data=str(data),
+                                                             imgsz=[h, w], verbose=False))
+    interp = Interpreter(model_path=str(tflite), num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    x = np.random.default_rng(0).random(inp["shape"]).astype(inp["dtype"])
+    interp.set_tensor(inp["index"], x)
+    row = timeit(interp.invoke, rounds)
+    val = YOLO(str(tflite), task="semantic").val(data=str(data), imgsz=[h, w], batch=1, device="cpu",
+                                                  plots=False, verbose=False)
+    return {**row, "size": [h, w], "bytes": tflite.stat().st_size, "val_miou": float(val.results_dict["metrics/mIoU"]),
+            "file": str(tflite)}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ Latency rounds are interleaved across models so machine noise hits all of them a
 
     .venv/bin/python tools/bench_quant.py runs/camvid-mbv2-sep [--qat-steps 300] [--json out.json]
 
-With ``--peers`` it also times segmentation_models_pytorch DeepLabV3Plus (MobileNetV2 encoder,
+With ``--peers --peer-yolo WEIGHTS.pt`` the Ultralytics semantic model that tools/peer_ultralytics.py
+trained is exported to int8 TFLite by its own exporter, timed the same way and scored on val by its
+own validator. With ``--peers`` it also times segmentation_models_pytorch DeepLabV3Plus (MobileNetV2 encoder,
 random weights) under PyTorch and ONNX Runtime (fp32 and static int8) at the same size and
 thread count, in the same run, through tools/bench_peers.py in ``.venv-bench`` (``make bench-env``).
 """
@@ -30,7 +32,7 @@ def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3
     return time_invokes({name: ready_interpreter(path, threads, warmup=warmup) for name, path in models.items()}, rounds)
 
 
-def peer_latency(size, threads: int, python: Path) -> dict:
+def peer_latency(size, threads: int, python: Path, yolo: Path | None = None) -> dict:
     """Run tools/bench_peers.py in the torch environment; its rows, or why they are missing."""
     import subprocess
     import tempfile
@@ -40,6 +42,8 @@ def peer_latency(size, threads: int, python: Path) -> dict:
     out = Path(tempfile.mkdtemp()) / "peers.json"
     cmd = [str(python), str(Path(__file__).with_name("bench_peers.py")), "--size", f"{size[0]}x{size[1]}",
            "--threads", str(threads), "--json", str(out)]
+    if yolo:  # the Ultralytics model tools/peer_ultralytics.py trained, with the dataset yaml it wrote
+        cmd += ["--yolo", str(yolo), "--yolo-data", str(yolo.parents[2] / "data" / "camvid.yaml")]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         return {"skipped": f"bench_peers.py failed: {result.stderr.strip().splitlines()[-1:]}"}
@@ -61,6 +65,8 @@ def main(argv=None):
                     help="with --peers, onnx_fp32,onnx_int8,onnx_qat and ONNX Runtime's own int8 are added")
     ap.add_argument("--peers", action="store_true", help="also time the smp/PyTorch/ONNX Runtime peers")
     ap.add_argument("--peers-python", type=Path, default=Path(".venv-bench/bin/python"))
+    ap.add_argument("--peer-yolo", type=Path, help="with --peers: OUT/train/weights/last.pt of tools/peer_ultralytics.py; "
+                                                    "its int8 TFLite export is timed and scored too")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -110,11 +116,14 @@ def main(argv=None):
         r["latency_vs_fp32"] = r["median_ms"] / lat.get("fp32", lat[name])["median_ms"]
         print(f"{name:<14} {r['miou']:>7.4f} {r['drop_points']:>6.2f}p {r['bytes'] / 1e6:>7.2f} {r['size_vs_fp32']:>9.2f} "
               f"{r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {r['latency_vs_fp32']:>9.2f}")
-    peers = peer_latency((h, w), args.threads, args.peers_python) if args.peers else {}
+    peers = peer_latency((h, w), args.threads, args.peers_python, args.peer_yolo) if args.peers else {}
     if peers:
-        print(f"\npeers (smp DeepLabV3Plus-MobileNetV2, random weights) at {h}x{w}, {args.threads} threads:")
+        print(f"\npeers (smp DeepLabV3Plus-MobileNetV2, random weights; Ultralytics trained) at {h}x{w}, "
+              f"{args.threads} threads:")
         for name, r in peers.items():
             shown = r if isinstance(r, str) else f"median {r['median_ms']:.1f} ms"
+            if isinstance(r, dict) and "val_miou" in r:
+                shown += f" at {r['size'][0]}x{r['size'][1]}, val mIoU {r['val_miou']:.4f} (its own validator)"
             print(f"  {name:<28} {shown}")
         timed = [r["median_ms"] for r in peers.values() if isinstance(r, dict)]
         shipped = results.get("qat", results.get("int8"))
