@@ -174,6 +174,13 @@ def test_cli_export_then_drop_table(run_dir, synth_root, tmp_path):
     assert [r["kind"] for r in rows] == ["keras", "fp32", "int8"]
     assert abs(rows[1]["drop_points"]) < 0.5  # fp32 TFLite matches Keras
     assert "| tiny_int8.tflite | int8 |" in md.read_text()
+    some = run_edgeseg("evaluate", run_dir, out / "tiny_int8.tflite", "--frames", "*[02468]", "--json", tmp_path / "f.json")
+    assert some.returncode == 0, some.stderr[-2000:]
+    picked = json.loads((tmp_path / "f.json").read_text())
+    assert picked["frames"] == "*[02468]"
+    assert [0 < r["frames"] < full["frames"] for r, full in zip(picked["models"], rows[::2])] == [True, True]
+    none = run_edgeseg("evaluate", out / "tiny_int8.tflite", "--data", synth_root, "--frames", "nothing*")
+    assert none.returncode != 0 and "--frames 'nothing*' matches no frame" in error_lines(none.stderr)[0]
     again = run_edgeseg("export", run_dir, "--int8", "--out", out)
     assert again.returncode != 0 and "exists; pass --force" in error_lines(again.stderr)[0]
 

@@ -1,7 +1,9 @@
 """The training recipe's parts: the device's pixels in training, photometric augmentation,
 rare-class crops, held-out selection with the val split scored once, weight averaging."""
 
+import fnmatch
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -47,7 +49,7 @@ def test_rare_class_crops_contain_the_rare_class(synth_root):
     assert kinds[1.0] >= 0.99 * frames_with_pole and kinds[1.0] > kinds[0.0]
 
 
-def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_root, tmp_path):
+def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_root, tmp_path, monkeypatch):
     from edgeseg.config import TrainConfig
     from edgeseg.rundir import RunDir
     from edgeseg.train import train
@@ -70,6 +72,24 @@ def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_r
     assert held["rare_classes"] and (held["rare_class_mean"] is None or 0 <= held["rare_class_mean"] <= 1)
     with pytest.raises(Exception, match="matches no frame"):
         load_split(synth_root, "synthetic", "train").partition("nothing*")
+    # quantizing the run never looks at the held-out frames: not PTQ calibration, not QAT's batches
+    from edgeseg.export.exporter import ExportOptions, export_run
+    from edgeseg.quant import qat
+    from edgeseg.quant.calibrate import read_manifest
+
+    report = export_run(tmp_path / "run", ExportOptions(formats=("int8",), out_dir=tmp_path / "x", calib_size=16))
+    calibrated = [Path(i).stem for i, _ in read_manifest(Path(report["calibration"]["manifest"]), synth_root)]
+    assert len(calibrated) == 12 and not [n for n in calibrated if fnmatch.fnmatch(n, "0000[0-3]")]
+    seen = []
+
+    def no_training(src, *args, **kwargs):
+        seen.extend(Path(i).stem for i, _ in src.items)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("edgeseg.data.pipeline.build_train_dataset", no_training)
+    with pytest.raises(RuntimeError, match="stop here"):
+        qat.qat_finetune(tmp_path / "run", steps=1)
+    assert len(seen) == 12 and not [n for n in seen if fnmatch.fnmatch(n, "0000[0-3]")]
     # no holdout, last weights shipped: val only watched the run, and is reported for them
     summary = train(plain.override(optim__epochs=1), tmp_path / "watched", verbose=0)
     assert summary["report"]["weights"] == "last.h5" and summary["report"]["split"] == "val"

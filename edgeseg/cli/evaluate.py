@@ -23,7 +23,7 @@ def _progress(description: str, total: int | None):
     return progress, lambda k: progress.advance(task, k)
 
 
-def _score_run(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples):
+def _score_run(run: Path, data, fmt, split, eval_size, batch_size, overlays, samples, frames):
     from edgeseg.core.geometry import parse_size
     from edgeseg.report import write_overlay_grid
     from edgeseg.train.scoring import score_run
@@ -31,14 +31,15 @@ def _score_run(run: Path, data, fmt, split, eval_size, batch_size, overlays, sam
     progress, advance = _progress(f"evaluating {run.name}", None)
     with progress:
         score, dataset, grid = score_run(run, data, fmt, split, parse_size(eval_size, "--eval-size") if eval_size else None,
-                                         batch_size, progress=advance, overlay_samples=samples if overlays else 0)
+                                         batch_size, progress=advance, overlay_samples=samples if overlays else 0,
+                                         frames=frames)
     if overlays:
         write_overlay_grid(grid, dataset["colors"], overlays)
         typer.echo(f"overlays: {overlays}")
     return score, dataset
 
 
-def _score_model_file(path: Path, data, fmt, split, threads):
+def _score_model_file(path: Path, data, fmt, split, threads, frames):
     from edgeseg.core.errors import ConfigError
     from edgeseg.data import load_split, resolve_format
     from edgeseg.runtime.model.metadata import load_metadata
@@ -49,6 +50,7 @@ def _score_model_file(path: Path, data, fmt, split, threads):
         if meta is None or meta.dataset != "synthetic":
             raise ConfigError(f"evaluating {path.name} needs --data (or a run directory first)")
     source = load_split(data, resolve_format(data, fmt), split)
+    source = source.select(frames) if frames else source
     progress, advance = _progress(f"evaluating {path.name}", len(source.items))
     with progress:
         return score_model_file(path, source.items, source.info.label_map, source.info.class_names, threads,
@@ -61,6 +63,7 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: the first run's).")] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: the first run's).")] = None,
     split: Annotated[str, typer.Option("--split", "-s")] = "val",
+    frames: Annotated[Optional[str], typer.Option(help="Score only the split's frames whose image name matches this glob, e.g. a drive held out of training: '0006R0_*'.")] = None,
     eval_size: Annotated[Optional[str], typer.Option(help="Padded input size HxW for Keras runs (default: the run's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
     threads: Annotated[int, typer.Option(min=1, help="Threads for .tflite / .onnx models.")] = 2,
@@ -78,6 +81,7 @@ def evaluate(
 
       edgeseg evaluate runs/camvid --overlays samples.png
       edgeseg evaluate runs/camvid runs/camvid/export/*.tflite --markdown drop.md --chart iou.png
+      edgeseg evaluate runs/lever runs/lever/export/*.tflite --split train --frames '0006R0_*'
     """
     setup_logging(verbose)
     from edgeseg.core.errors import ConfigError
@@ -98,20 +102,21 @@ def evaluate(
     fmt = format.value if format else None
     for m in models:
         if m.suffix in MODEL_FILES:
-            scores.append(_score_model_file(m, data, fmt, split, threads))
+            scores.append(_score_model_file(m, data, fmt, split, threads, frames))
         else:
             score, dataset = _score_run(m, data, fmt, split, eval_size, batch_size,
-                                        overlays if m == keras_runs[0] else None, samples)
+                                        overlays if m == keras_runs[0] else None, samples, frames)
             data, fmt = data if data is not None else dataset["root"], fmt or dataset["format"]
             scores.append(score)
     rows = report.comparison_rows(scores)
     ref = report.reference(scores).name
-    typer.echo(report.text_table(rows, ref, split))
+    scored = f"{split}, frames {frames}" if frames else split
+    typer.echo(report.text_table(rows, ref, scored))
     if json_out:
-        write_json_atomic(json_out, {"split": split, "reference": ref, "models": rows})
+        write_json_atomic(json_out, {"split": split, "frames": frames, "reference": ref, "models": rows})
         typer.echo(f"metrics: {json_out}")
     if markdown:
-        write_text_atomic(markdown, report.markdown_table(rows, ref, split))
+        write_text_atomic(markdown, report.markdown_table(rows, ref, scored))
         typer.echo(f"markdown: {markdown}")
     if chart:
         report.iou_bar_chart({r["model"]: r["per_class_iou"] for r in rows}, scores[0].class_names, chart)

@@ -46,6 +46,13 @@ class Split:
         return (Split(self.info, self.root, f"{self.split} without {pattern}", kept),
                 Split(self.info, self.root, f"{self.split}: {pattern}", held))
 
+    def select(self, pattern: str) -> "Split":
+        """The frames whose image name matches the glob ``pattern`` (``evaluate --frames``)."""
+        items = [item for item in self.items if fnmatch.fnmatch(Path(item[0]).stem, pattern)]
+        if not items:
+            raise DataError(f"--frames {pattern!r} matches no frame of split '{self.split}'")
+        return Split(self.info, self.root, f"{self.split}: {pattern}", items)
+
     @property
     def image_paths(self) -> list[str]:
         return [str(i) for i, _ in self.items]

@@ -126,7 +126,9 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     parity_items = _parity_items(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
     calib = None
     if any(EXPORT_FORMATS[f].calibration for f in options.formats):
-        calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir)
+        own = options.calib_data is None and options.calib_split == config.data.train_split
+        calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir,
+                                                   config.data.holdout if own else None)
         check_calibration_size(len(calib_items))
         calib = load_calibration_frames(calib_items, size, progress=progress)
         report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
@@ -284,8 +286,11 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
     return convert(source, row, calib, options.io)
 
 
-def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path):
+def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path, holdout: str | None):
+    """Calibration frames (and their manifest); never the frames the run held out of training."""
     split = load_split(root, fmt, options.calib_split)
+    if holdout:
+        split, _ = split.partition(holdout)
     if options.calib_manifest:
         return read_manifest(Path(options.calib_manifest), split.root), options.calib_manifest
     items = select_frames(split, options.calib_size, options.calib_select, options.seed)

@@ -89,6 +89,8 @@ def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACT
     config = TrainConfig.load(run.config)
     d = config.data
     src = load_source(d.root, d.format, d.train_split)
+    if d.holdout:  # a drive held out of training stays out of QAT too: it is what the run is scored on
+        src, _ = src.partition(d.holdout)
     float_train, _ = load_run_model(run.path, d.crop_size, decoder_interpolation=decoder_interpolation)
     qat_train = quantize_model(float_train)
     ds = build_train_dataset(src, batch_size or d.batch_size,

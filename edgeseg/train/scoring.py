@@ -46,9 +46,9 @@ def predict_samples(model, dataset, count: int) -> list:
 
 
 def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", eval_size=None,
-              batch_size: int = 4, progress=None, overlay_samples: int = 0):
+              batch_size: int = 4, progress=None, overlay_samples: int = 0, frames: str | None = None):
     """Score a run directory (or a weights file inside one) on a split of its dataset, or of
-    ``data``. Returns the :class:`Score`, the dataset used (``root``, ``format``, ``colors``)
+    ``data`` (only its frames named by the glob ``frames``, when given). Returns the :class:`Score`, the dataset used (``root``, ``format``, ``colors``)
     and, with ``overlay_samples``, that many (image, label, prediction) triples."""
     from edgeseg.config import TrainConfig
     from edgeseg.data import resolve_format
@@ -68,7 +68,7 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     if fmt is None:
         fmt = resolve_format(data, None) if data is not None else meta["format"]
     root = data if data is not None else meta.get("root")
-    source = load_source(root, fmt, split)
+    source = select_frames(load_source(root, fmt, split), frames)
     if list(source.info.class_names) != meta["class_names"]:
         raise DataError(f"dataset classes {list(source.info.class_names)} differ from the run's {meta['class_names']}")
     size = tuple(eval_size or config.data.eval_size)
@@ -79,3 +79,12 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     score = Score(name=f"{run.name} (keras)", kind="keras", cm=cm, class_names=meta["class_names"],
                   frames=source_size(source), path=str(weights or rd.weights()))
     return score, {"root": root, "format": fmt, "colors": meta["colors"]}, samples
+
+
+def select_frames(source, frames: str | None):
+    """``source`` or, with a glob, only the frames it names (a drive held out, say)."""
+    if frames is None:
+        return source
+    if not hasattr(source, "select"):
+        raise DataError("--frames picks image files by name; TFRecord shards have none")
+    return source.select(frames)
