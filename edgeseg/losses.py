@@ -9,7 +9,7 @@ from edgeseg._tf import keras, tf
 from edgeseg.core.labels import IGNORE_LABEL
 
 REGION_TERMS = ("dice", "lovasz")
-LOVASZ_STRIDE = 4  # every 4th pixel each way: the decoder's own resolution (logits are upsampled x4 from it)
+LOVASZ_STRIDE = 4  # every 4th pixel each way: the decoder's grid spacing (the logits are upsampled x4 from it)
 
 
 class SegmentationLoss(keras.losses.Loss):
@@ -87,9 +87,11 @@ def lovasz_softmax_loss(labels, logits, valid, num_classes: int):
     Jaccard loss along that order (Berman, Rannen Triki, Blaschko, CVPR 2018, Alg. 1). With
     one-hot probabilities it equals ``1 - IoU`` of each class.
     """
-    keep = valid > 0
-    probs = tf.boolean_mask(tf.nn.softmax(logits), keep)  # (P, C)
-    fg = tf.one_hot(tf.boolean_mask(labels, keep), num_classes)  # (P, C)
+    # Void pixels get error 0 (no probability, no label): they sort last and add nothing, and
+    # every shape stays static (XLA-friendly), unlike gathering the valid pixels.
+    mask = valid[..., None]
+    probs = tf.reshape(tf.nn.softmax(logits) * mask, (-1, num_classes))  # (P, C)
+    fg = tf.reshape(tf.one_hot(labels, num_classes) * mask, (-1, num_classes))
     errors = tf.transpose(tf.abs(fg - probs))  # (C, P)
     errors_sorted, order = tf.math.top_k(errors, k=tf.shape(errors)[1])
     fg_sorted = tf.gather(tf.transpose(fg), order, batch_dims=1)

@@ -177,7 +177,7 @@ def test_cli_export_then_drop_table(run_dir, synth_root, tmp_path):
     some = run_edgeseg("evaluate", run_dir, out / "tiny_int8.tflite", "--frames", "*[02468]", "--json", tmp_path / "f.json")
     assert some.returncode == 0, some.stderr[-2000:]
     picked = json.loads((tmp_path / "f.json").read_text())
-    assert picked["frames"] == "*[02468]"
+    assert picked["frames_glob"] == "*[02468]"
     assert [0 < r["frames"] < full["frames"] for r, full in zip(picked["models"], rows[::2])] == [True, True]
     none = run_edgeseg("evaluate", out / "tiny_int8.tflite", "--data", synth_root, "--frames", "nothing*")
     assert none.returncode != 0 and "--frames 'nothing*' matches no frame" in error_lines(none.stderr)[0]

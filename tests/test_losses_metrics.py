@@ -98,15 +98,28 @@ def test_lovasz_loss_ignores_void_falls_with_better_logits_and_has_gradients():
     assert np.abs(grad[:, :2]).max() == 0  # nothing flows from the void rows
     with pytest.raises(ValueError, match="region term"):
         SegmentationLoss(3, region="focal")
+    # the loss is CE plus half the Lovasz term of every 4th pixel each way, and it survives its config
+    from edgeseg.losses import LOVASZ_STRIDE, lovasz_softmax_loss
+
+    s = LOVASZ_STRIDE
+    ce = float(SegmentationLoss(3, class_weights=[1, 2, 3])(labels, noise))
+    term = float(lovasz_softmax_loss(np.where(labels == 255, 0, labels)[:, ::s, ::s], noise[:, ::s, ::s],
+                                     (labels != 255).astype(np.float32)[:, ::s, ::s], 3))
+    assert term > 0.1 and float(loss(labels, noise)) == pytest.approx(ce + 0.5 * term, rel=1e-5)
+    again = SegmentationLoss.from_config(loss.get_config())
+    assert again.region == "lovasz" and float(again(labels, noise)) == pytest.approx(float(loss(labels, noise)))
 
 
 def test_lovasz_is_chosen_by_the_config():
     from edgeseg.config import TrainConfig
+    from edgeseg.core.errors import ConfigError
     from edgeseg.train.recipe import make_loss
 
     loss = make_loss(TrainConfig.from_dict({"loss": {"type": "lovasz", "class_weights": "none"}}), 3)
     assert (loss.region, loss.dice_weight) == ("lovasz", 0.5)
     assert make_loss(TrainConfig.from_dict({"loss": {"type": "ce", "class_weights": "none"}}), 3).dice_weight == 0
+    with pytest.raises(ConfigError, match="--loss lovasz weighs the Lovasz term by --dice-weight"):
+        TrainConfig.from_dict({"loss": {"type": "lovasz", "dice_weight": 0}})
 
 
 def test_median_frequency_weights():

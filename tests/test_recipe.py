@@ -80,6 +80,14 @@ def test_holdout_selects_and_val_is_scored_once_with_the_shipped_weights(synth_r
     report = export_run(tmp_path / "run", ExportOptions(formats=("int8",), out_dir=tmp_path / "x", calib_size=16))
     calibrated = [Path(i).stem for i, _ in read_manifest(Path(report["calibration"]["manifest"]), synth_root)]
     assert len(calibrated) == 12 and not [n for n in calibrated if fnmatch.fnmatch(n, "0000[0-3]")]
+    from edgeseg.core.errors import ConfigError
+    from edgeseg.quant.calibrate import write_manifest
+
+    full = load_split(synth_root, "synthetic", "train")
+    leaky = write_manifest(tmp_path / "leaky.txt", full, full.items[:4], "first", 0)
+    with pytest.raises(ConfigError, match="lists frames the run held out of training"):
+        export_run(tmp_path / "run", ExportOptions(formats=("int8",), out_dir=tmp_path / "y", calib_manifest=leaky))
+    assert not (tmp_path / "y").exists() or not list((tmp_path / "y").glob("*.tflite"))
     seen = []
 
     def no_training(src, *args, **kwargs):

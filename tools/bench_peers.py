@@ -8,7 +8,7 @@ thread count. Runs in its own environment (torch and TensorFlow are kept apart):
 
 With ``--yolo WEIGHTS.pt --yolo-data DATA.yaml`` (a model tools/peer_ultralytics.py trained, and
 the dataset yaml it wrote) it also exports Ultralytics' int8 TFLite model through its own exporter
-(``format=tflite, int8=True``, calibrated on the yaml's val frames; the height is rounded up to a
+(``format=tflite, int8=True``, calibrated on the yaml's train frames as ours are; the height is rounded up to a
 multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at the same thread
 count, and scores that file on val through Ultralytics' own validator (its mIoU).
 
@@ -99,8 +99,8 @@ def yolo_int8(weights: Path, data: Path, size, threads: int, rounds: int) -> dic
     from ultralytics import YOLO
 
     h, w = (-(-size[0] // 32) * 32, -(-size[1] // 32) * 32)  # its exporter wants multiples of 32
-    tflite = Path(YOLO(str(weights), task="semantic").export(format="tflite", int8=True, data=str(data),
-                                                             imgsz=[h, w], verbose=False))
+    tflite = Path(YOLO(str(weights), task="semantic").export(format="tflite", int8=True, data=str(data), split="train",
+                                                             imgsz=[h, w], verbose=False))  # calibrated on train, as ours
     interp = Interpreter(model_path=str(tflite), num_threads=threads)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]

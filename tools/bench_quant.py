@@ -69,6 +69,11 @@ def main(argv=None):
                                                     "its int8 TFLite export is timed and scored too")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.peer_yolo and not args.peers:
+        ap.error("--peer-yolo needs --peers")
+    yolo = args.peer_yolo
+    if yolo and not (yolo.is_file() and len(yolo.parents) > 2 and (yolo.parents[2] / "data" / "camvid.yaml").is_file()):
+        ap.error(f"--peer-yolo {args.peer_yolo}: not OUT/train/weights/last.pt of tools/peer_ultralytics.py")
 
     from edgeseg.data import load_split
     from edgeseg.export.exporter import ExportOptions, export_run
@@ -118,8 +123,8 @@ def main(argv=None):
               f"{r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {r['latency_vs_fp32']:>9.2f}")
     peers = peer_latency((h, w), args.threads, args.peers_python, args.peer_yolo) if args.peers else {}
     if peers:
-        print(f"\npeers (smp DeepLabV3Plus-MobileNetV2, random weights; Ultralytics trained) at {h}x{w}, "
-              f"{args.threads} threads:")
+        trained = "; Ultralytics trained, at its own size" if args.peer_yolo else ""
+        print(f"\npeers (smp DeepLabV3Plus-MobileNetV2, random weights{trained}) at {h}x{w}, {args.threads} threads:")
         for name, r in peers.items():
             shown = r if isinstance(r, str) else f"median {r['median_ms']:.1f} ms"
             if isinstance(r, dict) and "val_miou" in r:

@@ -7,13 +7,18 @@ weights, as ours) on the same CamVid frames, scored with edgeseg's metric on the
         --holdout '0006R0_*' --steps 6000 [--json runs/peer-yolo26n/peer.json]
 
 Same budget as ``tools/train_camvid.sh``: STEPS x batch 8 training images seen (rounded to whole
-epochs of the frames left after --holdout), crops of --imgsz (256, our --crop-size), Ultralytics'
-own recipe otherwise (optimizer, schedule, mosaic, HSV, flips, scale jitter, class weights). The
-frames are symlinked into OUT/data in Ultralytics' layout (images/, masks/; void 11 -> ignore).
+epochs of the frames left after --holdout), at --imgsz 256 (our --crop-size), Ultralytics' own
+recipe otherwise (optimizer, schedule, mosaic, HSV, flips, scale jitter, class weights; it
+accumulates gradients to a nominal batch of 64, so it makes an eighth as many optimizer updates
+as batches). Its semantic loader scales each frame's short side to --imgsz (256/360 = 0.71 of
+CamVid's size) before that jitter, where ours crops 256x256 out of frames at 0.75-1.5x.
+The frames are symlinked into OUT/data in Ultralytics' layout (images/, masks/; void 11 -> ignore).
 The held-out frames are then segmented at each --score-size (the long side; the predictor
-letterboxes and scales the map back to 360x480) and scored against their labels with
-edgeseg.core.metrics, like `edgeseg evaluate`. The JSON row is what tools/lever_table.py takes
-as a ``.json`` argument.
+letterboxes and scales the map back to 360x480): first 352, the scale it trained at (short side
+~256), then 480, the frames' own; both are scored against the labels with edgeseg.core.metrics,
+like `edgeseg evaluate`, and the first is the row's score. The JSON row is what
+tools/lever_table.py takes as a ``.json`` argument; ``sec_per_step`` is the training call's wall
+time (its dataset scan and final validation included) per batch.
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=6000, help="steps of --batch images (ours: 6000 of 8)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--imgsz", type=int, default=256, help="training crop (ours: 256x256)")
-    ap.add_argument("--score-size", default="480,352", help="long sides to segment the held-out frames at")
+    ap.add_argument("--score-size", default="352,480", help="long sides to segment the held-out frames at; the first is the row's score")
     ap.add_argument("--model", default="yolo26n-sem.yaml")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -107,8 +112,8 @@ def main(argv=None):
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if not (args.data / "train" / "images").is_dir():
         sys.exit(f"{args.data}: not a CamVid folder (no train/images)")
-    if (args.out / "train").exists():
-        sys.exit(f"{args.out / 'train'}: exists; pick another --out")
+    if args.out.exists() and any(args.out.iterdir()):
+        sys.exit(f"{args.out}: exists and is not empty; pick another --out")
 
     import torch
     from ultralytics import YOLO
@@ -116,6 +121,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     train = frames(args.data, "train", args.holdout, held=False)
     held = frames(args.data, "train", args.holdout, held=True)
+    if not held or not train:
+        sys.exit(f"--holdout {args.holdout!r} matches {'no' if not held else 'every'} frame of {args.data / 'train'}")
     yaml = prepare(args.data, args.out / "data", args.holdout)
     epochs = max(1, round(args.steps * args.batch / len(train)))
     steps = epochs * math.ceil(len(train) / args.batch)
@@ -134,7 +141,7 @@ def main(argv=None):
     for s, h in held_scores.items():
         print(f"held-out ({args.holdout}) at long side {s}: mIoU {h['miou']:.4f}, "
               f"rare-class mean {rare_mean(h['per_class_iou']):.4f}")
-    print(f"val at long side {sizes[0]}: mIoU {val['miou']:.4f}; {wall / steps:.2f} s/step, {wall / 60:.1f} min")
+    print(f"val at long side {sizes[0]}: mIoU {val['miou']:.4f}; {wall / steps:.2f} s/batch, {wall / 60:.1f} min")
     head = held_scores[sizes[0]]
     row = {"run": str(args.out), "label": f"Ultralytics {Path(args.model).stem} (its recipe, from scratch)",
            "holdout": args.holdout, "steps": steps, "seed": args.seed, "heldout_miou": head["miou"],

@@ -113,7 +113,7 @@ def evaluate(
     scored = f"{split}, frames {frames}" if frames else split
     typer.echo(report.text_table(rows, ref, scored))
     if json_out:
-        write_json_atomic(json_out, {"split": split, "frames": frames, "reference": ref, "models": rows})
+        write_json_atomic(json_out, {"split": split, "frames_glob": frames, "reference": ref, "models": rows})
         typer.echo(f"metrics: {json_out}")
     if markdown:
         write_text_atomic(markdown, report.markdown_table(rows, ref, scored))

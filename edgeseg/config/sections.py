@@ -228,5 +228,7 @@ class LossSection:
                 raise ConfigError("class weights must be >= 0")
         if self.dice_weight < 0:
             raise ConfigError(f"dice weight must be >= 0, got {self.dice_weight}")
+        if self.type == "lovasz" and self.dice_weight == 0:
+            raise ConfigError("--loss lovasz weighs the Lovasz term by --dice-weight: give it a weight > 0")
         if self.max_class_weight <= 0:
             raise ConfigError(f"max class weight must be > 0, got {self.max_class_weight}")

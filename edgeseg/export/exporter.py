@@ -3,12 +3,13 @@ and parity checks, written atomically."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -126,9 +127,8 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     parity_items = _parity_items(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
     calib = None
     if any(EXPORT_FORMATS[f].calibration for f in options.formats):
-        own = options.calib_data is None and options.calib_split == config.data.train_split
         calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir,
-                                                   config.data.holdout if own else None)
+                                                   _held_out(config, plan.dataset, root, options.calib_split))
         check_calibration_size(len(calib_items))
         calib = load_calibration_frames(calib_items, size, progress=progress)
         report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
@@ -286,13 +286,25 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
     return convert(source, row, calib, options.io)
 
 
+def _held_out(config: TrainConfig, meta_ds: dict, root, split: str) -> str | None:
+    """The run's ``--holdout`` glob when calibration draws on the frames it trained on, else None."""
+    d, trained = config.data, meta_ds.get("root")
+    same = root is not None and trained is not None and Path(root).resolve() == Path(trained).resolve()
+    return d.holdout if d.holdout and same and split in d.train_split.split(",") else None
+
+
 def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path, holdout: str | None):
     """Calibration frames (and their manifest); never the frames the run held out of training."""
     split = load_split(root, fmt, options.calib_split)
-    if holdout:
-        split, _ = split.partition(holdout)
+    held = lambda item: bool(holdout) and fnmatch.fnmatch(Path(item[0]).stem, holdout)  # noqa: E731
     if options.calib_manifest:
-        return read_manifest(Path(options.calib_manifest), split.root), options.calib_manifest
+        items = read_manifest(Path(options.calib_manifest), split.root)
+        if any(map(held, items)):
+            raise ConfigError(f"--calib-manifest {options.calib_manifest}: lists frames the run held out of "
+                              f"training ({holdout}); calibrate on frames it trained on")
+        return items, options.calib_manifest
+    if holdout:
+        split = replace(split, items=[item for item in split.items if not held(item)])
     items = select_frames(split, options.calib_size, options.calib_select, options.seed)
     name = f"{meta_ds.get('name', fmt)}_{options.calib_split}_{options.calib_select}_{len(items)}.txt"
     folder = Path(options.manifest_dir) if options.manifest_dir else out_dir

@@ -68,7 +68,7 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     if fmt is None:
         fmt = resolve_format(data, None) if data is not None else meta["format"]
     root = data if data is not None else meta.get("root")
-    source = select_frames(load_source(root, fmt, split), frames)
+    source = frames_named(load_source(root, fmt, split), frames)
     if list(source.info.class_names) != meta["class_names"]:
         raise DataError(f"dataset classes {list(source.info.class_names)} differ from the run's {meta['class_names']}")
     size = tuple(eval_size or config.data.eval_size)
@@ -81,7 +81,7 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     return score, {"root": root, "format": fmt, "colors": meta["colors"]}, samples
 
 
-def select_frames(source, frames: str | None):
+def frames_named(source, frames: str | None):
     """``source`` or, with a glob, only the frames it names (a drive held out, say)."""
     if frames is None:
         return source
