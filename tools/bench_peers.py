@@ -12,7 +12,8 @@ the dataset yaml it wrote) it also exports Ultralytics' int8 TFLite model throug
 multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at the same thread
 count, and scores that file on val through Ultralytics' own validator (its mIoU).
 
-``tools/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
+``--tflite FILE...`` times edgeseg models in the same loop (e.g. the int8 file of the run the peer
+is compared with). ``tools/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
 own timings.
 """
 
@@ -36,6 +37,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--yolo", type=Path, help="Ultralytics semantic weights (tools/peer_ultralytics.py)")
     ap.add_argument("--yolo-data", type=Path, help="its dataset yaml (OUT/data/camvid.yaml)")
+    ap.add_argument("--tflite", type=Path, nargs="*", default=[],
+                    help="edgeseg .tflite files to time in the same process and loop as the Ultralytics one")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.yolo and not (args.yolo.is_file() and args.yolo_data and args.yolo_data.is_file()):
@@ -79,15 +82,31 @@ def main(argv=None):
         rows[name] = timeit(lambda: sess.run(None, feed), args.rounds)
 
     yolo = yolo_int8(args.yolo, args.yolo_data, (h, w), args.threads, args.rounds) if args.yolo else {}
+    for path in args.tflite:
+        rows[f"edgeseg {path.name}"] = {**time_tflite(path, args.threads, args.rounds), "bytes": path.stat().st_size}
     if yolo:
         rows[f"Ultralytics {args.yolo.parent.parent.parent.name} int8 TFLite"] = yolo
     print(f"smp DeepLabV3Plus (MobileNetV2 encoder, random weights), {h}x{w}, {args.threads} threads")
     for name, r in rows.items():
-        extra = f"   at {r['size'][0]}x{r['size'][1]}, val mIoU {r['val_miou']:.4f} (its validator)" if "val_miou" in r else ""
+        extra = f"   at {r['size'][0]}x{r['size'][1]}" if "size" in r else ""
+        extra += f", val mIoU {r['val_miou']:.4f} (its validator)" if "val_miou" in r else ""
         print(f"  {name:<28} median {r['median_ms']:7.1f} ms   p90 {r['p90_ms']:7.1f} ms{extra}")
     if args.json:
         args.json.write_text(json.dumps({"size": [h, w], "threads": args.threads, "rows": rows,
                                          "torch": torch.__version__, "onnxruntime": ort.__version__}, indent=2))
+
+
+def time_tflite(path: Path, threads: int, rounds: int) -> dict:
+    """LiteRT (XNNPACK) invoke time of a .tflite file on a fixed random input."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, inp["shape"]) if np.issubdtype(inp["dtype"], np.integer) else rng.random(inp["shape"])
+    interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    return {**timeit(interp.invoke, rounds), "size": [int(v) for v in inp["shape"][1:3]]}
 
 
 def yolo_int8(weights: Path, data: Path, size, threads: int, rounds: int) -> dict:
@@ -95,18 +114,12 @@ def yolo_int8(weights: Path, data: Path, size, threads: int, rounds: int) -> dic
     import os
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ai_edge_litert.interpreter import Interpreter
     from ultralytics import YOLO
 
     h, w = (-(-size[0] // 32) * 32, -(-size[1] // 32) * 32)  # its exporter wants multiples of 32
     tflite = Path(YOLO(str(weights), task="semantic").export(format="tflite", int8=True, data=str(data), split="train",
                                                              imgsz=[h, w], verbose=False))  # calibrated on train, as ours
-    interp = Interpreter(model_path=str(tflite), num_threads=threads)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    x = np.random.default_rng(0).random(inp["shape"]).astype(inp["dtype"])
-    interp.set_tensor(inp["index"], x)
-    row = timeit(interp.invoke, rounds)
+    row = time_tflite(tflite, threads, rounds)
     val = YOLO(str(tflite), task="semantic").val(data=str(data), imgsz=[h, w], batch=1, device="cpu",
                                                   plots=False, verbose=False)
     return {**row, "size": [h, w], "bytes": tflite.stat().st_size, "val_miou": float(val.results_dict["metrics/mIoU"]),
