@@ -1,5 +1,7 @@
 """The command line: help, one-line errors with non-zero exits, data/model subcommands."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -160,3 +162,17 @@ def test_defaults_written_in_help_texts_are_shown():
                            ("train", "[default: on]"), ("export", "QAT fine-tuning steps [default: 300]")):
         result = run_edgeseg(command, "--help", env={"COLUMNS": "250"})
         assert result.returncode == 0 and shown in result.stdout, (command, result.stdout[-3000:])
+
+
+def test_qat_compares_with_the_float_score_of_the_same_split(tmp_path):
+    """`train --qat` scores val; the float number beside it is val's too, never a held-out score."""
+    from edgeseg.cli.train import _float_val_miou
+    from edgeseg.rundir import RunDir
+
+    rd = RunDir(tmp_path)
+    (tmp_path / "best.json").write_text(json.dumps({"miou": 0.40}))  # the best validation
+    assert _float_val_miou(rd) == 0.40  # validated on val: the same split
+    (tmp_path / "summary.json").write_text(json.dumps({"holdout": {"miou": 0.40}}))
+    assert _float_val_miou(rd) is None  # validated on held-out frames: not comparable
+    (tmp_path / "summary.json").write_text(json.dumps({"holdout": {"miou": 0.40}, "report": {"split": "val", "miou": 0.62}}))
+    assert _float_val_miou(rd) == 0.62  # val scored once with the shipped weights

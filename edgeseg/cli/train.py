@@ -291,6 +291,15 @@ def _print_summary(summary: dict, cfg, run_dir: Path) -> None:
         typer.echo(f"sec/step: {summary['sec_per_step']:.3f}  wall: {summary['wall_seconds_this_session']:.0f}s")
 
 
+def _float_val_miou(rd) -> float | None:
+    """The float model's score on the split QAT is scored on (val): the run's one scoring of val
+    with the shipped weights, else its best validation, unless that validated on held-out frames."""
+    summary = rd.read_json(rd.summary)
+    if "report" in summary:
+        return summary["report"].get("miou")
+    return None if summary.get("holdout") else rd.read_json(rd.best_json).get("miou")
+
+
 def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, batch_size: int | None,
                freeze_bn: bool = True) -> None:
     from edgeseg.quant.qat import evaluate_qat, qat_finetune
@@ -300,7 +309,7 @@ def _train_qat(run: Path, steps: int, lr_factor: float, decoder_upsample: str, b
     info = qat_finetune(run, steps=steps, lr_factor=lr_factor, batch_size=batch_size,
                         decoder_interpolation=decoder_upsample, freeze_bn=freeze_bn)
     result = evaluate_qat(run)
-    best = rd.read_json(rd.best_json).get("miou")
+    best = _float_val_miou(rd)
     typer.echo(f"\nQAT weights: {rd.qat_weights} ({info['steps']} steps, {info['seconds']:.0f}s)")
     line = f"val mIoU with fake quantization: {result['miou']:.4f}"
     if best is not None:
