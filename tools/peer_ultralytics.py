@@ -24,7 +24,6 @@ time (its dataset scan and final validation included) per batch.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgeseg.core import metrics  # noqa: E402  (numpy only: no TensorFlow here)
+from edgeseg.data.base import names_frame  # noqa: E402  (what --holdout names, as in edgeseg train)
 from lever_table import rare_mean  # noqa: E402  (tools/: the issue's rare-class mean)
 
 CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign_symbol", "fence", "car",
@@ -47,7 +47,7 @@ def frames(camvid: Path, split: str, holdout: str | None, held: bool) -> list[Pa
     images = sorted((camvid / split / "images").glob("*.jpg"))
     if holdout is None:
         return images
-    return [p for p in images if fnmatch.fnmatch(p.stem, holdout) == held]
+    return [p for p in images if names_frame(holdout, p) == held]
 
 
 def prepare(camvid: Path, root: Path, holdout: str) -> Path:

@@ -24,6 +24,12 @@ class Pairs:
     expected_label: dict[Path, Path] = field(default_factory=dict)
 
 
+def names_frame(pattern: str, image) -> bool:
+    """Whether the glob ``pattern`` (``--holdout``, ``--frames``) names the frame of ``image``: its
+    file name without the extension, e.g. ``'0006R0_*'`` for one CamVid drive."""
+    return fnmatch.fnmatch(Path(image).stem, pattern)
+
+
 @dataclass(frozen=True)
 class Split:
     """A loaded split: metadata plus checked pairs."""
@@ -36,7 +42,7 @@ class Split:
     def partition(self, pattern: str) -> tuple["Split", "Split"]:
         """(frames whose image name does not match the glob ``pattern``, frames that do): a
         held-out part of a split, e.g. one recording sequence."""
-        matches = [fnmatch.fnmatch(Path(image).stem, pattern) for image, _ in self.items]
+        matches = [names_frame(pattern, image) for image, _ in self.items]
         held = [item for item, match in zip(self.items, matches) if match]
         kept = [item for item, match in zip(self.items, matches) if not match]
         if not held:
@@ -48,7 +54,7 @@ class Split:
 
     def select(self, pattern: str) -> "Split":
         """The frames whose image name matches the glob ``pattern`` (``evaluate --frames``)."""
-        items = [item for item in self.items if fnmatch.fnmatch(Path(item[0]).stem, pattern)]
+        items = [item for item in self.items if names_frame(pattern, item[0])]
         if not items:
             raise DataError(f"--frames {pattern!r} matches no frame of split '{self.split}'")
         return Split(self.info, self.root, f"{self.split}: {pattern}", items)

@@ -3,7 +3,6 @@ and parity checks, written atomically."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import re
@@ -17,6 +16,7 @@ from edgeseg import __version__
 from edgeseg.config import TrainConfig
 from edgeseg.core.files import write_bytes_atomic
 from edgeseg.data import label_map_of, load_split
+from edgeseg.data.base import names_frame
 from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
 from edgeseg.export.metadata import embed_metadata
@@ -296,7 +296,7 @@ def _held_out(config: TrainConfig, meta_ds: dict, root, split: str) -> str | Non
 def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path, holdout: str | None):
     """Calibration frames (and their manifest); never the frames the run held out of training."""
     split = load_split(root, fmt, options.calib_split)
-    held = lambda item: bool(holdout) and fnmatch.fnmatch(Path(item[0]).stem, holdout)  # noqa: E731
+    held = lambda item: bool(holdout) and names_frame(holdout, item[0])  # noqa: E731
     if options.calib_manifest:
         items = read_manifest(Path(options.calib_manifest), split.root)
         if any(map(held, items)):
