@@ -26,6 +26,14 @@ def test_absent_class_does_not_count():
     assert np.isnan(metrics.per_class_iou(cm)[3])
 
 
+def test_class_mean_averages_the_named_classes_present():
+    cm = metrics.confusion_matrix(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), 4)
+    per_class = metrics.summarize(cm, ["a", "b", "c", "d"])["per_class_iou"]
+    assert per_class["d"] is None  # neither labelled nor predicted
+    assert metrics.class_mean(per_class, ["b", "c", "d"]) == pytest.approx((2 / 3 + 0.0) / 2)
+    assert metrics.class_mean(per_class, ["d"]) is None
+
+
 def test_keras_metric_matches_numpy():
     rng = np.random.default_rng(0)
     metric = MeanIoU(5)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peer latency: segmentation_models_pytorch DeepLabV3Plus with a MobileNetV2 encoder (random
+"""Peer latency: segmentation_models_pytorch (smp) DeepLabV3Plus with a MobileNetV2 encoder (random
 weights) under PyTorch and under ONNX Runtime, fp32 and static int8, at one input size and
 thread count. Runs in its own environment (torch and TensorFlow are kept apart):
 
@@ -10,7 +10,7 @@ With ``--yolo WEIGHTS.pt --yolo-data DATA.yaml`` (a model tools/peer_ultralytics
 the dataset yaml it wrote) it also exports Ultralytics' int8 TFLite model through its own exporter
 (``format=tflite, int8=True``, calibrated on the yaml's train frames as ours are; the height is rounded up to a
 multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at the same thread
-count, and scores that file on val through Ultralytics' own validator (its mIoU).
+count (in interleaved rounds with the ``--tflite`` files, by edgeseg's benchmark loop), and scores that file on val through Ultralytics' own validator (its mIoU).
 
 ``--tflite FILE...`` times edgeseg models in the same loop (e.g. the int8 file of the run the peer
 is compared with). ``tools/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from timing import timeit  # tools/timing.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # edgeseg's runtime benchmark loop (no TensorFlow)
+from timing import timeit  # noqa: E402  tools/timing.py
 
 
 def main(argv=None):
@@ -81,12 +83,12 @@ def main(argv=None):
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         rows[name] = timeit(lambda: sess.run(None, feed), args.rounds)
 
-    yolo = yolo_int8(args.yolo, args.yolo_data, (h, w), args.threads, args.rounds) if args.yolo else {}
-    for path in args.tflite:
-        rows[f"edgeseg {path.name}"] = {**time_tflite(path, args.threads, args.rounds), "bytes": path.stat().st_size}
-    if yolo:
-        rows[f"Ultralytics {args.yolo.parent.parent.parent.name} int8 TFLite"] = yolo
-    print(f"smp DeepLabV3Plus (MobileNetV2 encoder, random weights), {h}x{w}, {args.threads} threads")
+    tflite = {f"edgeseg {path.name}": (path, {}) for path in args.tflite}
+    if args.yolo:
+        path, extra = yolo_int8(args.yolo, args.yolo_data, (h, w))
+        tflite[f"Ultralytics {args.yolo.parent.parent.parent.name} int8 TFLite"] = (path, extra)
+    rows.update(time_tflite(tflite, args.threads, args.rounds))
+    print(f"{h}x{w}, {args.threads} threads; smp = DeepLabV3Plus with a MobileNetV2 encoder, random weights")
     for name, r in rows.items():
         extra = f"   at {r['size'][0]}x{r['size'][1]}" if "size" in r else ""
         extra += f", val mIoU {r['val_miou']:.4f} (its validator)" if "val_miou" in r else ""
@@ -96,21 +98,19 @@ def main(argv=None):
                                          "torch": torch.__version__, "onnxruntime": ort.__version__}, indent=2))
 
 
-def time_tflite(path: Path, threads: int, rounds: int) -> dict:
-    """LiteRT (XNNPACK) invoke time of a .tflite file on a fixed random input."""
-    from ai_edge_litert.interpreter import Interpreter
+def time_tflite(files: dict, threads: int, rounds: int) -> dict:
+    """LiteRT (XNNPACK) invoke times of NHWC .tflite files (name -> (path, extra row fields)), timed
+    in interleaved rounds by edgeseg's own benchmark loop, so that they share the machine alike."""
+    from edgeseg.runtime.model.benchmark import ready_interpreter, time_invokes
 
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, inp["shape"]) if np.issubdtype(inp["dtype"], np.integer) else rng.random(inp["shape"])
-    interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
-    return {**timeit(interp.invoke, rounds), "size": [int(v) for v in inp["shape"][1:3]]}
+    ready = {name: ready_interpreter(path, threads) for name, (path, _) in files.items()}
+    times = time_invokes(ready, rounds)
+    return {name: {**times[name], "size": [int(v) for v in ready[name].backend.input.shape[1:3]],
+                   "bytes": path.stat().st_size, **extra} for name, (path, extra) in files.items()}
 
 
-def yolo_int8(weights: Path, data: Path, size, threads: int, rounds: int) -> dict:
-    """Ultralytics' own int8 TFLite export of a trained semantic model: LiteRT latency and val mIoU."""
+def yolo_int8(weights: Path, data: Path, size) -> tuple[Path, dict]:
+    """Ultralytics' own int8 TFLite export of a trained semantic model, and its val mIoU."""
     import os
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -119,11 +119,10 @@ def yolo_int8(weights: Path, data: Path, size, threads: int, rounds: int) -> dic
     h, w = (-(-size[0] // 32) * 32, -(-size[1] // 32) * 32)  # its exporter wants multiples of 32
     tflite = Path(YOLO(str(weights), task="semantic").export(format="tflite", int8=True, data=str(data), split="train",
                                                              imgsz=[h, w], verbose=False))  # calibrated on train, as ours
-    row = time_tflite(tflite, threads, rounds)
     val = YOLO(str(tflite), task="semantic").val(data=str(data), imgsz=[h, w], batch=1, device="cpu",
                                                   plots=False, verbose=False)
-    return {**row, "size": [h, w], "bytes": tflite.stat().st_size, "val_miou": float(val.results_dict["metrics/mIoU"]),
-            "file": str(tflite)}
+    return tflite, {"size": [h, w],  # its input is NCHW
+                    "val_miou": float(val.results_dict["metrics/mIoU"]), "file": str(tflite)}
 
 
 if __name__ == "__main__":

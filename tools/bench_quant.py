@@ -43,11 +43,16 @@ def peer_latency(size, threads: int, python: Path, yolo: Path | None = None) -> 
     cmd = [str(python), str(Path(__file__).with_name("bench_peers.py")), "--size", f"{size[0]}x{size[1]}",
            "--threads", str(threads), "--json", str(out)]
     if yolo:  # the Ultralytics model tools/peer_ultralytics.py trained, with the dataset yaml it wrote
-        cmd += ["--yolo", str(yolo), "--yolo-data", str(yolo.parents[2] / "data" / "camvid.yaml")]
+        cmd += ["--yolo", str(yolo), "--yolo-data", str(peer_yaml(yolo))]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         return {"skipped": f"bench_peers.py failed: {result.stderr.strip().splitlines()[-1:]}"}
     return json.loads(out.read_text())["rows"]
+
+
+def peer_yaml(weights: Path) -> Path:
+    """The dataset yaml tools/peer_ultralytics.py wrote beside OUT/train/weights/last.pt."""
+    return weights.parents[2] / "data" / "camvid.yaml"
 
 
 def main(argv=None):
@@ -72,7 +77,7 @@ def main(argv=None):
     if args.peer_yolo and not args.peers:
         ap.error("--peer-yolo needs --peers")
     yolo = args.peer_yolo
-    if yolo and not (yolo.is_file() and len(yolo.parents) > 2 and (yolo.parents[2] / "data" / "camvid.yaml").is_file()):
+    if yolo and not (yolo.is_file() and len(yolo.parents) > 2 and peer_yaml(yolo).is_file()):
         ap.error(f"--peer-yolo {args.peer_yolo}: not OUT/train/weights/last.pt of tools/peer_ultralytics.py")
 
     from edgeseg.data import load_split

@@ -35,60 +35,43 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgeseg.core import metrics  # noqa: E402  (numpy only: no TensorFlow here)
-from edgeseg.data.base import names_frame  # noqa: E402  (what --holdout names, as in edgeseg train)
+from edgeseg.core.errors import DataError  # noqa: E402
+from edgeseg.core.images import read_label  # noqa: E402
+from edgeseg.data import load_split  # noqa: E402  (the frames and what --holdout names, as in edgeseg train)
 from lever_table import rare_mean  # noqa: E402  (tools/: the issue's rare-class mean)
 
-CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign_symbol", "fence", "car",
-           "pedestrian", "bicyclist")
-VOID = 11
+VOID = 11  # CamVid's void id in its label files: Ultralytics is told to ignore it
 
 
-def frames(camvid: Path, split: str, holdout: str | None, held: bool) -> list[Path]:
-    images = sorted((camvid / split / "images").glob("*.jpg"))
-    if holdout is None:
-        return images
-    return [p for p in images if names_frame(holdout, p) == held]
-
-
-def prepare(camvid: Path, root: Path, holdout: str) -> Path:
-    """OUT/data/{images,masks}/{train,val}: symlinks to CamVid's files (nothing copied)."""
-    for split, images in (("train", frames(camvid, "train", holdout, held=False)),
-                          ("val", frames(camvid, "val", None, held=False))):
+def prepare(train, val, root: Path) -> Path:
+    """OUT/data/{images,masks}/{train,val}: symlinks to the frames' files (nothing copied)."""
+    for split, items in (("train", train.items), ("val", val.items)):
         for kind in ("images", "masks"):
             (root / kind / split).mkdir(parents=True, exist_ok=True)
-        for image in images:
-            label = image.parents[1] / "labels" / f"{image.stem}.png"
+        for image, label in items:
             for src, dst in ((image, root / "images" / split / image.name),
-                             (label, root / "masks" / split / label.name)):
+                             (label, root / "masks" / split / f"{image.stem}{label.suffix}")):
                 if not dst.exists():
-                    dst.symlink_to(src.resolve())
+                    dst.symlink_to(Path(src).resolve())
     yaml = root / "camvid.yaml"
-    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(train.info.class_names))
     yaml.write_text(f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nmasks_dir: masks\n"
                     f"names:\n{names}\nlabel_mapping:\n  {VOID}: ignore_label\n")
     return yaml
 
 
-def read_label(path: Path) -> np.ndarray:
-    import cv2
-
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        sys.exit(f"{path}: cannot read the label")
-    return np.where(label == VOID, 255, label)
-
-
-def score(weights: Path, images: list[Path], imgsz: int) -> dict:
+def score(weights: Path, split, imgsz: int) -> dict:
+    """``split``'s frames segmented by the peer at long side ``imgsz``, scored like `edgeseg evaluate`."""
     from ultralytics import YOLO
 
     model = YOLO(str(weights), task="semantic")  # a fresh predictor per size
-    cm = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    for image in images:
+    names = split.info.class_names
+    cm = np.zeros((len(names), len(names)), np.int64)
+    for image, label_path in split.items:
         result = model.predict(str(image), imgsz=imgsz, device="cpu", verbose=False)[0]
         pred = result.semantic_mask.data.cpu().numpy()  # (H, W) class ids at the frame's size
-        label = read_label(image.parents[1] / "labels" / f"{image.stem}.png")
-        cm += metrics.confusion_matrix(label, pred, len(CLASSES))
-    return metrics.summarize(cm, CLASSES)
+        cm += metrics.confusion_matrix(read_label(label_path, split.info.label_map)[0], pred, len(names))
+    return metrics.summarize(cm, names)
 
 
 def main(argv=None):
@@ -115,15 +98,17 @@ def main(argv=None):
     from ultralytics import YOLO
 
     torch.set_num_threads(args.threads)
-    train = frames(args.data, "train", args.holdout, held=False)
-    held = frames(args.data, "train", args.holdout, held=True)
-    if not held or not train:
-        sys.exit(f"--holdout {args.holdout!r} matches {'no' if not held else 'every'} frame of {args.data / 'train'}")
-    yaml = prepare(args.data, args.out / "data", args.holdout)
-    epochs = max(1, round(args.steps * args.batch / len(train)))
-    steps = epochs * math.ceil(len(train) / args.batch)
-    print(f"{args.model}: {len(train)} frames, {epochs} epochs = {steps} steps of {args.batch} "
-          f"(~{epochs * len(train)} images; ours: {args.steps * args.batch}); {len(held)} held-out frames")
+    try:
+        train, held = load_split(args.data, "camvid", "train").partition(args.holdout)
+        val = load_split(args.data, "camvid", "val")
+    except DataError as e:
+        sys.exit(f"{args.data}: {e}")
+    yaml = prepare(train, val, args.out / "data")
+    n = len(train.items)
+    epochs = max(1, round(args.steps * args.batch / n))
+    steps = epochs * math.ceil(n / args.batch)
+    print(f"{args.model}: {n} frames, {epochs} epochs = {steps} steps of {args.batch} "
+          f"(~{epochs * n} images; ours: {args.steps * args.batch}); {len(held.items)} held-out frames")
     model = YOLO(args.model, task="semantic")
     start = time.perf_counter()
     model.train(data=str(yaml), epochs=epochs, imgsz=args.imgsz, batch=args.batch, device="cpu",
@@ -133,19 +118,19 @@ def main(argv=None):
     last = args.out / "train" / "weights" / "last.pt"  # its EMA weights at the end, as ours ship last
     sizes = [int(s) for s in args.score_size.split(",")]
     held_scores = {s: score(last, held, s) for s in sizes}
-    val = score(last, frames(args.data, "val", None, held=False), sizes[0])
+    val_score = score(last, val, sizes[0])
     for s, h in held_scores.items():
         print(f"held-out ({args.holdout}) at long side {s}: mIoU {h['miou']:.4f}, "
               f"rare-class mean {rare_mean(h['per_class_iou']):.4f}")
-    print(f"val at long side {sizes[0]}: mIoU {val['miou']:.4f}; {wall / steps:.2f} s/batch, {wall / 60:.1f} min")
+    print(f"val at long side {sizes[0]}: mIoU {val_score['miou']:.4f}; {wall / steps:.2f} s/batch, {wall / 60:.1f} min")
     head = held_scores[sizes[0]]
     row = {"run": str(args.out), "label": f"Ultralytics {Path(args.model).stem} (its recipe, from scratch)",
            "holdout": args.holdout, "steps": steps, "seed": args.seed, "heldout_miou": head["miou"],
            "heldout_rare_mean": rare_mean(head["per_class_iou"]), "heldout_per_class": head["per_class_iou"],
-           "val_miou": val["miou"], "sec_per_step": wall / steps, "score_sizes": {
+           "val_miou": val_score["miou"], "sec_per_step": wall / steps, "score_sizes": {
                str(s): {"miou": h["miou"], "rare_mean": rare_mean(h["per_class_iou"]),
                         "per_class_iou": h["per_class_iou"]} for s, h in held_scores.items()},
-           "images_seen": epochs * len(train), "imgsz": args.imgsz, "batch": args.batch}
+           "images_seen": epochs * n, "imgsz": args.imgsz, "batch": args.batch}
     out = args.json or args.out / "peer.json"
     out.write_text(json.dumps(row, indent=2))
     print(f"wrote {out}")

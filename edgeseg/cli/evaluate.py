@@ -42,6 +42,7 @@ def _score_run(run: Path, data, fmt, split, eval_size, batch_size, overlays, sam
 def _score_model_file(path: Path, data, fmt, split, threads, frames):
     from edgeseg.core.errors import ConfigError
     from edgeseg.data import load_split, resolve_format
+    from edgeseg.data.base import frames_named
     from edgeseg.runtime.model.metadata import load_metadata
     from edgeseg.runtime.model.scoring import score_model_file
 
@@ -49,8 +50,7 @@ def _score_model_file(path: Path, data, fmt, split, threads, frames):
         meta = load_metadata(path)
         if meta is None or meta.dataset != "synthetic":
             raise ConfigError(f"evaluating {path.name} needs --data (or a run directory first)")
-    source = load_split(data, resolve_format(data, fmt), split)
-    source = source.select(frames) if frames else source
+    source = frames_named(load_split(data, resolve_format(data, fmt), split), frames)
     progress, advance = _progress(f"evaluating {path.name}", len(source.items))
     with progress:
         return score_model_file(path, source.items, source.info.label_map, source.info.class_names, threads,

@@ -61,6 +61,13 @@ def summarize(cm: np.ndarray, class_names) -> dict:
     }
 
 
+def class_mean(per_class_iou: dict, names) -> float | None:
+    """Mean IoU of the classes ``names`` (e.g. the rare ones) that the frames scored have; None
+    when none of them is present."""
+    values = [per_class_iou[n] for n in names if per_class_iou.get(n) is not None]
+    return sum(values) / len(values) if values else None
+
+
 def class_weights(pixel_counts, method: str = "median_freq", max_weight: float = 10.0) -> np.ndarray:
     """Class weights from pixel frequencies.
 

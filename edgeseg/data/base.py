@@ -30,6 +30,16 @@ def names_frame(pattern: str, image) -> bool:
     return fnmatch.fnmatch(Path(image).stem, pattern)
 
 
+def frames_named(source, frames: str | None):
+    """``source`` (a :class:`Split`, or TFRecord shards) or, with a glob, only the frames it
+    names (``--frames``: a drive held out, say)."""
+    if frames is None:
+        return source
+    if not hasattr(source, "select"):
+        raise DataError("--frames picks image files by name; TFRecord shards have none")
+    return source.select(frames)
+
+
 @dataclass(frozen=True)
 class Split:
     """A loaded split: metadata plus checked pairs."""

@@ -128,7 +128,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     calib = None
     if any(EXPORT_FORMATS[f].calibration for f in options.formats):
         calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir,
-                                                   _held_out(config, plan.dataset, root, options.calib_split))
+                                                   _held_out(config, plan.dataset, root))
         check_calibration_size(len(calib_items))
         calib = load_calibration_frames(calib_items, size, progress=progress)
         report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
@@ -286,11 +286,12 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
     return convert(source, row, calib, options.io)
 
 
-def _held_out(config: TrainConfig, meta_ds: dict, root, split: str) -> str | None:
-    """The run's ``--holdout`` glob when calibration draws on the frames it trained on, else None."""
+def _held_out(config: TrainConfig, meta_ds: dict, root) -> str | None:
+    """The run's ``--holdout`` glob when calibration draws on the run's own dataset (any of its
+    splits: the glob names only the held-out frames), else None."""
     d, trained = config.data, meta_ds.get("root")
     same = root is not None and trained is not None and Path(root).resolve() == Path(trained).resolve()
-    return d.holdout if d.holdout and same and split in d.train_split.split(",") else None
+    return d.holdout if d.holdout and same else None
 
 
 def _calibration_items(root, fmt, options: ExportOptions, meta_ds, out_dir: Path, holdout: str | None):

@@ -77,20 +77,18 @@ def qat_finetune(run_dir, steps: int = QAT_STEPS, lr_factor: float = QAT_LR_FACT
     recovers quantization error."""
     from edgeseg.config import TrainConfig
     from edgeseg.data.augment import Augment
-    from edgeseg.data.pipeline import build_train_dataset, load_source
+    from edgeseg.data.pipeline import build_train_dataset
     from edgeseg.rundir import RunDir, write_json_atomic
     from edgeseg.models import load_run_model
     from edgeseg.train.fit import make_loss
-    from edgeseg.train.recipe import mixed_source
+    from edgeseg.train.recipe import mixed_source, trained_frames
 
     run = RunDir(Path(run_dir)).require()
     if steps < 0:
         raise ConfigError(f"--qat-steps must be >= 0, got {steps}")
     config = TrainConfig.load(run.config)
     d = config.data
-    src = load_source(d.root, d.format, d.train_split)
-    if d.holdout:  # a drive held out of training stays out of QAT too: it is what the run is scored on
-        src, _ = src.partition(d.holdout)
+    src = trained_frames(config)  # a drive held out of training stays out of QAT: the run is scored on it
     float_train, _ = load_run_model(run.path, d.crop_size, decoder_interpolation=decoder_interpolation)
     qat_train = quantize_model(float_train)
     ds = build_train_dataset(src, batch_size or d.batch_size,

@@ -209,9 +209,8 @@ def _score_once(eval_model, weights: Path, source, config: TrainConfig, class_na
     ds = build_eval_dataset(source, batch_size=4, size=config.data.eval_size, base_scale=config.data.base_scale)
     scores = metrics.summarize(confusion_over(eval_model, ds, len(class_names)), class_names)
     rare = [class_names[c] for c in config.data.rare_classes or ()]
-    present = [scores["per_class_iou"][n] for n in rare if scores["per_class_iou"][n] is not None]
     return {"split": split, "weights": weights.name, **scores, "rare_classes": rare,
-            "rare_class_mean": sum(present) / len(present) if present else None}
+            "rare_class_mean": metrics.class_mean(scores["per_class_iou"], rare)}
 
 
 def _fmt(value) -> str:

@@ -23,6 +23,14 @@ log = logging.getLogger("edgeseg")
 RARE_SHARE = 0.02  # a class under this share of the labelled training pixels is rare
 
 
+def trained_frames(config: TrainConfig):
+    """The frames of ``config``'s own data that it trains on: its training split(s) without the
+    ``--holdout`` frames (what QAT fine-tunes on, as training did)."""
+    d = config.data
+    train = load_source(d.root, d.format, d.train_split)
+    return train.partition(d.holdout)[0] if d.holdout else train
+
+
 def training_sources(config: TrainConfig):
     """``(train, select, report)``: the frames trained on, the frames that validate and select
     checkpoints, and the split scored once at the end with the shipped weights (None when

@@ -53,6 +53,7 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     from edgeseg.config import TrainConfig
     from edgeseg.data import resolve_format
     from edgeseg.data.pipeline import build_eval_dataset, load_source, source_size
+    from edgeseg.data.base import frames_named
     from edgeseg.rundir import RunDir
     from edgeseg.models import load_run_model
 
@@ -80,11 +81,3 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
                   frames=source_size(source), path=str(weights or rd.weights()))
     return score, {"root": root, "format": fmt, "colors": meta["colors"]}, samples
 
-
-def frames_named(source, frames: str | None):
-    """``source`` or, with a glob, only the frames it names (a drive held out, say)."""
-    if frames is None:
-        return source
-    if not hasattr(source, "select"):
-        raise DataError("--frames picks image files by name; TFRecord shards have none")
-    return source.select(frames)
