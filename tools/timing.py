@@ -1,5 +1,6 @@
-"""The timing loop the standalone benchmark scripts share (`bench_peers.py` in .venv-bench,
-`gpu_check.py` on a GPU machine): neither can import edgeseg's own, whose venvs they do not have."""
+"""The timing loop the standalone benchmark scripts share for what edgeseg's runtime cannot run
+(`bench_peers.py` in .venv-bench: PyTorch and ONNX Runtime sessions; `gpu_check.py` on a GPU
+machine, which has no edgeseg venv)."""
 
 from __future__ import annotations
 
