@@ -5,7 +5,7 @@ drive out, ``--holdout '0006R0_*' --ship last``), in one table: held-out mIoU, t
 a score) and seconds per step.
 
     .venv/bin/python tools/lever_table.py runs/lever-base:baseline runs/lever-cp:"copy-paste 0.5" \\
-        [--data ../shared/data/camvid] [--json docs/levers.json]
+        [--json docs/levers.json [--with int8=RUN/heldout_int8.json --with latency=bench_peers.json]]
 
 Each argument is RUN[:LABEL], or ROW.json[:LABEL] for a row another tool wrote in the same
 form (tools/peer_ultralytics.py: the Ultralytics peer). The held-out score comes from the run's summary.json (``holdout``,
@@ -70,7 +70,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="RUN[:LABEL] or ROW.json[:LABEL]")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--with", dest="extra", action="append", default=[], metavar="NAME=FILE.json",
+                    help="another measurement kept beside the rows in --json, e.g. int8=RUN/heldout_int8.json "
+                         "(`edgeseg evaluate --json`) or latency=bench_peers.json")
     args = ap.parse_args(argv)
+    extra = {}
+    for spec in args.extra:
+        name, _, file = spec.partition("=")
+        if not name or not Path(file).is_file():
+            ap.error(f"--with {spec}: give NAME=FILE.json with an existing file")
+        extra[name] = json.loads(Path(file).read_text())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     rows = [row(spec) for spec in args.runs]
     base = rows[0]
@@ -89,7 +98,7 @@ def main(argv=None):
         print(f"| {r['label']} | " + " | ".join("-" if r["heldout_per_class"][n] is None else f"{r['heldout_per_class'][n]:.3f}"
                                             for n in names) + " |")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, **extra}, indent=2))
 
 
 if __name__ == "__main__":
