@@ -145,7 +145,7 @@ def test_cli_train_qat_from_run_then_export_reuses_it_at_the_export_size(run_dir
 
 def test_runtime_imports_no_tensorflow():
     code = ("import sys; import edgeseg.runtime.model.segmenter, edgeseg.runtime.model.scoring, edgeseg.runtime.model.metadata, "
-            "edgeseg.core.metrics; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
+            "edgeseg.core.metrics, edgeseg.data, edgeseg.data.base; bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,10 +5,12 @@
     .venv/bin/python tools/bench_bn_adapt.py runs/lever-X [--blend 0.25,0.5,1.0] [--json out.json]
 
 The run's held-out frames (``data.holdout``, e.g. drive 0006R0) are split in time order: the
-first half gives the statistics (their labels are not read), the second half is scored, before
-and after, with the run's eval size. ``--blend b`` sets each BN layer's moving mean and variance
+first half gives the statistics (their labels are loaded with the frames but never used), the
+second half is scored, before and after, with the run's eval size (frames padded as in
+evaluation; the padding rows feed the statistics too). ``--blend b`` sets each BN layer's moving mean and variance
 to (1 - b) x the trained ones + b x the new drive's (the cumulative mean of its batch statistics
-at the eval size, dropout off); b = 1 is plain AdaBN.
+at the eval size, dropout off, gathered with every layer before already on the new statistics, so
+a blend below 1 is an approximation); b = 1 is plain AdaBN.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def main(argv=None):
           f"scored on the other {len(scored_half.items)}")
     print(f"  {'BN statistics':<20} {'mIoU':>7} {'rare':>7}")
     for name, r in rows.items():
-        print(f"  {name:<20} {r['miou']:7.4f} {r['rare_mean']:7.4f}")
+        rare = "-" if r["rare_mean"] is None else f"{r['rare_mean']:.4f}"
+        print(f"  {name:<20} {r['miou']:7.4f} {rare:>7}")
     if args.json:
         args.json.write_text(json.dumps({"run": str(args.run), "holdout": d.holdout, "rows": rows}, indent=2))
 

@@ -8,9 +8,11 @@ thread count. Runs in its own environment (torch and TensorFlow are kept apart):
 
 With ``--yolo WEIGHTS.pt --yolo-data DATA.yaml`` (a model tools/peer_ultralytics.py trained, and
 the dataset yaml it wrote) it also exports Ultralytics' int8 TFLite model through its own exporter
-(``format=tflite, int8=True``, calibrated on the yaml's train frames as ours are; the height is rounded up to a
-multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at the same thread
-count (in interleaved rounds with the ``--tflite`` files, by edgeseg's benchmark loop), and scores that file on val through Ultralytics' own validator (its mIoU).
+(``format=tflite, int8=True``, calibrated on the yaml's train frames as ours are; the height is
+rounded up to a multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at
+the same thread count, in interleaved rounds with the ``--tflite`` files (edgeseg's benchmark
+loop: zero input, two settling runs per model and round), and scores that file on val through
+Ultralytics' own validator (its mIoU).
 
 ``--tflite FILE...`` times edgeseg models in the same loop (e.g. the int8 file of the run the peer
 is compared with). ``tools/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
@@ -99,7 +101,8 @@ def main(argv=None):
 
 
 def time_tflite(files: dict, threads: int, rounds: int) -> dict:
-    """LiteRT (XNNPACK) invoke times of NHWC .tflite files (name -> (path, extra row fields)), timed
+    """LiteRT (XNNPACK) invoke times of .tflite files (name -> (path, extra row fields; ``size`` for a
+    file whose input is not NHWC)), timed
     in interleaved rounds by edgeseg's own benchmark loop, so that they share the machine alike."""
     from edgeseg.runtime.model.benchmark import ready_interpreter, time_invokes
 
@@ -121,7 +124,7 @@ def yolo_int8(weights: Path, data: Path, size) -> tuple[Path, dict]:
                                                              imgsz=[h, w], verbose=False))  # calibrated on train, as ours
     val = YOLO(str(tflite), task="semantic").val(data=str(data), imgsz=[h, w], batch=1, device="cpu",
                                                   plots=False, verbose=False)
-    return tflite, {"size": [h, w],  # its input is NCHW
+    return tflite, {"size": [h, w],  # its file's input is (1, 3, H, W): litert-torch keeps PyTorch's layout
                     "val_miou": float(val.results_dict["metrics/mIoU"]), "file": str(tflite)}
 
 

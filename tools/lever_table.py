@@ -74,12 +74,17 @@ def main(argv=None):
                     help="another measurement kept beside the rows in --json, e.g. int8=RUN/heldout_int8.json "
                          "(`edgeseg evaluate --json`) or latency=bench_peers.json")
     args = ap.parse_args(argv)
+    if args.extra and not args.json:
+        ap.error("--with keeps measurements in the --json file: give --json too")
     extra = {}
     for spec in args.extra:
         name, _, file = spec.partition("=")
-        if not name or not Path(file).is_file():
-            ap.error(f"--with {spec}: give NAME=FILE.json with an existing file")
-        extra[name] = json.loads(Path(file).read_text())
+        if not name or name == "rows" or not Path(file).is_file():
+            ap.error(f"--with {spec}: give NAME=FILE.json (NAME not 'rows') with an existing file")
+        try:
+            extra[name] = json.loads(Path(file).read_text())
+        except json.JSONDecodeError as e:
+            ap.error(f"--with {spec}: {file} is not JSON ({e.msg}, line {e.lineno})")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     rows = [row(spec) for spec in args.runs]
     base = rows[0]

@@ -287,8 +287,8 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
 
 
 def _held_out(config: TrainConfig, meta_ds: dict, root) -> str | None:
-    """The run's ``--holdout`` glob when calibration draws on the run's own dataset (any of its
-    splits: the glob names only the held-out frames), else None."""
+    """The run's ``--holdout`` glob when calibration draws on the run's own dataset, else None: the
+    frames of any calibration split whose names match it are left out."""
     d, trained = config.data, meta_ds.get("root")
     same = root is not None and trained is not None and Path(root).resolve() == Path(trained).resolve()
     return d.holdout if d.holdout and same else None

@@ -52,8 +52,8 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     and, with ``overlay_samples``, that many (image, label, prediction) triples."""
     from edgeseg.config import TrainConfig
     from edgeseg.data import resolve_format
-    from edgeseg.data.pipeline import build_eval_dataset, load_source, source_size
     from edgeseg.data.base import frames_named
+    from edgeseg.data.pipeline import build_eval_dataset, load_source, source_size
     from edgeseg.rundir import RunDir
     from edgeseg.models import load_run_model
 
@@ -80,4 +80,3 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     score = Score(name=f"{run.name} (keras)", kind="keras", cm=cm, class_names=meta["class_names"],
                   frames=source_size(source), path=str(weights or rd.weights()))
     return score, {"root": root, "format": fmt, "colors": meta["colors"]}, samples
-
