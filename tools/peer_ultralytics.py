@@ -38,9 +38,8 @@ from edgeseg.core import metrics  # noqa: E402  (numpy only: no TensorFlow here)
 from edgeseg.core.errors import DataError  # noqa: E402
 from edgeseg.core.images import read_label  # noqa: E402
 from edgeseg.data import load_split  # noqa: E402  (the frames and what --holdout names, as in edgeseg train)
+from edgeseg.data.camvid import VOID_ID  # noqa: E402  (the label files' void id: Ultralytics is told to ignore it)
 from lever_table import rare_mean  # noqa: E402  (tools/: the issue's rare-class mean)
-
-VOID = 11  # CamVid's void id in its label files: Ultralytics is told to ignore it
 
 
 def prepare(train, val, root: Path) -> Path:
@@ -56,7 +55,7 @@ def prepare(train, val, root: Path) -> Path:
     yaml = root / "camvid.yaml"
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(train.info.class_names))
     yaml.write_text(f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nmasks_dir: masks\n"
-                    f"names:\n{names}\nlabel_mapping:\n  {VOID}: ignore_label\n")
+                    f"names:\n{names}\nlabel_mapping:\n  {VOID_ID}: ignore_label\n")
     return yaml
 
 
