@@ -50,7 +50,7 @@ def main(argv=None):
     stats_half, scored_half = replace(held, items=items[: len(items) // 2]), replace(held, items=items[len(items) // 2:])
     size = tuple(d.eval_size)
     model, _ = load_run_model(args.run, size)
-    names = json.loads(run.dataset.read_text())["class_names"]
+    names = run.read_json(run.dataset)["class_names"]
 
     def score() -> dict:
         cm = confusion_over(model, build_eval_dataset(scored_half, 4, size, d.base_scale), len(names))
