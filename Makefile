@@ -14,8 +14,10 @@ PYTEST_ARGS ?= -m "not slow"
 # machine allows it (root with apt); then the tests that need them must not be skipped.
 # apt's python3-numpy / python3-numexpr / python3-venv: the Pi OS Bookworm situation on this Debian
 # (tools/test_arm64.py: a system numpy and a C extension built on it, beside our pip install).
+# libvulkan1 + mesa-vulkan-drivers: Debian 12's lavapipe, a Vulkan device Dawn refuses, and gcc for a
+# driver library that does not load (the GPU accelerator's failure lines, tools/test_gpu.py).
 SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good mmdebstrap chromium \
-	python3-numpy python3-numexpr python3-venv
+	python3-numpy python3-numexpr python3-venv libvulkan1 mesa-vulkan-drivers gcc
 CAN_APT := $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 
 .PHONY: demo test test-arm64 test-gpu test-slow system-deps bench-env clean
@@ -45,7 +47,8 @@ $(RT_STAMP): pyproject.toml
 	touch $@
 
 system-deps:
-	@missing=""; for tool in gst-launch-1.0 mmdebstrap chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in gst-launch-1.0 mmdebstrap chromium gcc; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing="$$missing mesa-vulkan-drivers"; \
 	if grep -qs '^12' /etc/debian_version && ! /usr/bin/python3 -c 'import numpy, numexpr, ensurepip' 2>/dev/null; then \
 	  missing="$$missing python3-numpy/numexpr/venv"; fi; \
 	if [ -n "$$missing" ]; then \
