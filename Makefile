@@ -13,9 +13,9 @@ PYTEST_ARGS ?= -m "not slow"
 # root of test-arm64), Chromium (the --serve page in a browser). Installed when missing and this
 # machine allows it (root with apt); then the tests that need them must not be skipped.
 # apt's python3-numpy / python3-numexpr / python3-venv: the Pi OS Bookworm situation on this Debian
-# (tools/test_arm64.py: a system numpy and a C extension built on it, beside our pip install).
+# (tests/boards/prove_arm64.py: a system numpy and a C extension built on it, beside our pip install).
 # libvulkan1 + mesa-vulkan-drivers: Debian 12's lavapipe, a Vulkan device Dawn refuses, and gcc for a
-# driver library that does not load (the GPU accelerator's failure lines, tools/test_gpu.py).
+# driver library that does not load (the GPU accelerator's failure lines, tests/boards/prove_gpu.py).
 SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good mmdebstrap chromium \
 	python3-numpy python3-numexpr python3-venv libvulkan1 mesa-vulkan-drivers gcc
 CAN_APT := $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
@@ -62,26 +62,27 @@ system-deps:
 
 test: $(STAMP) $(RT_STAMP) system-deps
 	EDGESEG_REQUIRE_SYSTEM_TOOLS=$(CAN_APT) $(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python tools/make_test_models.py $(TEST_MODELS)
+	$(BIN)/python tools/maintenance/make_test_models.py $(TEST_MODELS)
 	EDGESEG_TEST_MODELS=$(TEST_MODELS) $(RT_VENV)/bin/python -m pytest -o addopts="-ra" tests/runtime_only tests/test_golden.py
 	$(MAKE) --no-print-directory test-arm64
 	$(MAKE) --no-print-directory test-gpu
 
 # The device install as the boards have it: Debian bookworm and trixie arm64 roots with apt's numpy under
-# qemu-user, the README's Pi commands, and the same on this Debian 12 (tools/test_arm64.py says what).
+# qemu-user as each board's CPU (Cortex-A72, A76, A53, max), the README's Pi commands, and the same on this Debian 12
+# (tests/boards/prove_arm64.py says what).
 test-arm64: $(RT_STAMP) system-deps
-	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/make_test_models.py $(TEST_MODELS); }
-	$(RT_VENV)/bin/python tools/test_arm64.py $(TEST_MODELS)
+	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/maintenance/make_test_models.py $(TEST_MODELS); }
+	$(RT_VENV)/bin/python tests/boards/prove_arm64.py $(TEST_MODELS)
 
-# --delegate gpu on Mesa's software Vulkan in a Debian trixie root (tools/test_gpu.py says what).
+# --delegate gpu on Mesa's software Vulkan in a Debian trixie root (tests/boards/prove_gpu.py says what).
 test-gpu: $(RT_STAMP) system-deps
-	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/make_test_models.py $(TEST_MODELS); }
-	EDGESEG_REQUIRE_SYSTEM_TOOLS=$(CAN_APT) $(RT_VENV)/bin/python tools/test_gpu.py $(TEST_MODELS)
+	@[ -d $(TEST_MODELS)/frames ] || { $(MAKE) --no-print-directory $(STAMP) && $(BIN)/python tools/maintenance/make_test_models.py $(TEST_MODELS); }
+	EDGESEG_REQUIRE_SYSTEM_TOOLS=$(CAN_APT) $(RT_VENV)/bin/python tests/boards/prove_gpu.py $(TEST_MODELS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
-# Peer tools for tools/bench_quant.py --peers, kept out of the TensorFlow environment.
+# Peer tools for tools/bench/bench_quant.py --peers, kept out of the TensorFlow environment.
 bench-env:
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript ultralytics==8.4.190 'litert-torch>=0.10.0' 'ai-edge-litert>=2.3.0'

@@ -1,6 +1,6 @@
 """What edgeseg checks before LiteRT's GPU accelerator loads (the CPU's features on aarch64) and
-how it names a missing Vulkan adapter. The real runs: tools/test_arm64.py (qemu's Cortex-A72 /
-A53 / A76) and tools/test_gpu.py (a Vulkan root set up to fail each way)."""
+how it names a missing Vulkan adapter. The real runs: tests/boards/prove_arm64.py (qemu's Cortex-A72 /
+A53 / A76) and tests/boards/prove_gpu.py (a Vulkan root set up to fail each way)."""
 
 import json
 import shutil

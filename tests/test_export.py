@@ -61,7 +61,7 @@ def test_graph_ops_fixed_batch_and_delegate_report(exported):
     assert "ARG_MAX" not in ops  # argmax is the runtime's job
     assert ops["CONV_2D"] > 10 and ops["DEPTHWISE_CONV_2D"] > 10
     assert exported["files"]["int8"]["unsupported"]["gpu"] == {}
-    # the real accelerator was asked too; this machine has no Vulkan adapter (tools/test_gpu.py has one)
+    # the real accelerator was asked too; this machine has no Vulkan adapter (tests/boards/prove_gpu.py has one)
     probe = exported["files"]["int8"]["gpu_accelerator"]
     assert probe["available"] is False and "Vulkan" in probe["why"]
     from edgeseg.export.delegates import unsupported_ops

@@ -207,7 +207,7 @@ def test_missing_delegate_falls_back_unless_strict(exported, video):
 
 def test_gpu_accelerator_without_vulkan_falls_back_in_one_line_unless_strict(exported, video):
     """No Vulkan driver (conftest points the loader at none): one line and the CPU, or one error
-    with --strict. tools/test_gpu.py runs the GPU itself on Mesa's software Vulkan."""
+    with --strict. tests/boards/prove_gpu.py runs the GPU itself on Mesa's software Vulkan."""
     import re
 
     model = exported["files"]["int8"]["path"]

@@ -1,5 +1,5 @@
 """Runs in .venv-runtime (`pip install .` without the train extra): the device install works
-with no TensorFlow at all. Models come from tools/make_test_models.py ($EDGESEG_TEST_MODELS)."""
+with no TensorFlow at all. Models come from tools/maintenance/make_test_models.py ($EDGESEG_TEST_MODELS)."""
 
 import importlib.util
 import json

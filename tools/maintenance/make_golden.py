@@ -3,7 +3,7 @@
 the runtime gives today, so that any change of numerics (LiteRT, letterbox, upsampling, int8
 input) shows in tests/test_golden.py. Rerun it only on purpose, and say why in the commit.
 
-    .venv/bin/python tools/make_golden.py [build/test-models]
+    .venv/bin/python tools/maintenance/make_golden.py [build/test-models]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 GOLDEN = REPO / "tests" / "golden"
 SIZES = {"wide": (48, 80), "large": (96, 128)}  # besides the model's own 64x64: letterbox + upsampling

@@ -2,8 +2,8 @@
 """Soak test of the device runtime: `edgeseg run` on a looping source for many frames, with
 its resident memory and thread count read from /proc at the start and at the end.
 
-    .venv/bin/python tools/soak_runtime.py                      # 20,000 frames of the test clip
-    .venv/bin/python tools/soak_runtime.py MODEL.tflite --source clip.mp4 --frames 50000 --json soak.json
+    .venv/bin/python tools/bench/soak_runtime.py                      # 20,000 frames of the test clip
+    .venv/bin/python tools/bench/soak_runtime.py MODEL.tflite --source clip.mp4 --frames 50000 --json soak.json
 
 Target: RSS growth <= 10 MB and the same number of threads at the end as at the start. The
 "start" sample is taken after --warmup seconds (interpreter, OpenCV and thread pools set up).
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def proc_status(pid: int) -> dict | None:
@@ -43,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     source = args.source or args.model.with_name("clip.mp4")
     if not args.model.is_file() or not source.is_file():
-        sys.exit(f"need {args.model} and {source}: run tools/make_test_models.py (make test builds them)")
+        sys.exit(f"need {args.model} and {source}: run tools/maintenance/make_test_models.py (make test builds them)")
 
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.json"

@@ -15,7 +15,7 @@
 - import time and peak resident memory of the TF-free runtime versus ``import tensorflow``
   (each in a fresh interpreter).
 
-    .venv/bin/python tools/bench_runtime.py MODEL.tflite [--data ../shared/data/camvid] [--json out.json]
+    .venv/bin/python tools/bench/bench_runtime.py MODEL.tflite [--data ../shared/data/camvid] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 IMPORT_PROBE = """
 import time
@@ -47,7 +47,7 @@ def import_cost(stmt: str, python: str = sys.executable, repeats: int = 3) -> di
     times, rss = [], []
     for _ in range(repeats):
         out = subprocess.run([python, "-c", IMPORT_PROBE.format(stmt=stmt)], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""})
+                             cwd=Path(__file__).resolve().parents[2], env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""})
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1]}
         t, r = out.stdout.split()[-2:]

@@ -20,7 +20,7 @@ software GPU, without a GPU.
 Exits non-zero on any failure; skips (exit 0, saying why) where it cannot run (not root, no
 mmdebstrap), unless EDGESEG_REQUIRE_SYSTEM_TOOLS=1.
 
-    .venv-runtime/bin/python tools/test_gpu.py [build/test-models]
+    .venv-runtime/bin/python tests/boards/prove_gpu.py [build/test-models]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_arm64 import compare_masks, run, step  # noqa: E402 - the same helpers as the board test
+from prove_arm64 import compare_masks, run, step  # noqa: E402 - the same helpers as the board test
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "gpu"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ["python3", "mesa-vulkan-drivers", "libvulkan1", "vulkan-tools"]
@@ -186,7 +186,7 @@ def host_lavapipe_refusal(models: Path) -> str | None:
 
 def main(models: Path) -> int:
     if not (models / "tiny_int8.tflite").is_file():
-        sys.exit(f"no test models in {models}: run tools/make_test_models.py (make test does)")
+        sys.exit(f"no test models in {models}: run tools/maintenance/make_test_models.py (make test does)")
     if os.geteuid() != 0:
         return skip("needs root (chroot and a mount namespace)")
     if shutil.which("mmdebstrap") is None or shutil.which("unshare") is None:

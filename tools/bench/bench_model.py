@@ -4,7 +4,7 @@ multiply-adds per CamVid frame (360x480, padded to 368x480; counted from the TF 
 training sec/step on 256x256 crops. With ``--run NAME=RUN_DIR`` the CamVid val mIoU of trained
 runs is listed next to them.
 
-    .venv/bin/python tools/bench_model.py [--run separable=runs/a --run plain=runs/b] [--json out.json]
+    .venv/bin/python tools/bench/bench_model.py [--run separable=runs/a --run plain=runs/b] [--json out.json]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 VARIANTS = [("mobilenetv2", "plain"), ("mobilenetv2", "separable"), ("resnet50", "plain"), ("resnet50", "separable")]
 

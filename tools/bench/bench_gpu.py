@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Which of our files LiteRT's GPU accelerator runs well: masks on the GPU against the CPU's, on
 real frames, for each exported .tflite, with the GPU computing in fp16 (its default) and in fp32
-(``enforce_f32``). Runs in tools/test_gpu.py's Debian trixie root on Mesa's software Vulkan
+(``enforce_f32``). Runs in tests/boards/prove_gpu.py's Debian trixie root on Mesa's software Vulkan
 (llvmpipe), so the numbers say what the accelerator computes, not how fast: speed is measured on
 the board (`edgeseg benchmark --delegate gpu`).
 
-    .venv-runtime/bin/python tools/bench_gpu.py runs/NAME/export --frames ../shared/data/camvid/val/images \\
+    .venv-runtime/bin/python tools/bench/bench_gpu.py runs/NAME/export --frames ../shared/data/camvid/val/images \\
         [--count 20] [--json out.json]
 """
 
@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "boards"))
 
-from test_gpu import Root, device_install, rootfs  # noqa: E402
+from prove_gpu import Root, device_install, rootfs  # noqa: E402
 
 INSIDE = """
 import json, sys

@@ -4,9 +4,9 @@ weights) under PyTorch and under ONNX Runtime, fp32 and static int8, at one inpu
 thread count. Runs in its own environment (torch and TensorFlow are kept apart):
 
     make bench-env   # .venv-bench with torch, segmentation-models-pytorch, onnxruntime
-    .venv-bench/bin/python tools/bench_peers.py --size 368x480 --threads 2 [--json out.json]
+    .venv-bench/bin/python tools/bench/bench_peers.py --size 368x480 --threads 2 [--json out.json]
 
-With ``--yolo WEIGHTS.pt --yolo-data DATA.yaml`` (a model tools/peer_ultralytics.py trained, and
+With ``--yolo WEIGHTS.pt --yolo-data DATA.yaml`` (a model tools/bench/peer_ultralytics.py trained, and
 the dataset yaml it wrote) it also exports Ultralytics' int8 TFLite model through its own exporter
 (``format=tflite, int8=True``, calibrated on the yaml's train frames as ours are; the height is
 rounded up to a multiple of 32, e.g. 384x480 for 368x480), times it under LiteRT with XNNPACK at
@@ -15,7 +15,7 @@ loop: zero input, two settling runs per model and round), and scores that file o
 Ultralytics' own validator (its mIoU).
 
 ``--tflite FILE...`` times edgeseg models in the same loop (e.g. the int8 file of the run the peer
-is compared with). ``tools/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
+is compared with). ``tools/bench/bench_quant.py --peers [--peer-yolo WEIGHTS.pt]`` calls this script in the same run as its
 own timings.
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # edgeseg's runtime benchmark loop (no TensorFlow)
-from timing import timeit  # noqa: E402  tools/timing.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # edgeseg's runtime benchmark loop (no TensorFlow)
+from timing import timeit  # noqa: E402  tools/bench/timing.py
 
 
 def main(argv=None):
@@ -39,7 +39,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--classes", type=int, default=11)
     ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--yolo", type=Path, help="Ultralytics semantic weights (tools/peer_ultralytics.py)")
+    ap.add_argument("--yolo", type=Path, help="Ultralytics semantic weights (tools/bench/peer_ultralytics.py)")
     ap.add_argument("--yolo-data", type=Path, help="its dataset yaml (OUT/data/camvid.yaml)")
     ap.add_argument("--tflite", type=Path, nargs="*", default=[],
                     help="edgeseg .tflite files to time in the same process and loop as the Ultralytics one")

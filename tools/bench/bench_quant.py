@@ -6,13 +6,13 @@ runtime), the drop of each versus fp32, file sizes, and median ``invoke()`` late
 model's input size (368x480 for CamVid) on LiteRT's XNNPACK CPU path with ``--threads``.
 Latency rounds are interleaved across models so machine noise hits all of them alike.
 
-    .venv/bin/python tools/bench_quant.py runs/camvid-mbv2-sep [--qat-steps 300] [--json out.json]
+    .venv/bin/python tools/bench/bench_quant.py runs/camvid-mbv2-sep [--qat-steps 300] [--json out.json]
 
-With ``--peers --peer-yolo WEIGHTS.pt`` the Ultralytics semantic model that tools/peer_ultralytics.py
+With ``--peers --peer-yolo WEIGHTS.pt`` the Ultralytics semantic model that tools/bench/peer_ultralytics.py
 trained is exported to int8 TFLite by its own exporter, timed the same way and scored on val by its
 own validator. With ``--peers`` it also times segmentation_models_pytorch DeepLabV3Plus (MobileNetV2 encoder,
 random weights) under PyTorch and ONNX Runtime (fp32 and static int8) at the same size and
-thread count, in the same run, through tools/bench_peers.py in ``.venv-bench`` (``make bench-env``).
+thread count, in the same run, through tools/bench/bench_peers.py in ``.venv-bench`` (``make bench-env``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3) -> dict:
@@ -33,7 +33,7 @@ def invoke_latency(models: dict, threads: int, rounds: int = 15, warmup: int = 3
 
 
 def peer_latency(size, threads: int, python: Path, yolo: Path | None = None) -> dict:
-    """Run tools/bench_peers.py in the torch environment; its rows, or why they are missing."""
+    """Run tools/bench/bench_peers.py in the torch environment; its rows, or why they are missing."""
     import subprocess
     import tempfile
 
@@ -42,7 +42,7 @@ def peer_latency(size, threads: int, python: Path, yolo: Path | None = None) -> 
     out = Path(tempfile.mkdtemp()) / "peers.json"
     cmd = [str(python), str(Path(__file__).with_name("bench_peers.py")), "--size", f"{size[0]}x{size[1]}",
            "--threads", str(threads), "--json", str(out)]
-    if yolo:  # the Ultralytics model tools/peer_ultralytics.py trained, with the dataset yaml it wrote
+    if yolo:  # the Ultralytics model tools/bench/peer_ultralytics.py trained, with the dataset yaml it wrote
         cmd += ["--yolo", str(yolo), "--yolo-data", str(peer_yaml(yolo))]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -51,7 +51,7 @@ def peer_latency(size, threads: int, python: Path, yolo: Path | None = None) -> 
 
 
 def peer_yaml(weights: Path) -> Path:
-    """The dataset yaml tools/peer_ultralytics.py wrote beside OUT/train/weights/last.pt."""
+    """The dataset yaml tools/bench/peer_ultralytics.py wrote beside OUT/train/weights/last.pt."""
     return weights.parents[2] / "data" / "camvid.yaml"
 
 
@@ -70,7 +70,7 @@ def main(argv=None):
                     help="with --peers, onnx_fp32,onnx_int8,onnx_qat and ONNX Runtime's own int8 are added")
     ap.add_argument("--peers", action="store_true", help="also time the smp/PyTorch/ONNX Runtime peers")
     ap.add_argument("--peers-python", type=Path, default=Path(".venv-bench/bin/python"))
-    ap.add_argument("--peer-yolo", type=Path, help="with --peers: OUT/train/weights/last.pt of tools/peer_ultralytics.py; "
+    ap.add_argument("--peer-yolo", type=Path, help="with --peers: OUT/train/weights/last.pt of tools/bench/peer_ultralytics.py; "
                                                     "its int8 TFLite export is timed and scored too")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -78,7 +78,7 @@ def main(argv=None):
         ap.error("--peer-yolo needs --peers")
     yolo = args.peer_yolo
     if yolo and not (yolo.is_file() and len(yolo.parents) > 2 and peer_yaml(yolo).is_file()):
-        ap.error(f"--peer-yolo {args.peer_yolo}: not OUT/train/weights/last.pt of tools/peer_ultralytics.py")
+        ap.error(f"--peer-yolo {args.peer_yolo}: not OUT/train/weights/last.pt of tools/bench/peer_ultralytics.py")
 
     from edgeseg.data import load_split
     from edgeseg.export.exporter import ExportOptions, export_run

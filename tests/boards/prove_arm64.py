@@ -39,7 +39,7 @@
 Downloads, roots and venvs are cached under ~/.cache/edgeseg/arm64 (EDGESEG_CACHE). Exits non-zero
 on any failure; prints one row per CPU model at the end.
 
-    .venv-runtime/bin/python tools/test_arm64.py [build/test-models]
+    .venv-runtime/bin/python tests/boards/prove_arm64.py [build/test-models]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "arm64"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 QEMU_SUITE = "trixie"  # qemu-user 10.x, a static binary
@@ -554,7 +554,7 @@ def prove_tflite_runtime_fallback(models: Path, edgeseg_wheel: Path, tmp: Path) 
 
 def main(models: Path) -> int:
     if not (models / "tiny_int8.tflite").is_file():
-        sys.exit(f"no test models in {models}: run tools/make_test_models.py (make test does)")
+        sys.exit(f"no test models in {models}: run tools/maintenance/make_test_models.py (make test does)")
     t0 = time.time()
     emulator = qemu()
     with tempfile.TemporaryDirectory() as tmp:

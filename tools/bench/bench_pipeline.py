@@ -7,7 +7,7 @@
 
 The pipeline keeps training fed when its images/s exceed the step's. Usage:
 
-    .venv/bin/python tools/bench_pipeline.py --data ../shared/data/camvid [--json out.json]
+    .venv/bin/python tools/bench/bench_pipeline.py --data ../shared/data/camvid [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def python_loader(split, crop, scale_range, n_images, rng):

@@ -3,7 +3,7 @@
 video, the same frames as PNGs, and labelled frames, for the runtime tests that run without TensorFlow
 (`make test` runs them in .venv-runtime, which has only the runtime install).
 
-    .venv/bin/python tools/make_test_models.py OUT_DIR
+    .venv/bin/python tools/maintenance/make_test_models.py OUT_DIR
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(out: Path) -> None:

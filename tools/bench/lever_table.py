@@ -4,11 +4,11 @@ drive out, ``--holdout '0006R0_*' --ship last``), in one table: held-out mIoU, t
 (pole, sign, pedestrian, bicyclist), val (a drive the runs trained on: a progress monitor, not
 a score) and seconds per step.
 
-    .venv/bin/python tools/lever_table.py runs/lever-base:baseline runs/lever-cp:"copy-paste 0.5" \\
+    .venv/bin/python tools/bench/lever_table.py runs/lever-base:baseline runs/lever-cp:"copy-paste 0.5" \\
         [--json docs/levers.json [--with int8=RUN/heldout_int8.json --with latency=bench_peers.json]]
 
 Each argument is RUN[:LABEL], or ROW.json[:LABEL] for a row another tool wrote in the same
-form (tools/peer_ultralytics.py: the Ultralytics peer). The held-out score comes from the run's summary.json (``holdout``,
+form (tools/bench/peer_ultralytics.py: the Ultralytics peer). The held-out score comes from the run's summary.json (``holdout``,
 scored with the shipped weights); runs made before it was recorded are scored here on the
 frames their ``data.holdout`` names. Only CamVid's train and val splits are read.
 """
@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edgeseg.core.metrics import class_mean  # noqa: E402
 # The issue's rare classes: CamVid's thin ones. A run's summary.json averages its own rare classes
 # instead (those under 2% of its training pixels, ``data.rare_classes``), which on CamVid adds fence.
@@ -53,7 +53,7 @@ def row(spec: str) -> dict:
 
     path, _, label = spec.partition(":")
     run = Path(path)
-    if run.suffix == ".json":  # a row written elsewhere (tools/peer_ultralytics.py)
+    if run.suffix == ".json":  # a row written elsewhere (tools/bench/peer_ultralytics.py)
         return {**json.loads(run.read_text()), **({"label": label} if label else {})}
     summary = json.loads((run / "summary.json").read_text())
     config = TrainConfig.load(run / "config.yaml")

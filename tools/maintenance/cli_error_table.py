@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Print a Markdown table of what `edgeseg` answers to bad input: each command line, the
-one-line message and the exit code. Uses the models from tools/make_test_models.py and a scratch
+one-line message and the exit code. Uses the models from tools/maintenance/make_test_models.py and a scratch
 folder holding a user's file; fails if that file is touched.
 
-    .venv/bin/python tools/cli_error_table.py [build/test-models]
+    .venv/bin/python tools/maintenance/cli_error_table.py [build/test-models]
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main(models: Path) -> int:
     edgeseg = str(Path(sys.executable).with_name("edgeseg"))
     model, run, data = models / "tiny_int8.tflite", models / "run", models / "data"
     if not model.is_file():
-        sys.exit(f"no test models in {models}: run tools/make_test_models.py")
+        sys.exit(f"no test models in {models}: run tools/maintenance/make_test_models.py")
     with tempfile.TemporaryDirectory() as tmp:
         mine = Path(tmp) / "mine"
         mine.mkdir()

@@ -9,7 +9,7 @@ frame and on the same frame
   JPEG files),
 - one grey level brighter.
 
-    .venv/bin/python tools/bench_robustness.py MODEL_fp32.tflite [MODEL2.tflite ...] \\
+    .venv/bin/python tools/bench/bench_robustness.py MODEL_fp32.tflite [MODEL2.tflite ...] \\
         --data ../shared/data/camvid [--split val] [--json out.json]
 
 Several models are measured in the same run, one row each (e.g. before and after a recipe change).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def perturbations(path: Path, frame: np.ndarray, rng) -> dict:

@@ -3,7 +3,7 @@
 weights, as ours) on the same CamVid frames, scored with edgeseg's metric on the held-out drive.
 
     make bench-env   # .venv-bench: torch, ultralytics (never in edgeseg's dependencies)
-    .venv-bench/bin/python tools/peer_ultralytics.py --data ../shared/data/camvid --out runs/peer-yolo26n \\
+    .venv-bench/bin/python tools/bench/peer_ultralytics.py --data ../shared/data/camvid --out runs/peer-yolo26n \\
         --holdout '0006R0_*' --steps 6000 [--json runs/peer-yolo26n/peer.json]
 
 Same budget as ``tools/train_camvid.sh``: STEPS x batch 8 training images seen (rounded to whole
@@ -17,7 +17,7 @@ The held-out frames are then segmented at each --score-size (the long side; the 
 letterboxes and scales the map back to 360x480): first 352, the scale it trained at (short side
 ~256), then 480, the frames' own; both are scored against the labels with edgeseg.core.metrics,
 like `edgeseg evaluate`, and the first is the row's score. The JSON row is what
-tools/lever_table.py takes as a ``.json`` argument; ``sec_per_step`` is the training call's wall
+tools/bench/lever_table.py takes as a ``.json`` argument; ``sec_per_step`` is the training call's wall
 time (its dataset scan and final validation included) per batch.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edgeseg.core import metrics  # noqa: E402  (numpy only: no TensorFlow here)
 from edgeseg.core.errors import DataError  # noqa: E402
 from edgeseg.core.images import read_label  # noqa: E402

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What edgeseg does on a GPU, measured in one run (tools/gpu_check.sh sets up the environment):
+"""What edgeseg does on a GPU, measured in one run (tools/bench/gpu_check.sh sets up the environment):
 
 (a) training: MobileNetV2 DeepLabv3+ on CamVid, 512x512 crops, fp32 vs --mixed-precision vs
     --mixed-precision --xla: sec/step and images/s (needs TensorFlow with CUDA);
@@ -11,7 +11,7 @@
 Every part that cannot run says why (no TensorFlow GPU, no provider, no data) and the rest goes
 on. Prints a table; --json writes it.
 
-    python tools/gpu_check.py --onnx runs/camvid/export/camvid_fp32.onnx [--onnx-large M_1024x2048.onnx]
+    python tools/bench/gpu_check.py --onnx runs/camvid/export/camvid_fp32.onnx [--onnx-large M_1024x2048.onnx]
         [--run runs/camvid] [--data ../shared/data/camvid] [--steps 300] [--json gpu.json]
 """
 
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from timing import timeit  # noqa: E402 - tools/timing.py, beside this script
+from timing import timeit  # noqa: E402 - tools/bench/timing.py, beside this script
 
 
 def gpu_name() -> str:

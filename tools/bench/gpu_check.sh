@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with an NVIDIA GPU and internet (< 10 minutes on one
 # data-centre GPU): a venv with TensorFlow + CUDA, onnxruntime-gpu and TensorRT where pip has them,
-# a CamVid model exported to ONNX at 368x480 and 1024x2048, then tools/gpu_check.py.
-#   usage: tools/gpu_check.sh RUN_DIR [CAMVID_DIR]
+# a CamVid model exported to ONNX at 368x480 and 1024x2048, then tools/bench/gpu_check.py.
+#   usage: tools/bench/gpu_check.sh RUN_DIR [CAMVID_DIR]
 set -euo pipefail
-RUN=${1:?usage: tools/gpu_check.sh RUN_DIR [CAMVID_DIR]}
+RUN=${1:?usage: tools/bench/gpu_check.sh RUN_DIR [CAMVID_DIR]}
 DATA=${2:-../shared/data/camvid}
 VENV=${GPU_VENV:-.venv-gpu}
 if [ ! -x "$VENV/bin/python" ]; then
@@ -25,5 +25,5 @@ from edgeseg.models import load_run_model
 model, _ = load_run_model(Path(sys.argv[1]), (1024, 2048), final_upsample=False)
 Path(sys.argv[2]).write_bytes(keras_to_onnx(model))
 PY
-"$VENV/bin/python" tools/gpu_check.py --onnx "$OUT"/eval/*_fp32.onnx --onnx-large "$OUT/large.onnx" \
+"$VENV/bin/python" tools/bench/gpu_check.py --onnx "$OUT"/eval/*_fp32.onnx --onnx-large "$OUT/large.onnx" \
   --data "$DATA" --json "$OUT/gpu_check.json"

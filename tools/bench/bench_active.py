@@ -17,7 +17,7 @@ frames' real labels (standing in for the person who fixes the drafts). Every mod
 the evaluation part (Keras, full frames): mIoU, the rare-class mean (pole, sign, pedestrian,
 bicyclist), and val (drive 0016E5, trained on by the base) to show what is forgotten.
 
-    .venv/bin/python tools/bench_active.py --data ../shared/data/camvid --base runs/active-base \\
+    .venv/bin/python tools/bench/bench_active.py --data ../shared/data/camvid --base runs/active-base \\
         --out runs/active [--k 10] [--seeds 0,1,2] [--json runs/active/bench.json]
 
 Only CamVid's train and val splits are read.
@@ -35,9 +35,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lever_table import rare_mean  # noqa: E402 - the same rare-class mean as the lever table
 
 DRIVE = "0006R0"
