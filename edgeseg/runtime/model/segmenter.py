@@ -33,6 +33,8 @@ class Segmenter:
         metadata: overrides the embedded metadata (needed for models exported elsewhere).
         delegates: loaded LiteRT delegates (.tflite).
         providers: ONNX Runtime execution providers in order of preference (.onnx).
+        backend: an opened :class:`~edgeseg.runtime.model.backend.Backend` instead of one opened
+            from ``model_path`` (the IMX500's outputs, computed on the sensor; needs ``metadata``).
         upsample: ``auto`` (default): the argmax of the bilinearly upsampled logits (as in
             training) at the resolution the model saw the frame at, then nearest-neighbour to
             the frame's own size: the same as ``exact`` for frames no larger than the input, and
@@ -41,17 +43,17 @@ class Segmenter:
     """
 
     def __init__(self, model_path, threads: int | None = None, metadata: ModelMetadata | None = None,
-                 delegates=(), upsample: str = "auto", providers=None):
+                 delegates=(), upsample: str = "auto", providers=None, backend=None):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
         self.path = Path(model_path)
         self._opened_with = (threads, metadata, providers)
-        meta = metadata or load_metadata(self.path)
+        meta = metadata or (load_metadata(self.path) if backend is None else None)
         if meta is None:
             raise MetadataError(f"{self.path} has no edgeseg metadata; pass the input size and classes explicitly")
         self.meta = meta
-        self.backend = open_backend(self.path, threads, delegates, providers)
+        self.backend = backend or open_backend(self.path, threads, delegates, providers)
         self.input, self.output = self.backend.input, self.backend.output
         self.input_size = tuple(int(v) for v in self.input.shape[1:3])
         self.output_size = tuple(int(v) for v in self.output.shape[1:3])
