@@ -8,12 +8,16 @@ the sensor's output tensor is laid out. Imports no TensorFlow and no Picamera2.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from edgeseg.core.geometry import Letterbox
 from edgeseg.core.metadata import MetadataError, ModelMetadata
 from edgeseg.runtime.model.backend import Backend, BackendError, TensorInfo
+from edgeseg.runtime.model.segmenter import Pending, Segmenter
 
 METADATA_FILE = "edgeseg.json"  # written by `edgeseg export --target imx500`, kept beside network.rpk
 
@@ -82,3 +86,47 @@ def write_sensor_metadata(folder: Path, meta: ModelMetadata) -> Path:
     path = Path(folder) / METADATA_FILE
     write_json_atomic(path, json.loads(meta.to_json()))
     return path
+
+
+class Imx500Segmenter(Segmenter):
+    """``network.rpk`` as the run loop sees any model: the logits come with each frame (the
+    sensor's output tensors and the ROI they cover), post-processing is the
+    :class:`~edgeseg.runtime.model.segmenter.Segmenter`'s, and the labels are mapped onto the
+    ROI of the frame (outside it: 255, unlabelled)."""
+
+    VOID = 255
+
+    def __init__(self, rpk, meta: ModelMetadata | None = None, upsample: str = "auto"):
+        meta = meta or read_sensor_metadata(Path(rpk))
+        super().__init__(rpk, metadata=meta, upsample=upsample, backend=SensorOutputs(rpk, meta))
+
+    def reopen(self, delegates=()) -> "Imx500Segmenter":
+        # the network lives on the sensor: a new one is uploaded when the camera is opened again
+        raise BackendError("a new network.rpk goes onto the sensor when the camera opens: restart the run "
+                           "(systemctl restart) instead of reloading it")
+
+    def infer(self, image):
+        raise BackendError("an IMX500 network runs on the camera: give it --camera csi, not frames")
+
+    def infer_frame(self, frame) -> Pending:
+        """The frame's sensor output, over the ROI of the frame it covers."""
+        sensor = frame.sensor
+        if sensor is None or not sensor.get("outputs"):
+            raise BackendError(f"{frame.name} came without IMX500 output tensors: is the camera an AI Camera "
+                               f"running {self.path.name}?")
+        t0 = time.perf_counter()
+        self.backend.feed(sensor["outputs"][0])
+        y = self.backend.run(None)[0]
+        fh, fw = frame.image.shape[:2]
+        x, y0, w, h = (int(round(v)) for v in sensor.get("roi") or (0, 0, fw, fh))
+        x, y0 = min(max(x, 0), fw - 1), min(max(y0, 0), fh - 1)
+        w, h = max(1, min(w, fw - x)), max(1, min(h, fh - y0))
+        times = {"inference": float(sensor.get("dnn_ms") or 0.0), "preprocess": 1000 * (time.perf_counter() - t0)}
+        return Pending(y, Letterbox(1.0, *self.input_size), (fh, fw), times, region=(x, y0, w, h))
+
+    def finish(self, pending: Pending) -> np.ndarray:
+        """The labels of the ROI (made as for a frame of the ROI's size), in a frame-sized map."""
+        x, y, w, h = pending.region
+        labels = np.full(pending.frame_hw, self.VOID, np.uint8)
+        labels[y:y + h, x:x + w] = super().finish(replace(pending, frame_hw=(h, w)))
+        return labels

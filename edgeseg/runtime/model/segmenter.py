@@ -22,6 +22,7 @@ class Pending:
     box: Letterbox
     frame_hw: tuple[int, int]
     times: dict  # milliseconds per stage
+    region: tuple | None = None  # (x, y, w, h) of the frame the model saw; None: all of it
 
 
 class Segmenter:
@@ -123,6 +124,20 @@ class Segmenter:
         y = self.backend.run(x)[0]
         t2 = time.perf_counter()
         return Pending(y, box, frame.shape[:2], {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
+
+    def infer_frame(self, frame) -> Pending:
+        """``infer`` of a source's :class:`~edgeseg.runtime.sources.frame.Frame` (a model that
+        runs on the camera takes its output from the frame instead)."""
+        return self.infer(frame.image)
+
+    @staticmethod
+    def seen(pending: Pending) -> tuple[slice, slice]:
+        """The part of the frame the model saw, as slices (rows, columns): where its labels
+        can be compared and scored."""
+        if pending.region is None:
+            return slice(None), slice(None)
+        x, y, w, h = pending.region
+        return slice(y, y + h), slice(x, x + w)
 
     def finish(self, pending: Pending) -> np.ndarray:
         """Class ids (uint8) at the frame's resolution; adds the post-processing time."""
