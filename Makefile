@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-train-dev
 RT_VENV  := .venv-runtime
 RT_STAMP := $(RT_VENV)/.installed-runtime
 TEST_MODELS := build/test-models
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow and not imx500"
 # Debian packages the tests use for real: GStreamer (camera pipelines), mmdebstrap (the arm64
 # root of test-arm64), Chromium (the --serve page in a browser). Installed when missing and this
 # machine allows it (root with apt); then the tests that need them must not be skipped.
@@ -110,7 +110,7 @@ imx500-env: $(IMX_STAMP)
 # A tiny model through the real converter (minutes; the env is made first, once). Kept out of
 # `make test` for the lead to hook in: `test: ... ; $(MAKE) test-imx500`.
 test-imx500: $(STAMP) $(IMX_STAMP)
-	EDGESEG_IMX500_VENV=$(IMX_VENV) EDGESEG_REQUIRE_IMX500=1 $(BIN)/python -m pytest -m imx500 tests/test_imx500_convert.py
+	EDGESEG_IMX500_VENV=$(abspath $(IMX_VENV)) EDGESEG_REQUIRE_IMX500=1 $(BIN)/python -m pytest -m imx500 tests/test_imx500_convert.py
 
 clean:
 	rm -rf $(VENV) $(RT_VENV) $(IMX_VENV) runs build .pytest_cache
