@@ -69,3 +69,10 @@ def test_a_tiny_model_converts_for_the_ai_camera(toolchain, imx_run, tmp_path):
     assert drop["miou_float"] == pytest.approx(best["miou"], abs=1e-6)
     assert 0.5 < drop["pixel_agreement"] <= 1.0
     assert report["mct"]["tensorflow"] == "2.15.1" and report["mct"]["mct"] == "2.5.1"
+    # edgeseg evaluate of the exported .keras (MCT's loader, in Sony's environment) scores it as the export did
+    scores = tmp_path / "eval.json"
+    result = run_edgeseg("evaluate", imx_run, files["quantized"], "--json", scores,
+                         env={"EDGESEG_IMX500_VENV": str(toolchain.venv)}, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["kind"]: r for r in json.loads(scores.read_text())["models"]}
+    assert rows["imx500"]["miou"] == pytest.approx(drop["miou_quantized"], abs=1e-9)

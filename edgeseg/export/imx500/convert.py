@@ -8,6 +8,9 @@ It imports only edgeseg's config and model builder (numpy, yaml, TensorFlow), fr
 appended to ``sys.path`` after this environment's own packages. What it measures is written as
 files; the scoring is the caller's.
 
+With ``"mode": "predict"`` it instead loads a quantized ``.keras`` file (``keras``) and writes its
+logits on ``frames`` (.npz) to ``logits_out``: `edgeseg evaluate` of the MCT model.
+
 SPEC (JSON): ``edgeseg_path``, ``model`` (the run's ModelConfig as a dict), ``num_classes``,
 ``input_size``, ``weights`` (.h5), ``scale``/``offset`` (the backbone's normalisation, applied
 to the frames here: the exported graph takes normalised input), ``calibration`` (.npz of
@@ -78,6 +81,19 @@ def logits(model, quantized, spec: dict) -> int:
     return len(frames)
 
 
+def predict(spec: dict) -> int:
+    """The quantized model's stride-4 logits on the frames."""
+    import numpy as np
+    from mct_quantizers import keras_load_quantized_model
+
+    model = keras_load_quantized_model(spec["keras"])
+    frames = np.load(spec["frames"])["frames"]
+    out = [model(_normalised(frames[i:i + 4], spec["scale"], spec["offset"]), training=False).numpy()
+           for i in range(0, len(frames), 4)]
+    np.savez(spec["logits_out"], quantized=np.concatenate(out))
+    return len(frames)
+
+
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     sys.path.append(spec["edgeseg_path"])  # after this environment's packages: only edgeseg comes from there
@@ -85,6 +101,10 @@ def main(spec_path: str) -> None:
     # TF 2.15's own Keras 2, which MCT matches layers of; edgeseg._tf would ask for tf_keras
     os.environ["TF_USE_LEGACY_KERAS"] = "0"
     import tensorflow as tf
+
+    if spec.get("mode") == "predict":
+        Path(spec["result_out"]).write_text(json.dumps({"tensorflow": tf.__version__, "frames": predict(spec)}))
+        return
 
     t0 = time.perf_counter()
     model = build(spec)

@@ -232,29 +232,76 @@ def int8_drop(logits, val_items, plan: dict) -> dict:
     """The float and MCT-quantized models scored on the val frames as the runtime scores any
     model file (the exact upsampling at each frame's resolution), and their pixel agreement."""
     from edgeseg.core import metrics
-    from edgeseg.core.images import read_image, read_label
     from edgeseg.data import label_map_of
-    from edgeseg.runtime.model.imx500 import SensorOutputs
-    from edgeseg.runtime.model.segmenter import Segmenter
 
     meta = sensor_metadata(plan)
-    names, n = meta.class_names, meta.num_classes
-    label_map = label_map_of(plan["dataset"]["format"], n)
-    cms = {k: np.zeros((n, n), np.int64) for k in ("float", "quantized")}
-    backends = {k: SensorOutputs(plan["files"]["quantized"], meta, f"MCT {k}") for k in cms}
-    segs = {k: Segmenter(b.path, metadata=meta, upsample="exact", backend=b) for k, b in backends.items()}
-    agree = []
-    for i, (image_path, label_path) in enumerate(val_items):
-        image = read_image(Path(image_path))
-        label, _ = read_label(Path(label_path), label_map)
-        preds = {}
-        for kind, seg in segs.items():
-            backends[kind].feed(logits[kind][i])
-            preds[kind] = seg.predict(image)
-            cms[kind] += metrics.confusion_matrix(label, preds[kind], n)
-        agree.append(float(np.mean(preds["float"] == preds["quantized"])))
-    scores = {k: metrics.summarize(cm, names) for k, cm in cms.items()}
+    label_map = label_map_of(plan["dataset"]["format"], meta.num_classes)
+    cms, agree = score_logits({k: logits[k] for k in ("float", "quantized")}, val_items, meta, label_map)
+    scores = {k: metrics.summarize(cm, meta.class_names) for k, cm in cms.items()}
     return {"frames": len(val_items), "split": plan["config"].data.val_split,
             "miou_float": scores["float"]["miou"], "miou_quantized": scores["quantized"]["miou"],
             "drop_points": 100 * (scores["float"]["miou"] - scores["quantized"]["miou"]),
-            "pixel_agreement": float(np.mean(agree)), "per_class_iou_quantized": scores["quantized"]["per_class_iou"]}
+            "pixel_agreement": agree, "per_class_iou_quantized": scores["quantized"]["per_class_iou"]}
+
+
+def score_logits(logits: dict, items, meta, label_map, progress=None):
+    """Confusion matrices of models whose stride-4 logits on the letterboxed ``items`` were
+    computed elsewhere (by name), through the runtime's post-processing at each frame's own
+    resolution; and the mean pixel agreement of the first two."""
+    from edgeseg.core import metrics
+    from edgeseg.core.images import read_image, read_label
+    from edgeseg.runtime.model.imx500 import SensorOutputs
+    from edgeseg.runtime.model.segmenter import Segmenter
+
+    n = meta.num_classes
+    cms = {k: np.zeros((n, n), np.int64) for k in logits}
+    backends = {k: SensorOutputs(f"{k}.keras", meta, f"MCT {k}") for k in logits}
+    segs = {k: Segmenter(b.path, metadata=meta, upsample="exact", backend=b) for k, b in backends.items()}
+    agree = []
+    for i, (image_path, label_path) in enumerate(items):
+        image = read_image(Path(image_path))
+        label, _ = read_label(Path(label_path), label_map)
+        preds = []
+        for kind, seg in segs.items():
+            backends[kind].feed(logits[kind][i])
+            preds.append(seg.predict(image))
+            cms[kind] += metrics.confusion_matrix(label, preds[-1], n)
+        if len(preds) > 1:
+            agree.append(float(np.mean(preds[0] == preds[1])))
+        if progress:
+            progress(1)
+    return cms, (float(np.mean(agree)) if agree else None)
+
+
+def score_quantized_keras(path: Path, items, label_map, class_names, progress=None):
+    """`edgeseg evaluate` of an IMX500 export's quantized model (``RUN_imx500.keras``, with the
+    export's ``edgeseg.json`` beside it), run by MCT in Sony's environment: a
+    :class:`~edgeseg.core.metrics.Score` like any model file's."""
+    from edgeseg.core.errors import DataError
+    from edgeseg.core.metrics import Score
+    from edgeseg.models.backbones import get_backbone
+    from edgeseg.quant.calibrate import load_calibration_frames
+    from edgeseg.runtime.model.imx500 import read_sensor_metadata
+    from edgeseg.runtime.model.scoring import describe_classes, same_classes
+
+    meta = read_sensor_metadata(Path(path))
+    if not same_classes(meta.class_names, class_names):
+        raise DataError(f"{path} was trained on other classes than the dataset's: "
+                        f"{describe_classes(meta.class_names)} vs {describe_classes(class_names)}")
+    toolchain = find_toolchain()
+    with tempfile.TemporaryDirectory(prefix="edgeseg-imx500-") as tmp:
+        tmp = Path(tmp)
+        np.savez(tmp / "frames.npz", frames=_frames(items, meta.input_size, load_calibration_frames, None))
+        spec = {"mode": "predict", "edgeseg_path": str(Path(__file__).resolve().parents[3]),
+                "keras": str(Path(path).resolve()), "frames": str(tmp / "frames.npz"), "scale": meta.scale,
+                "offset": meta.offset, "logits_out": str(tmp / "logits.npz"), "result_out": str(tmp / "result.json")}
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        code, text, _ = _run_logged([toolchain.python, CONVERT_SCRIPT, tmp / "spec.json"], tmp / "mct.log",
+                                    "running the MCT model")
+        if code != 0 or not Path(spec["result_out"]).is_file():
+            raise ExportError(f"running {Path(path).name} in the IMX500 environment failed: "
+                              f"{failure_reason(text) or f'exit {code}'}")
+        logits = np.load(spec["logits_out"])
+        cms, _ = score_logits({"quantized": logits["quantized"]}, items, meta, label_map, progress)
+    return Score(name=Path(path).name, kind="imx500", cm=cms["quantized"], class_names=list(class_names),
+                 frames=len(items), path=str(path), bytes=Path(path).stat().st_size)
