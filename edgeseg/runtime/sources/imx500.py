@@ -109,9 +109,10 @@ def open_imx500_source(rpk: Path, camera: str | None, source: str | None, settin
                                                else None)
     try:
         kind, index = parse_camera(text) if text is not None else (None, None)
-        if kind != "csi":
+        if kind is None or not isinstance(index, int):
             raise CameraError(f"{Path(rpk).name} runs on the AI Camera: give --camera csi (or csi:N)")
-        plan = imx500_plan(rpk, index if text not in ("csi", "0") else None, settings, input_hw)
+        # `csi` and `0`: the camera the IMX500 says it is; csi:N / N: Picamera2's camera N
+        plan = imx500_plan(rpk, None if text in ("csi", "0") else index, settings, input_hw)
         reader = LatestFrameReader(plan.spec, open_capture=plan.open, name=plan.describe)
     except CameraError as e:
         raise SourceError(str(e)) from None
