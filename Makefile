@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-train-dev
 RT_VENV  := .venv-runtime
 RT_STAMP := $(RT_VENV)/.installed-runtime
 TEST_MODELS := build/test-models
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow and not imx500"
 # Debian packages the tests use for real: GStreamer (camera pipelines), mmdebstrap (the arm64
 # root of test-arm64), Chromium (the --serve page in a browser). Installed when missing and this
 # machine allows it (root with apt); then the tests that need them must not be skipped.
@@ -20,7 +20,7 @@ SYSTEM_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plu
 	python3-numpy python3-numexpr python3-venv libvulkan1 mesa-vulkan-drivers gcc
 CAN_APT := $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 
-.PHONY: demo test test-arm64 test-gpu test-slow system-deps bench-env clean
+.PHONY: demo test test-arm64 test-gpu test-slow system-deps bench-env imx500-env test-imx500 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,5 +87,34 @@ bench-env:
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install -q torch torchvision segmentation-models-pytorch onnxruntime onnx onnxscript ultralytics==8.4.190 'litert-torch>=0.10.0' 'ai-edge-litert>=2.3.0'
 
+# Sony's IMX500 toolchain (the Raspberry Pi AI Camera) in its own venv: MCT refuses TensorFlow >= 2.16,
+# the converter wants Python < 3.12 and Java >= 17 (docs/imx500.md). `edgeseg export --target imx500`
+# finds it here (or at $$EDGESEG_IMX500_VENV). Made once; remade when the pins change.
+IMX_VENV   ?= .venv-imx500
+IMX_PYTHON ?= python3.11
+IMX_REQS   := edgeseg/export/imx500/requirements.txt
+IMX_STAMP  := $(IMX_VENV)/.installed-imx500
+
+$(IMX_STAMP): $(IMX_REQS)
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { \
+	  if [ "$(CAN_APT)" = 1 ]; then echo "installing Java 17 (openjdk-17-jre-headless)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends openjdk-17-jre-headless >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends openjdk-17-jre-headless >/dev/null; }; \
+	  else echo "the IMX500 converter needs Java >= 17: sudo apt install openjdk-17-jre-headless" >&2; exit 1; fi; }
+	rm -rf $(IMX_VENV)
+	$(IMX_PYTHON) -m venv $(IMX_VENV)
+	$(IMX_VENV)/bin/python -m pip install -q --upgrade pip
+	$(IMX_VENV)/bin/pip install -q -r $(IMX_REQS)
+	$(IMX_VENV)/bin/pip check
+	touch $@
+
+imx500-env: $(IMX_STAMP)
+
+# A tiny model through the real converter (minutes; the env is made first, once). Kept out of
+# `make test` for the lead to hook in: `test: ... ; $(MAKE) test-imx500`.
+test-imx500: $(STAMP) $(IMX_STAMP)
+	EDGESEG_IMX500_VENV=$(abspath $(IMX_VENV)) EDGESEG_REQUIRE_IMX500=1 $(BIN)/python -m pytest -m imx500 tests/test_imx500_convert.py
+
 clean:
-	rm -rf $(VENV) $(RT_VENV) runs build .pytest_cache
+	rm -rf $(VENV) $(RT_VENV) $(IMX_VENV) runs build .pytest_cache

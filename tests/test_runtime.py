@@ -244,7 +244,8 @@ def test_benchmark_table(exported, tmp_path):
 
 def test_cli_and_runtime_import_no_tensorflow():
     code = ("import sys; import edgeseg.cli.main, edgeseg.runtime.run.loop, edgeseg.runtime.serve.server, "
-            "edgeseg.runtime.sources.files, edgeseg.runtime.model.segmenter, edgeseg.runtime.model.scoring; "
+            "edgeseg.runtime.sources.files, edgeseg.runtime.model.segmenter, edgeseg.runtime.model.scoring, "
+            "edgeseg.runtime.model.imx500, edgeseg.runtime.sources.imx500; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -56,6 +56,25 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     return seg
 
 
+def _sensor_metadata(model: Path, delegate, providers, input_size, classes):
+    """For a network that runs on the AI Camera (``.rpk``): its edgeseg.json; None for any other
+    model file."""
+    if model.suffix.lower() != ".rpk":
+        return None
+    from edgeseg.core.metadata import MetadataError
+    from edgeseg.runtime.model.imx500 import read_sensor_metadata
+
+    if delegate or providers or input_size or classes:
+        usage(f"{model.name} runs on the AI Camera with its edgeseg.json: --delegate, --providers, --input-size "
+              "and --classes do not apply")
+    if not model.is_file():
+        fail(f"model not found: {model}")
+    try:
+        return read_sensor_metadata(model)
+    except MetadataError as e:
+        fail(str(e))
+
+
 def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
     """On a Jetson, an ONNX model that ONNX Runtime can only run on the CPU: one line on how to
     get the GPU (PyPI's aarch64 onnxruntime has no GPU provider)."""
@@ -127,7 +146,7 @@ def _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, 
 
 @handle_errors
 def run(
-    model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model.")],
+    model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model, or network.rpk (the Raspberry Pi AI Camera, with the edgeseg.json of its export beside it; --camera csi).")],
     camera: Annotated[Optional[str], typer.Option(help="0 or /dev/videoN (USB, V4L2), or csi[:N] (Pi: Picamera2 / rpicam-vid; Jetson: Argus). On a Pi or Jetson without a USB camera, 0 means the CSI camera.", rich_help_panel=SOURCE)] = None,
     source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob, csi://N, or gst:PIPELINE (any GStreamer pipeline).", rich_help_panel=SOURCE)] = None,
     camera_size: Annotated[Optional[str], typer.Option(help="Camera frame size WxH (default: the camera's; CSI and GStreamer 1280x720 / 640x480).", rich_help_panel=SOURCE)] = None,
@@ -173,6 +192,7 @@ def run(
       edgeseg run model_int8.tflite --source video.mp4 --save out.mp4 --compare model_fp32.tflite
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
       edgeseg run model_int8.tflite --camera 0 --collect site-frames/   # then label, train --init
+      edgeseg run imx/network.rpk --camera csi --compare model_fp32.tflite --serve 0.0.0.0:8080   # AI Camera
     """
     setup_logging(verbose)
     from edgeseg.runtime.model.backend import load_delegates
@@ -209,14 +229,27 @@ def run(
     # installed now: a SIGHUP or SIGTERM while the model loads (a TensorRT build takes minutes) is
     # taken at the first frame instead of killing the process; uninstalled when the process ends
     signals = RunSignals().__enter__()
+    sensor = _sensor_metadata(model, delegate, providers, input_size, classes)
     try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
-        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
-                                     stopping=signals.stopping)
+        if sensor is not None:
+            from edgeseg.runtime.sources.imx500 import open_imx500_source
+
+            frames, reader = open_imx500_source(model, camera, source, settings, sensor.input_size, give_up_after,
+                                                signals.stopping)
+        else:
+            frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
+                                         stopping=signals.stopping)
     except SourceError as e:
         fail(str(e))
     server = None
     try:
-        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
+        if sensor is not None:
+            from edgeseg.runtime.model.imx500 import Imx500Segmenter
+
+            seg = Imx500Segmenter(model, sensor, upsample.value)
+        else:
+            seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value,
+                             _providers(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
                                providers=_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
         if float_seg is not None:

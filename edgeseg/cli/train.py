@@ -38,7 +38,7 @@ QAT = "Quantization-aware training (--qat --from RUN)"
 FINETUNE = "Fine-tuning on new frames (--init RUN)"
 # What `--init RUN` takes from the run and cannot be changed: the model and its config.
 INIT_REFUSED = {"config", "backbone", "alpha", "output_stride", "head", "aspp_filters", "decoder_filters",
-                "backbone_weights", "bn_momentum", "resume"}
+                "backbone_weights", "bn_momentum", "resume", "preset", "aspp_rates"}
 # What `--qat --from RUN` takes; `--resume` takes only the run's location.
 QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "qat_freeze_bn", "decoder_upsample", "batch_size"}
 RESUME_OPTIONS = {"resume", "run_dir", "name"}
@@ -61,6 +61,7 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder; its format is detected unless --format is given (default: the generated synthetic set).", rich_help_panel=DATA)] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: detected from the folder's layout).", rich_help_panel=DATA)] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options given here override it.", rich_help_panel=RUN)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Options for a target device, over --config and under the options given here: imx500 (the Raspberry Pi AI Camera: MobileNetV2 alpha 1.0, 256x256, ASPP rates 6/12) or imx500-320 (alpha 0.5, 320x320).", rich_help_panel=MODEL)] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME); must be new or empty.", rich_help_panel=RUN)] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name under runs/ (default: a timestamp).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --run-dir from its last epoch, with its saved config.", rich_help_panel=RUN)] = False,
@@ -83,6 +84,7 @@ def train(
     head: Annotated[Optional[Head], typer.Option(help="ASPP/decoder convolutions.", rich_help_panel=MODEL)] = None,
     aspp_filters: Annotated[Optional[int], typer.Option(min=1, help="ASPP channels (paper: 256).", rich_help_panel=MODEL)] = None,
     decoder_filters: Annotated[Optional[int], typer.Option(min=1, help="Decoder channels (paper: 256).", rich_help_panel=MODEL)] = None,
+    aspp_rates: Annotated[Optional[str], typer.Option(help="ASPP atrous rates, e.g. 6,12 \\[default: 6,12,18 at output stride 16, 12,24,36 at 8].", rich_help_panel=MODEL)] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="imagenet | PATH.h5 | none.", rich_help_panel=MODEL)] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNorm moving-average momentum (0.9 for short runs, 0.99 for long).", rich_help_panel=MODEL)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, rich_help_panel=OPTIM)] = None,
@@ -143,6 +145,10 @@ def train(
         base = _finetune_base(init)
     else:
         base = TrainConfig.load(config) if config else TrainConfig()
+    if preset is not None:
+        from edgeseg.config.presets import preset as preset_options
+
+        base = base.override(**preset_options(preset))
     base = _with_mix(base, data_mix, init is not None)
     cw = class_weights
     if cw is not None and cw not in ("none", "median_freq", "inverse_sqrt"):
@@ -159,7 +165,7 @@ def train(
         model__backbone=backbone, model__alpha=alpha, model__output_stride=output_stride,
         model__head=head.value if head else None, model__aspp_filters=aspp_filters,
         model__decoder_filters=decoder_filters, model__backbone_weights=backbone_weights,
-        model__bn_momentum=bn_momentum,
+        model__bn_momentum=bn_momentum, model__atrous_rates=_ints(aspp_rates, "--aspp-rates"),
         optim__epochs=epochs, optim__steps_per_epoch=steps_per_epoch,
         optim__optimizer=optimizer.value if optimizer else None, optim__learning_rate=lr,
         optim__weight_decay=weight_decay, optim__warmup_steps=warmup_steps,
@@ -177,6 +183,8 @@ def train(
     from edgeseg.models import get_backbone
 
     get_backbone(cfg.model.backbone)  # unknown names fail before any data is read
+    if preset is not None:
+        _check_target(preset, cfg)
     run_dir = run_dir or Path("runs") / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
 
     from edgeseg.train import train as fit
@@ -188,6 +196,32 @@ def train(
         typer.echo(str(done))
         return
     _print_summary(summary, cfg, run_dir)
+
+
+def _ints(text: str | None, name: str):
+    values = _floats(text, name)
+    if values is None:
+        return None
+    from edgeseg.core.errors import ConfigError
+
+    if any(v != int(v) for v in values):
+        raise ConfigError(f"{name} must be whole numbers, got {text!r}")
+    return [int(v) for v in values]
+
+
+def _check_target(preset: str, cfg) -> None:
+    """A preset's device must take the configuration as the options left it, before an hour of
+    training: refused in one line naming the limit."""
+    from edgeseg.config.presets import TARGET_OF_PRESET
+    from edgeseg.core.errors import ConfigError
+    from edgeseg.export.imx500.limits import check_imx500
+
+    if TARGET_OF_PRESET.get(preset) != "imx500":
+        return
+    verdict = check_imx500(cfg.model, None, cfg.data.eval_size)
+    if verdict.refused:
+        raise ConfigError(f"--preset {preset}: {verdict.line()}")
+    typer.echo(verdict.line(), err=True)
 
 
 def _finetune_base(init: Path):

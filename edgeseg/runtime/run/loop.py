@@ -166,14 +166,16 @@ class StreamRun:
         stats.add("capture", frame.capture_ms)
         for stage, ms in pending.times.items():
             stats.add(stage, ms)
+        seen = (seg or self.seg).seen(pending)  # an IMX500 labels only its ROI of the frame
         label = self._label(frame, pred)
         if label is not None:
-            self.truth.add(label, pred)
+            label = label[seen]
+            self.truth.add(label, pred[seen])
         disagreement = None
         if self.comparison is not None and stats.frames % self.options.compare_every == 0:
-            float_pred = self.compare.predict(frame.image)
-            self.comparison.add(pred, float_pred, label)
-            disagreement = float(np.mean(float_pred != pred))
+            float_pred = self.compare.predict(np.ascontiguousarray(frame.image[seen]))
+            self.comparison.add(pred[seen], float_pred, label)
+            disagreement = float(np.mean(float_pred != pred[seen]))
         if self.collector is not None:
             model = seg or self.seg
             logits = (lambda: model.frame_logits(pending)) if model.meta.output == "logits" else None
@@ -272,7 +274,7 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
                         signals.reload = False
                         run.reload_model()
                     model = run.seg
-                    pending = model.infer(frame.image)
+                    pending = model.infer_frame(frame)
                     if finisher is not None:
                         finisher.submit(frame, pending, model)
                     else:

@@ -23,6 +23,7 @@ class Frame:
     index: int
     captured: float  # time.perf_counter() when read
     capture_ms: float = 0.0
+    sensor: object = None  # what a camera computed with the frame (the IMX500's output tensors and ROI)
 
 
 def open_capture(spec):

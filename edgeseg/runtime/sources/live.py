@@ -76,7 +76,8 @@ class LatestFrameReader:
                     log.warning("source %s reconnected", self.name)
                 continue
             frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"frame{self.read_count:06d}",
-                          self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0))
+                          self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0),
+                          getattr(self._cap, "last_sensor", None))
             with self._lock:
                 if self._fresh:
                     self.dropped += 1
