@@ -26,7 +26,9 @@
    demands (A72, A53) one line and masks from the CPU, where the same library loaded without
    edgeseg's check kills the process (shown once, on the A72); on the A76 and ``max`` the library
    loads (the roots have no Vulkan: the one fallback line). The features the installed library
-   checks for must be edgeseg's list (``cpu_features.GPU_ACCELERATOR_NEEDS``).
+   checks for must be edgeseg's list (``cpu_features.GPU_ACCELERATOR_NEEDS``). On the A72 and A76:
+   the AI Camera path (``edgeseg run network.rpk --camera csi``) against the stand-in for
+   Picamera2's IMX500 class of tests/runtime_only/test_imx500_camera.py.
 5. The Bookworm situation on this x86 machine, when it is Debian 12 with apt's python3-numpy and
    python3-numexpr (``make test`` installs them): the README's Pi commands run as written by bash,
    then the same without the constraint file as a control, which must break the system extension
@@ -445,7 +447,30 @@ def prove_cpu(row: CpuRow, emulator: Path, models: Path, edgeseg_wheel: Path, tm
     result["gpu"] = gpu_on_this_cpu(row, python, env, models, tmp)
     if row.gpu_guard and row.full:
         result["gpu_unguarded"] = unguarded_gpu_dies(row, python, env, models)
+    if row.full:
+        result["imx500_agreement"] = imx500_stand_in(row, python, env, models, tmp)
     return result
+
+
+def imx500_stand_in(row: CpuRow, python: list, env, models: Path, tmp: Path) -> str:
+    """``edgeseg run network.rpk --camera csi`` in the root against the stand-in for Picamera2's
+    IMX500 class that tests/runtime_only/test_imx500_camera.py uses (recorded output tensors: the
+    float model's logits on each ROI), so the sensor's masks must agree with ``--compare``."""
+    sys.path.insert(0, str(REPO / "tests" / "runtime_only"))
+    from test_imx500_camera import stand_in_camera
+
+    camera = stand_in_camera(tmp / f"imx500-{row.cpu}-{row.root.suite}", models)
+    stats = tmp / f"imx500-{row.cpu}.json"
+    env = {**env, "PYTHONPATH": str(camera["root"]), "FAKE_IMX500_RECORDING": str(camera["recording"])}
+    result = run([*python, "-m", "edgeseg.cli.main", "run", camera["rpk"], "--camera", "csi", "--compare",
+                  models / "tiny_fp32.tflite", "--compare-every", "1", "--max-frames", "6", "--stats-json", stats], env=env)
+    summary = json.loads(stats.read_text())
+    agreement = summary.get("compare", {}).get("agreement_miou")
+    if summary["frames"] != 6 or summary["precision"] != "imx500" or agreement is None or agreement < 0.999:
+        sys.exit(f"{row.cpu}: the IMX500 stand-in run: {summary}\n{result.stderr[-1500:]}")
+    step(f"{row.cpu} ({row.root.suite}): edgeseg run network.rpk --camera csi (stand-in IMX500, recorded tensors): "
+         f"{summary['frames']} frames, {summary['backend']}, agreement with the float model {agreement:.4f}")
+    return f"{agreement:.4f}"
 
 
 def print_rows(rows: list[dict]) -> None:

@@ -106,22 +106,21 @@ class IMX500:
 '''
 
 
-@pytest.fixture(scope="module")
-def camera(tmp_path_factory):
+def stand_in_camera(root: Path, models: Path = MODELS) -> dict:
     """The stand-in package, a recording (frames, ROI, the float model's logits on each ROI) and
-    network.rpk with the edgeseg.json an IMX500 export writes beside it."""
+    network.rpk with the edgeseg.json an IMX500 export writes beside it, under ``root`` (also
+    used by tests/boards/prove_arm64.py in the arm64 Pi roots)."""
     import cv2
 
     from edgeseg.runtime.model.segmenter import Segmenter
 
-    root = tmp_path_factory.mktemp("imx500")
     (root / "picamera2" / "devices").mkdir(parents=True)
     (root / "picamera2" / "__init__.py").write_text(FAKE_PICAMERA2)
     (root / "picamera2" / "devices" / "__init__.py").write_text(FAKE_DEVICES)
-    seg = Segmenter(MODELS / "tiny_fp32.tflite", threads=1)
+    seg = Segmenter(models / "tiny_fp32.tflite", threads=1)
     frames, outputs = [], []
     x, y, w, h = ROI
-    for path in sorted((MODELS / "frames").glob("*.png"))[:4]:
+    for path in sorted((models / "frames").glob("*.png"))[:4]:
         rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), FRAME_HW[::-1])
         logits, _ = seg.raw_output(np.ascontiguousarray(rgb[y:y + h, x:x + w]))
         frames.append(rgb[..., ::-1])  # Picamera2's RGB888 is B, G, R in memory
@@ -135,6 +134,11 @@ def camera(tmp_path_factory):
     (net / "edgeseg.json").write_text(json.dumps({**meta, "precision": "imx500"}))
     return {"root": root, "rpk": net / "network.rpk", "recording": root / "recording.npz", "seg": seg,
             "frames": frames}
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory):
+    return stand_in_camera(tmp_path_factory.mktemp("imx500"))
 
 
 def run_camera(camera, *args, layout="hwc", fake=True):
