@@ -4,7 +4,7 @@
 val and the drop, the memory report's figures, ``packerOut.zip``'s size and the MCT and
 converter times.
 
-    .venv/bin/python tools/bench_imx500.py runs/camvid-imx500 [RUN ...] [--calib-size 200] [--json out.json]
+    .venv/bin/python tools/bench/bench_imx500.py runs/camvid-imx500 [RUN ...] [--calib-size 200] [--json out.json]
 
 With ``--smoke DATA`` it first makes a preset run of each ``--preset`` on DATA trained for
 ``--smoke-steps`` steps (the architecture is what the sensor's memory depends on, so a few steps
