@@ -94,9 +94,8 @@ def check_imx500(config, num_classes: int | None, input_size) -> Verdict:
             return Verdict("fits", f"no larger than {m.describe()}, which converted ({m.why})")
     for m in MEASURED:
         if not m.converted and set(rates) == set(m.rates) and _no_smaller(config, (h, w), m):
-            this = f"alpha {config.alpha:g} at {h}x{w}"
-            said = f"{m.describe()} was refused" if this == m.describe().rsplit(",", 1)[0] else \
-                f"{this} is no smaller than {m.describe()}, refused"
+            said = f"{m.describe()} was refused" if (config.alpha, (h, w)) == (m.alpha, m.size) else \
+                f"alpha {config.alpha:g} at {h}x{w} is no smaller than {m.describe()}, refused"
             return Verdict("refused", f"{said}: {m.why}; measured to fit: {_fits_list()}")
     unmeasured = [r for r in rates if r > MAX_RATE_OK]
     why = (f"ASPP rate {unmeasured[0]} was not measured (up to {MAX_RATE_OK} converted, {MIN_RATE_REFUSED} failed)"
