@@ -62,12 +62,9 @@ def test_a_cpu_without_the_features_never_loads_the_accelerator(monkeypatch, edg
         raise AssertionError("the GPU accelerator library was loaded")
 
     monkeypatch.setattr(litert_gpu, "_quiet_at_exit", loaded)
-    model = pytest.importorskip("edgeseg.runtime.model.backend")  # noqa: F841
-    from conftest import RUNTIME_MODELS
+    from conftest import REPO
 
-    path = RUNTIME_MODELS / "tiny_fp32.tflite"
-    if not path.is_file():
-        pytest.skip(f"no test models in {RUNTIME_MODELS} (make test builds them)")
+    path = REPO / "tests" / "golden" / "golden_fp32.tflite"  # committed: no model needs building
     backend = litert_gpu.open_gpu_backend(path, 1)
     assert isinstance(backend, LiteRTBackend)
     assert edgeseg_log == [gap.message + ": running on the CPU (XNNPACK) instead"]
