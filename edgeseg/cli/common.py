@@ -94,6 +94,8 @@ def setup_logging(verbose: bool = False) -> None:
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        # FFmpeg's own lines (a stream that refuses each reconnect attempt, "moov atom not found")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     log = logging.getLogger("edgeseg")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -258,6 +258,7 @@ class StreamRun:
         if self.reader is not None:
             out["dropped_frames"] = self.reader.dropped
             out["reconnects"] = self.reader.reconnects
+            out["reconnected"] = self.reader.reconnected
         if self.reloads:
             out["reloads"] = self.reloads
         if self.comparison is not None and self.comparison.frames:

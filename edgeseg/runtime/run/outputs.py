@@ -72,7 +72,7 @@ class VideoSink:
         self.kept: list[Path] = []
         self.frames_kept = 0
         self.lost = 0  # segments that could not be written
-        self.error: str | None = None  # the first of them, in one line
+        self._retry_at = 0.0  # after one: the next is tried a segment later (monotonic)
 
     @classmethod
     def check(cls, path: Path, fps: float = 15.0) -> None:
@@ -149,10 +149,14 @@ class VideoSink:
             self._open.frames += 1
 
     def _start_segment(self, width: int, height: int):
+        """The next segment's writer, or None (it cannot be written now: said and counted).
+        The encoder was checked before the run (``check``): a writer that does not open here
+        is the disk's doing."""
         import cv2
 
-        self.number += 1
-        final = segment_path(self.path, self.number) if self.segment else self.path
+        if time.monotonic() < self._retry_at:
+            return None
+        final = segment_path(self.path, self.number + 1) if self.segment else self.path
         target = atomic_path(final)
         try:
             tmp = target.__enter__()
@@ -162,7 +166,9 @@ class VideoSink:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*self.FOURCC), self.fps, (width, height))
         if not writer.isOpened():
             target.__exit__(RuntimeError, RuntimeError("not opened"), None)
-            raise OSError(f"cannot write video {final}")
+            self._failed(f"cannot write {final}: the video writer cannot open it ({free_space(final.parent)})")
+            return None
+        self.number += 1
         # held frames (the rate measured) count from when they came: a power cut costs them too
         started, self._held_since = self._held_since or time.monotonic(), None
         return _Segment(final, target, tmp, writer, started)
@@ -193,7 +199,8 @@ class VideoSink:
 
     def _failed(self, message: str) -> None:
         self.lost += 1
-        self.error = self.error or message
+        # one file: nothing to go on with; segments: the next one, a segment's time later
+        self._retry_at = time.monotonic() + (self.segment or float("inf"))
         self.warn("video_not_written", message + ("; the recording goes on with the next segment" if self.segment else ""))
 
     def summary(self) -> dict:

@@ -20,6 +20,7 @@ import json
 import math
 import secrets
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,6 +130,12 @@ class _Server(ThreadingHTTPServer):
         except OSError:
             pass
         self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """A client gone mid-answer (reset, broken pipe, timed out) is no error of the server's:
+        nothing to print; anything else is printed as socketserver does."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
     def process_request_thread(self, request, client_address):
         try:

@@ -179,7 +179,7 @@ def open_source(camera: str | None = None, source: str | None = None, loop: bool
         raise SourceError("give --camera N or --source FILE|URL|DIR|GLOB")
     if "://" in source:
         check_stream_url(source)
-        reader = LatestFrameReader(source)
+        reader = LatestFrameReader(source, name=source)
         return live_frames(reader, give_up_after, stopping=stopping), reader
     make = _file_source(source, counts)
     return (looped(make) if loop else make()), None
