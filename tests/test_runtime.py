@@ -130,7 +130,9 @@ def test_run_video_writes_overlay_masks_and_stats(exported, video, tmp_path):
     assert {"capture", "preprocess", "inference", "postprocess", "overlay"} <= set(summary["stages"])
     assert summary["compare"]["frames"] == 4 and 0 <= summary["compare"]["agreement_miou"] <= 1
     assert len(list(masks.glob("*.png"))) == 8
-    cap = cv2.VideoCapture(str(out))
+    assert summary["video"] == {"frames": 8, "files": 1, "first": str(tmp_path / "out-000001.mp4"),
+                                "last": str(tmp_path / "out-000001.mp4"), "segment_seconds": 10.0}
+    cap = cv2.VideoCapture(str(tmp_path / "out-000001.mp4"))  # the first (and only) 10 s segment
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.01)  # the clip's rate
     written = []
     while True:

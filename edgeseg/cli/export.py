@@ -50,7 +50,8 @@ def export(
 ):
     """Write TFLite models (fp32 / fp16 / dynamic / int8 / QAT int8) with embedded metadata, a
     delegate compatibility report and parity checks. Exits non-zero when a parity check fails
-    (the files and export.json are still written).
+    (the files and export.json are still written). Run again after an interruption (a full disk,
+    a power cut), it makes only the files still missing: export.json records each one written.
 
     [bold]Examples[/bold]
 
@@ -115,8 +116,8 @@ def export(
         decoder_interpolation=decoder_upsample.value, force=force, edgetpu=target == Target.edgetpu,
         debug=debug, keep_float=tuple(keep_float or ()), onnx_int8=(onnx_int8 or OnnxInt8.tflite).value,
     )
-    plan_export(run, options)  # every option and the --force check before any fine-tuning
-    if any(r.qat for r in rows):
+    plan = plan_export(run, options)  # every option and the --force check before any fine-tuning
+    if any(EXPORT_FORMATS[f].qat for f in plan.pending):
         ensure_qat(run, qat_steps, qat_lr_factor, decoder_upsample.value)
     from rich.progress import Progress
 

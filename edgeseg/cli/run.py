@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, setup_logging, usage
+from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, model_file_problem, setup_logging, usage
 from edgeseg.runtime.model.backend import is_onnx
 from edgeseg.runtime.model.segmenter import UPSAMPLE_MODES
 
@@ -27,8 +27,9 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     from edgeseg.runtime.model.metadata import load_metadata
     from edgeseg.runtime.model.segmenter import Segmenter
 
-    if not model.is_file():
-        fail(f"model not found: {model}")
+    problem = model_file_problem(model)
+    if problem:
+        fail(problem)
     try:
         meta = load_metadata(model)
     except MetadataError as e:
@@ -87,20 +88,29 @@ def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
                     backend.path.name, JETSON_GPU_HELP)
 
 
-def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
-    """Every output path is usable before the model runs (not after the first frame)."""
-    from edgeseg.core.files import check_output_file, check_writable_dir
-    from edgeseg.runtime.run.outputs import VideoSink
+def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None, collect: Path | None) -> None:
+    """Every output path is usable before the model runs (not after the first frame); what a
+    killed run left there under a temporary name is removed."""
+    from edgeseg.core.collection import images_dir, masks_dir
+    from edgeseg.core.files import check_output_file, check_writable_dir, sweep_temporaries
+    from edgeseg.runtime.run.outputs import VideoSink, is_segment_of
 
     check_output_file(save, "--save")
     check_output_file(stats_json, "--stats-json")
     if save is not None:
+        sweep_temporaries(save.parent, lambda name: name == save.name or is_segment_of(save, name))
         try:
             VideoSink.check(save)
         except OSError as e:
             fail(f"--save: {e}")
+    if stats_json is not None:
+        sweep_temporaries(stats_json.parent, lambda name: name == stats_json.name)
     if save_masks is not None:
         check_writable_dir(save_masks, "--save-masks")
+        sweep_temporaries(save_masks, lambda name: name.endswith(".png"))
+    if collect is not None:
+        for folder in (images_dir(collect), masks_dir(collect)):
+            sweep_temporaries(folder)
 
 
 SOURCE = "Source"
@@ -159,7 +169,8 @@ def run(
     strict: Annotated[bool, typer.Option(help="Fail instead of falling back to the CPU when the delegate cannot load.")] = False,
     providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models, in order: tensorrt,cuda,cpu \\[default: those installed]; or trt alone: TensorRT's own Python bindings (JetPack), without ONNX Runtime.")] = None,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and a GUI build of OpenCV).")] = False,
-    save: Annotated[Optional[Path], typer.Option(help="Write the overlay video (.mp4).")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Write the overlay video: out.mp4 is written as out-000001.mp4, out-000002.mp4, ... one file every --save-segment seconds (a power cut loses at most the file in progress).")] = None,
+    save_segment: Annotated[Optional[float], typer.Option(min=0, help="Seconds of the run in each --save file; 0: one file, named as given and renamed when the run ends (a power cut loses all of it) \\[default: 10].")] = None,
     save_masks: Annotated[Optional[Path], typer.Option(help="Write each label map as PNG into this folder.")] = None,
     serve: Annotated[Optional[str], typer.Option(help="Stream the overlay as MJPEG at [HOST:]PORT (default host 127.0.0.1; another host needs the printed access token).")] = None,
     serve_token: Annotated[Optional[str], typer.Option(help="Access token for --serve (default: generated for non-loopback hosts).")] = None,
@@ -169,7 +180,8 @@ def run(
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
-    stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
+    stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON: at the end, and every --stats-every seconds while it runs.")] = None,
+    stats_every: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds between the --stats-json snapshots written during the run \\[default: 10].")] = None,
     collect: Annotated[Optional[Path], typer.Option(help="Keep the frames the model is unsure of, with its masks as draft labels, in this folder (a dataset `edgeseg train --init` fine-tunes on).", rich_help_panel=COLLECT)] = None,
     collect_when: Annotated[Optional[str], typer.Option(help="uncertain (the margin between the two likeliest classes), disagree (with --compare, on the frames it runs on) or every:N \\[default: uncertain].", rich_help_panel=COLLECT)] = None,
     collect_threshold: Annotated[Optional[float], typer.Option(min=0, help="Keep every frame scoring at least this (0-1) instead of the best of each window.", rich_help_panel=COLLECT)] = None,
@@ -197,8 +209,9 @@ def run(
     setup_logging(verbose)
     from edgeseg.runtime.model.backend import load_delegates
     from edgeseg.runtime.run.scores import LabelLookup
-    from edgeseg.runtime.run.loop import RunOptions, run_stream
-    from edgeseg.runtime.sources.frame import SourceError
+    from edgeseg.runtime.run.loop import STATS_EVERY, RunOptions, run_stream
+    from edgeseg.runtime.run.outputs import SEGMENT_SECONDS
+    from edgeseg.runtime.sources.frame import SourceCounts, SourceError
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source
 
@@ -210,6 +223,10 @@ def run(
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
         usage("--serve-token needs --serve")
+    if save_segment is not None and save is None:
+        usage("--save-segment needs --save")
+    if stats_every is not None and stats_json is None:
+        usage("--stats-every needs --stats-json")
     from edgeseg.runtime.run.collect_options import CollectTarget
 
     collect_target = CollectTarget.from_options(collect, live, compare is not None, when=collect_when,
@@ -225,12 +242,13 @@ def run(
             address = parse_address(serve)
         except ValueError as e:
             usage(str(e))
-    _check_outputs(save, save_masks, stats_json)
+    _check_outputs(save, save_masks, stats_json, collect)
     # installed now: a SIGHUP or SIGTERM while the model loads (a TensorRT build takes minutes) is
     # taken at the first frame instead of killing the process; uninstalled when the process ends
     signals = RunSignals().__enter__()
     sensor = _sensor_metadata(model, delegate, providers, input_size, classes)
-    try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
+    counts = None if live else SourceCounts()
+    try:  # the source first: a missing camera or file is the likeliest mistake, and cheap to find
         if sensor is not None:
             from edgeseg.runtime.sources.imx500 import open_imx500_source
 
@@ -238,7 +256,7 @@ def run(
                                                 signals.stopping)
         else:
             frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
-                                         stopping=signals.stopping)
+                                         stopping=signals.stopping, counts=counts)
     except SourceError as e:
         fail(str(e))
     server = None
@@ -271,6 +289,8 @@ def run(
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
                              save_fps=_save_fps(source, live) if save else None,
+                             save_segment=SEGMENT_SECONDS if save_segment is None else save_segment or None,
+                             stats_every=stats_every or STATS_EVERY, source_counts=counts,
                              serve=server, signals=signals, collect=collect_target,
                              reload=lambda running: running.reopen(load_delegates(delegate, strict)),
                              echo=lambda line: typer.echo(line, err=True))
@@ -281,6 +301,10 @@ def run(
         if reader is not None:
             reader.stop()
     _print_summary(summary)
+    if reader is not None and reader.gave_up and not reader.read_count:
+        fail(f"no frame from {reader.name} in {give_up_after:g} s (--give-up-after): it never opened")
+    if summary.get("not_written"):
+        fail(next(iter(summary["not_written"].values())))
 
 
 def _print_summary(s: dict) -> None:
@@ -288,7 +312,16 @@ def _print_summary(s: dict) -> None:
     for stage, v in s["stages"].items():
         typer.echo(f"  {stage:<12} p50 {v['p50_ms']:7.1f} ms   p95 {v['p95_ms']:7.1f} ms")
     if "dropped_frames" in s:
-        typer.echo(f"  dropped frames {s['dropped_frames']}, reconnects {s['reconnects']}")
+        typer.echo(f"  dropped frames {s['dropped_frames']}, reconnects {s['reconnects']} "
+                   f"({s['reconnected']} succeeded)")
+    if s.get("unreadable_frames"):
+        typer.echo(f"  skipped {s['unreadable_frames']} unreadable frames")
+    if "video" in s:
+        v = s["video"]
+        kept = f"{v['files']} files, {v['first']} .. {Path(v['last']).name}" if v["files"] > 1 else \
+            v.get("first", "no file")
+        typer.echo(f"video: {v['frames']} frames in {kept}"
+                   + (f"; {v['not_written']} not written" if v.get("not_written") else ""))
     if "collect" in s:
         c = s["collect"]
         skipped = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c["skipped"].items() if n)
@@ -334,9 +367,9 @@ def benchmark(
     from edgeseg.runtime.model.benchmark import benchmark_models
 
     counts = _thread_counts(threads)
-    missing = [m for m in models if not m.is_file()]
-    if missing:
-        fail(f"model not found: {missing[0]}")
+    problems = [p for p in map(model_file_problem, models) if p]
+    if problems:
+        fail(problems[0])
     check_output_file(json_out, "--json")
     delegates = load_delegates(delegate)
     try:

@@ -1,8 +1,14 @@
 """`edgeseg export`: a trained run -> .tflite and .onnx files with metadata, a delegate report
-and parity checks, written atomically."""
+and parity checks, written atomically.
+
+``export.json`` is the record: rewritten after each file (its checksum and the settings it was
+made with) and once more with the parity checks. An export that stopped half-way (a full disk,
+``kill -9``) is completed by running it again: files the record lists as finished, unchanged and
+made with the same settings are kept as they are; only the missing ones are made."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -14,7 +20,7 @@ from pathlib import Path
 
 from edgeseg import __version__
 from edgeseg.config import TrainConfig
-from edgeseg.core.files import write_bytes_atomic
+from edgeseg.core.files import sweep_temporaries, write_bytes_atomic
 from edgeseg.data import label_map_of, load_split
 from edgeseg.data.base import names_frame
 from edgeseg.core.errors import ConfigError, DataError, ExportError
@@ -65,6 +71,82 @@ class ExportPlan:
     dataset: dict  # the run's dataset.json
     out_dir: Path
     targets: dict  # format -> output path
+    finished: dict  # format -> its export.json row: made by an earlier export of this run as asked now
+    previous: dict  # that export.json ({} when there is none)
+
+    @property
+    def pending(self) -> list[str]:
+        """The formats still to make, in the order asked."""
+        return [name for name in self.targets if name not in self.finished]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(path: Path) -> dict | None:
+    """What changes when a weights file is written again (None: there is none)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"path": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def file_settings(run: RunDir, options: ExportOptions, name: str) -> dict:
+    """Everything a format's file is made from: the same settings and weights make the same file,
+    so a file an earlier export recorded with these settings need not be made again."""
+    row = EXPORT_FORMATS[name]
+    try:
+        weights = _stamp(run.weights())
+    except ConfigError:
+        weights = None
+    out = {"edgeseg": __version__, "weights": weights, "decoder_interpolation": options.decoder_interpolation}
+    if row.qat:
+        out["qat_weights"] = _stamp(run.qat_weights)
+    if row.integer_io:
+        out["io"] = options.io
+    if row.calibration:
+        out["calibration"] = {"data": str(options.calib_data) if options.calib_data else None,
+                              "format": options.calib_format, "split": options.calib_split,
+                              "size": options.calib_size, "select": options.calib_select, "seed": options.seed,
+                              "manifest": str(options.calib_manifest) if options.calib_manifest else None}
+    if name == "int8" and options.keep_float:
+        out["keep_float"] = list(options.keep_float)
+    if row.file == "onnx" and row.calibration:
+        out["onnx_int8"] = options.onnx_int8
+    return out
+
+
+def _previous_report(path: Path, run: RunDir) -> dict | None:
+    """The export.json in the output folder if an export of this run wrote it ({} when there is
+    none); None for anything else (a file of the user's, another run's record)."""
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("run") != str(run.path):
+        return None
+    return report
+
+
+def _finished(previous: dict, targets: dict, run: RunDir, options: ExportOptions) -> dict:
+    """The formats whose file an earlier export recorded as written, with the settings asked now,
+    and that is still the file it wrote (its checksum)."""
+    done = {}
+    for name, target in targets.items():
+        row = (previous.get("files") or {}).get(name)
+        if (isinstance(row, dict) and row.get("path") == str(target) and target.is_file()
+                and row.get("settings") == file_settings(run, options, name)
+                and row.get("sha256") == _sha256(target)):
+            done[name] = row
+    return done
 
 
 def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
@@ -90,69 +172,101 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     stem = run.path.name
     targets = {r.name: out_dir / f"{stem}{r.suffix}" for r in rows}
     compiled = [edgetpu_path(targets["int8"])] if options.edgetpu and "int8" in targets else []
-    _prepare_out_dir(out_dir, [*targets.values(), *compiled, out_dir / "export.json"], options.force)
-    return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets)
+    record = out_dir / "export.json"
+    _prepare_out_dir(out_dir)
+    # what a killed export left under a temporary name: its own files' names only
+    ours = {p.name for p in (*targets.values(), *compiled, record)}
+    sweep_temporaries(out_dir, lambda name: name in ours or name == "int8_layer_errors.csv")
+    previous = None if options.force else _previous_report(record, run)
+    finished = _finished(previous, targets, run, options) if previous else {}
+    if previous is None and record.exists() and not options.force:
+        raise ExportError(f"{record} exists and is not this run's export record; pass --force to overwrite")
+    existing = [p for n, p in targets.items() if p.exists() and n not in finished]
+    existing += [p for p in compiled if p.exists() and "int8" not in finished]
+    if existing and not options.force:
+        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
+    return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets,
+                      finished, previous or {})
 
 
-def _prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
+def _prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-")
         probe.close()
     except OSError as e:
         raise ExportError(f"output folder {out_dir} is not writable: {e.strerror}") from None
-    existing = [p for p in targets if p.exists()]
-    if existing and not force:
-        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
 
 
 def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     """Export a training run; returns the report also written to ``export.json``. A failed parity
-    check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway."""
+    check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway.
+    ``export.json`` is rewritten after each file; files an earlier, interrupted export of the
+    same run and settings finished are kept (see the module's docstring)."""
     from edgeseg.models import load_run_model
 
     plan = plan_export(run_dir, options)
     run, config, out_dir = plan.run, plan.config, plan.out_dir
+    pending = plan.pending
+    if plan.finished:
+        log.info("keeping %s: finished by an earlier export with the same settings (%s)",
+                 ", ".join(p.name for n, p in plan.targets.items() if n in plan.finished), out_dir / "export.json")
     size = tuple(config.data.eval_size)
     model, _ = load_run_model(run.path, size, final_upsample=False,
                               decoder_interpolation=options.decoder_interpolation)
     qat_model = None
-    if any(EXPORT_FORMATS[f].qat for f in options.formats):
+    if any(EXPORT_FORMATS[f].qat for f in pending):
         from edgeseg.quant.qat import load_qat_model
 
         qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
-    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
+    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__,
+                    "complete": False}
     root, fmt = _data_source(plan, options)
     parity_root, parity_fmt = (root, fmt) if options.calib_data is not None else config.data.val_data(root, fmt)
     parity_items = _parity_items(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
     calib = None
-    if any(EXPORT_FORMATS[f].calibration for f in options.formats):
+    calibrated = [f for f in options.formats if EXPORT_FORMATS[f].calibration]
+    if calibrated and (any(f in pending for f in calibrated) or not parity_items):
         calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir,
                                                    _held_out(config, plan.dataset, root))
         check_calibration_size(len(calib_items))
-        calib = load_calibration_frames(calib_items, size, progress=progress)
-        report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
+        if any(f in pending for f in calibrated):
+            calib = load_calibration_frames(calib_items, size, progress=progress)
+        report["calibration"] = {"frames": len(calib_items), "manifest": str(manifest), "select": options.calib_select}
         if not parity_items:
             parity_items = calib_items[: options.parity_frames]
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
                                            frames=len(parity_items))
+    elif "calibration" in plan.previous:
+        report["calibration"] = plan.previous["calibration"]
     metadata = _metadata_for(plan, options, size)
-    written = {}
+    record = out_dir / "export.json"
     for name in options.formats:
+        if name in plan.finished:
+            report["files"][name] = plan.finished[name]
+            continue
         t0 = time.perf_counter()
         data = _convert(EXPORT_FORMATS[name], model, qat_model, calib, options)
-        report["files"][name] = _write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0)
-        written[name] = plan.targets[name]
+        report["files"][name] = {**_write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0),
+                                 "settings": file_settings(run, options, name)}
+        write_json_atomic(record, report)  # what is done so far: a rerun goes on from here
+    written = {name: plan.targets[name] for name in options.formats}
     if options.debug and calib:
         from edgeseg.export.debug import layer_errors, write_csv
 
         rows = layer_errors(model, calib)
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
+    elif options.debug and "int8_debug" in plan.previous:
+        report["int8_debug"] = plan.previous["int8_debug"]
     if options.edgetpu:
-        report["edgetpu"] = compile_for_edgetpu(written.get("int8"), out_dir)
+        reuse = plan.previous.get("edgetpu")
+        report["edgetpu"] = reuse if ("int8" in plan.finished and isinstance(reuse, dict)
+                                      and (not reuse.get("compiled") or Path(reuse["path"]).is_file())) else \
+            compile_for_edgetpu(written.get("int8"), out_dir)
     report["parity"] = _parity(model, written, [image for image, _ in parity_items], metadata)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
-    write_json_atomic(out_dir / "export.json", report)
+    report["complete"] = True
+    write_json_atomic(record, report)
     return report
 
 
@@ -213,8 +327,8 @@ def _write(row, data: bytes, meta: ModelMetadata, target: Path, t0: float) -> di
 
         ops["gpu_accelerator"] = probe_gpu(target)
     log.info("wrote %s (%.1f MB)", target, len(data) / 1e6)
-    return {"path": str(target), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
-            "description": row.description, **ops}
+    return {"path": str(target), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "seconds": round(time.perf_counter() - t0, 1), "description": row.description, **ops}
 
 
 def _parity(model, written: dict, images: list, metadata) -> dict:

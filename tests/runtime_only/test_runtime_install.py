@@ -37,7 +37,7 @@ def test_run_and_compare_on_a_video(models, tmp_path):
     assert summary["frames"] == 4 and summary["compare"]["frames"] == 4
     import cv2
 
-    video = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    video = cv2.VideoCapture(str(tmp_path / "o-000001.mp4"))  # the first 10 s segment of o.mp4
     assert video.get(cv2.CAP_PROP_FPS) == 10.0  # the clip's own rate
     shapes = []
     while True:

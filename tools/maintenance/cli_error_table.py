@@ -62,7 +62,9 @@ def main(models: Path) -> int:
             ["evaluate", mine],
             ["evaluate", model, "--overlays", Path(tmp) / "o.png"],
             ["run", model],
-            ["run", model, "--camera", "9"],
+            ["run", model, "--camera", "9", "--give-up-after", "1"],  # waited for, as a camera that comes up late
+            ["run", model, "--source", "rtsp://"],
+            ["run", mine, "--source", frames],
             ["run", model, "--source", mine],
             ["run", model, "--source", frames, "--threads", "0"],
             ["run", model, "--source", frames, "--compare-every", "0"],

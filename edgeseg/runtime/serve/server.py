@@ -3,19 +3,24 @@ Prometheus metrics (``/metrics``), for watching a headless device from another m
 
 It binds 127.0.0.1 unless told otherwise. Bound to any other address it is reachable from the
 network, so every request must carry the access token (``?token=`` or ``Authorization: Bearer``);
-without one it answers 401. At most ``max_clients`` streams at a time (503 beyond), sockets time
+without one it answers 401. At most ``max_clients`` streams at a time (503 beyond) and at most
+``max_connections`` connections of any kind (503 beyond, answered without a thread); a request
+must have sent its headers within ``header_timeout`` seconds in all (a client that trickles one
+header line at a time is dropped then, not kept for as long as it keeps trickling); sockets time
 out so idle or stalled clients are dropped, nothing is JPEG-encoded while nobody watches, and each
 frame has a sequence number so a client gets the newest one and never the same one twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
 import math
 import secrets
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,13 +93,84 @@ def _json_safe(value):
     return value
 
 
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+        b"Connection: close\r\n\r\ntoo many connections\n")
+
+
 class _Server(ThreadingHTTPServer):
+    """Threads for at most ``max_connections`` connections; one more is answered 503 by the
+    accepting thread itself and closed."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, handler, ipv6: bool):
+    def __init__(self, address, handler, ipv6: bool, max_connections: int):
         self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        self.max_connections = max_connections
+        self.connections = 0
+        self.refused = 0
+        self._count_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        with self._count_lock:
+            full = self.connections >= self.max_connections
+            if full:
+                self.refused += 1
+            else:
+                self.connections += 1
+        if not full:
+            super().process_request(request, client_address)
+            return
+        try:  # never blocks the accepting thread: the answer fits the socket's buffer
+            request.setblocking(False)
+            with contextlib.suppress(OSError):
+                request.recv(65536)  # what the client sent, so closing does not reset the connection
+            request.send(BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """A client gone mid-answer (reset, broken pipe, timed out) is no error of the server's:
+        nothing to print; anything else is printed as socketserver does."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count_lock:
+                self.connections -= 1
+
+
+class _DeadlineReader:
+    """The request's reader until its headers are in: every read waits at most what is left of
+    one deadline for the request line and all the headers (a socket timeout alone restarts
+    with each line a slow client sends)."""
+
+    def __init__(self, raw, sock, deadline: float):
+        self._raw, self._sock, self.deadline = raw, sock, deadline
+
+    def _arm(self):
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's headers took too long")
+        self._sock.settimeout(left)
+
+    def readline(self, *args):
+        self._arm()
+        return self._raw.readline(*args)
+
+    def read(self, *args):
+        self._arm()
+        return self._raw.read(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -107,8 +183,15 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.client_timeout  # StreamRequestHandler sets it on the socket
         super().setup()
+        self.rfile = _DeadlineReader(self.rfile, self.connection, time.monotonic() + self.server.header_timeout)
         with self.owner._cond:
             self.owner._sockets.add(self.connection)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.rfile.deadline = None  # the headers are in: from here on the idle timeout alone
+        self.connection.settimeout(self.server.client_timeout)
+        return ok
 
     def finish(self):
         with self.owner._cond:
@@ -196,10 +279,14 @@ class MJPEGServer:
             (then no token is needed).
         max_clients: concurrent streams; more get 503.
         timeout: seconds a socket may stay idle or stalled before it is dropped.
+        max_connections: open connections of any kind (default: 4 per stream, at least 32);
+            more get 503 at once.
+        header_timeout: seconds a request has, in all, to send its request line and headers.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, token: str | None = None,
-                 max_clients: int = 4, timeout: float = 10.0, max_fps: float | None = None):
+                 max_clients: int = 4, timeout: float = 10.0, max_fps: float | None = None,
+                 max_connections: int | None = None, header_timeout: float = 5.0):
         self.quality = quality
         self.max_fps = max_fps  # None: every frame offered is encoded while someone watches
         self._last_frame = -float("inf")
@@ -213,8 +300,9 @@ class MJPEGServer:
         self._closed = False
         self._clients = 0
         self._sockets: set = set()
-        self.httpd = _Server((host, port), _Handler, ipv6=":" in host)
-        self.httpd.owner, self.httpd.client_timeout = self, timeout
+        self.httpd = _Server((host, port), _Handler, ipv6=":" in host,
+                             max_connections=max_connections or max(32, 4 * max_clients))
+        self.httpd.owner, self.httpd.client_timeout, self.httpd.header_timeout = self, timeout, header_timeout
         self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-mjpeg", daemon=True)
         self._thread.start()
@@ -251,7 +339,8 @@ class MJPEGServer:
     def stats(self) -> dict:
         with self._cond:
             age = time.monotonic() - self._published if self._published is not None else None
-            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients, "last_frame_age_s": age}
+            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients, "last_frame_age_s": age,
+                    "connections": self.httpd.connections, "refused_connections": self.httpd.refused}
 
     def publish(self, rgb, stats, extra: dict | None = None) -> None:
         """Offer the newest overlay: encoded only when someone watches; the stats always

@@ -15,6 +15,14 @@ class SourceError(EdgesegError, RuntimeError):
 
 
 @dataclass
+class SourceCounts:
+    """What a file or folder source met on its way, for the run's summary: frames it could not
+    read (each said, skipped and counted)."""
+
+    unreadable: int = 0
+
+
+@dataclass
 class Frame:
     """One frame as a source yields it: RGB pixels, a name for its outputs, its index."""
 
