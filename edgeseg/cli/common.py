@@ -104,3 +104,7 @@ def setup_logging(verbose: bool = False) -> None:
         log.propagate = False
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
+
+def provider_list(text: str | None) -> list[str] | None:
+    """--providers tensorrt,cuda,cpu as a list (None: the backend's default)."""
+    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None

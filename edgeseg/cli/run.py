@@ -1,4 +1,4 @@
-"""`edgeseg run` and `edgeseg benchmark`: the device runtime. Imports no TensorFlow."""
+"""`edgeseg run`: the device runtime. Imports no TensorFlow."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, model_file_problem, setup_logging, usage
+from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, model_file_problem, provider_list, setup_logging, usage
+from edgeseg.cli.run_options import check_outputs, check_source_options, save_fps, wxh
 from edgeseg.runtime.model.backend import is_onnx
 from edgeseg.runtime.model.segmenter import UPSAMPLE_MODES
 
 log = logging.getLogger("edgeseg")
 Upsample = choices("Upsample", UPSAMPLE_MODES)
-
-
-def _providers(text: str | None) -> list[str] | None:
-    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
@@ -88,70 +85,9 @@ def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
                     backend.path.name, JETSON_GPU_HELP)
 
 
-def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None, collect: Path | None) -> None:
-    """Every output path is usable before the model runs (not after the first frame); what a
-    killed run left there under a temporary name is removed."""
-    from edgeseg.core.collection import images_dir, masks_dir
-    from edgeseg.core.files import check_output_file, check_writable_dir, sweep_temporaries
-    from edgeseg.runtime.run.outputs import VideoSink, is_segment_of
-
-    check_output_file(save, "--save")
-    check_output_file(stats_json, "--stats-json")
-    if save is not None:
-        sweep_temporaries(save.parent, lambda name: name == save.name or is_segment_of(save, name))
-        try:
-            VideoSink.check(save)
-        except OSError as e:
-            fail(f"--save: {e}")
-    if stats_json is not None:
-        sweep_temporaries(stats_json.parent, lambda name: name == stats_json.name)
-    if save_masks is not None:
-        check_writable_dir(save_masks, "--save-masks")
-        sweep_temporaries(save_masks, lambda name: name.endswith(".png"))
-    if collect is not None:
-        for folder in (images_dir(collect), masks_dir(collect)):
-            sweep_temporaries(folder)
-
-
 SOURCE = "Source"
 COLLECT = "Collect frames to label (--collect DIR)"
 PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks and stats keep every frame
-
-
-def _save_fps(source: str | None, live: bool) -> float | None:
-    """The rate of a --save video: a video file's own, 15 for images (they have none), None
-    (measured as frames are segmented) for cameras and streams."""
-    from edgeseg.runtime.run.outputs import VideoSink
-    from edgeseg.runtime.sources.files import video_fps
-
-    if live:
-        return None
-    return video_fps(source) or VideoSink.DEFAULT_FPS
-
-
-def _wxh(text: str) -> tuple[int, int]:
-    """--camera-size is width x height, as cameras are described (--input-size is HxW)."""
-    from edgeseg.core.geometry import parse_size
-
-    w, h = parse_size(text, "--camera-size")
-    return w, h
-
-
-def _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after) -> bool:
-    """Source options that do not go together, refused before anything opens; whether the
-    source is live (a camera, a stream, a GStreamer pipeline)."""
-    if (camera is None) == (source is None):
-        usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
-    live = camera is not None or "://" in (source or "") or (source or "").startswith("gst:")
-    if (camera_size or camera_fps or camera_mjpg) and not live:
-        usage("--camera-size, --camera-fps and --camera-mjpg apply to cameras and GStreamer sources")
-    if camera_mjpg and (camera is None or not camera.replace("/dev/video", "").isdigit()):
-        usage("--camera-mjpg applies to USB (V4L2) cameras")
-    if loop and live:
-        usage("--loop replays a file or folder; a camera or stream goes on by itself")
-    if give_up_after is not None and not live:
-        usage("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
-    return live
 
 
 @handle_errors
@@ -215,10 +151,10 @@ def run(
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source
 
-    live = _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after)
+    live = check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after)
     from edgeseg.runtime.sources.cameras import CameraSettings
 
-    settings = CameraSettings(_wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
+    settings = CameraSettings(wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
     if compare_every is not None and compare is None:
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
@@ -242,7 +178,7 @@ def run(
             address = parse_address(serve)
         except ValueError as e:
             usage(str(e))
-    _check_outputs(save, save_masks, stats_json, collect)
+    check_outputs(save, save_masks, stats_json, collect)
     # installed now: a SIGHUP or SIGTERM while the model loads (a TensorRT build takes minutes) is
     # taken at the first frame instead of killing the process; uninstalled when the process ends
     signals = RunSignals().__enter__()
@@ -267,9 +203,9 @@ def run(
             seg = Imx500Segmenter(model, sensor, upsample.value)
         else:
             seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value,
-                             _providers(providers))
+                             provider_list(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
-                               providers=_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
+                               providers=provider_list(providers) if is_onnx(compare) else None, main=False) if compare else None
         if float_seg is not None:
             from edgeseg.runtime.model.scoring import describe_classes, same_classes
 
@@ -288,7 +224,7 @@ def run(
         lookup = LabelLookup(labels, seg.meta.label_map()) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
-                             save_fps=_save_fps(source, live) if save else None,
+                             save_fps=save_fps(source, live) if save else None,
                              save_segment=SEGMENT_SECONDS if save_segment is None else save_segment or None,
                              stats_every=stats_every or STATS_EVERY, source_counts=counts,
                              serve=server, signals=signals, collect=collect_target,
@@ -337,50 +273,3 @@ def _print_summary(s: dict) -> None:
         if "drop_points" in c:
             typer.echo(f"labelled: {s['precision']} {c['miou']:.4f} vs float {c['float_miou']:.4f}: "
                        f"drop {c['drop_points']:.2f} points")
-
-
-def _thread_counts(text: str) -> list[int]:
-    try:
-        counts = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        usage(f"--threads takes comma-separated counts >= 1 (e.g. 1,2,4), got {text!r}")
-    return counts
-
-
-@handle_errors
-def benchmark(
-    models: Annotated[list[Path], typer.Argument(help=".tflite and/or .onnx models.")],
-    threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2,4",
-    delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so (.tflite models)")] = None,
-    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models: tensorrt,cuda,cpu; or trt (TensorRT's bindings).")] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Timed invokes per model and thread count.")] = 20,
-    warmup: Annotated[int, typer.Option(min=0)] = 3,
-    json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
-):
-    """Inference latency (invoke only) across models and thread counts: median and p95."""
-    setup_logging(verbose)
-    from edgeseg.core.files import check_output_file
-    from edgeseg.runtime.model.backend import BackendError, load_delegates
-    from edgeseg.runtime.model.benchmark import benchmark_models
-
-    counts = _thread_counts(threads)
-    problems = [p for p in map(model_file_problem, models) if p]
-    if problems:
-        fail(problems[0])
-    check_output_file(json_out, "--json")
-    delegates = load_delegates(delegate)
-    try:
-        rows = benchmark_models(models, counts, delegates, runs, warmup, _providers(providers))
-    except BackendError as e:
-        fail(str(e))
-    typer.echo(f"{'model':<34} {'backend':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
-    for r in rows:
-        typer.echo(f"{Path(r['model']).name[:34]:<34} {r['backend'][:40]:<40} {r['threads']:>7} "
-                   f"{r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")
-    if json_out:
-        from edgeseg.core.files import write_json_atomic
-
-        write_json_atomic(json_out, rows)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, handle_errors, setup_logging
+from edgeseg.cli.train_options import check_target, refuse_for_init, refuse_for_qat, refuse_for_training, with_mix
 from edgeseg.config import HEADS, LOSSES, OPTIMIZERS, QAT_LR_FACTOR, QAT_STEPS, SHIP, STRATEGIES
 
 
@@ -36,18 +37,6 @@ OPTIM = "Optimization"
 RUN = "Run"
 QAT = "Quantization-aware training (--qat --from RUN)"
 FINETUNE = "Fine-tuning on new frames (--init RUN)"
-# What `--init RUN` takes from the run and cannot be changed: the model and its config.
-INIT_REFUSED = {"config", "backbone", "alpha", "output_stride", "head", "aspp_filters", "decoder_filters",
-                "backbone_weights", "bn_momentum", "resume", "preset", "aspp_rates"}
-# What `--qat --from RUN` takes; `--resume` takes only the run's location.
-QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "qat_freeze_bn", "decoder_upsample", "batch_size"}
-RESUME_OPTIONS = {"resume", "run_dir", "name"}
-
-
-def _flag(name: str) -> str:
-    return "--" + {"from_run": "from", "format": "format"}.get(name, name).replace("_", "-")
-
-
 def _given(ctx: typer.Context) -> set[str]:
     """The options the user wrote (or set in the environment), whatever their value: ``--seed 0``
     and ``--no-photometric`` are given although they are falsy."""
@@ -133,15 +122,15 @@ def train(
     from edgeseg.core.errors import ConfigError
 
     if qat or from_run is not None:
-        _refuse_for_qat(given, qat, from_run)
+        refuse_for_qat(given, qat, from_run)
         _train_qat(from_run, QAT_STEPS if qat_steps is None else qat_steps,
                    QAT_LR_FACTOR if qat_lr_factor is None else qat_lr_factor,
                    (decoder_upsample or Interp.bilinear).value, batch_size,
                    True if qat_freeze_bn is None else qat_freeze_bn)
         return
-    _refuse_for_training(given, resume, run_dir, name)
+    refuse_for_training(given, resume, run_dir, name)
     if init is not None:
-        _refuse_for_init(given, data)
+        refuse_for_init(given, data)
         base = _finetune_base(init)
     else:
         base = TrainConfig.load(config) if config else TrainConfig()
@@ -149,7 +138,7 @@ def train(
         from edgeseg.config.presets import preset as preset_options
 
         base = base.override(**preset_options(preset))
-    base = _with_mix(base, data_mix, init is not None)
+    base = with_mix(base, data_mix, init is not None)
     cw = class_weights
     if cw is not None and cw not in ("none", "median_freq", "inverse_sqrt"):
         cw = _floats(cw, "--class-weights")
@@ -184,7 +173,7 @@ def train(
 
     get_backbone(cfg.model.backbone)  # unknown names fail before any data is read
     if preset is not None:
-        _check_target(preset, cfg)
+        check_target(preset, cfg)
     run_dir = run_dir or Path("runs") / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
 
     from edgeseg.train import train as fit
@@ -209,21 +198,6 @@ def _ints(text: str | None, name: str):
     return [int(v) for v in values]
 
 
-def _check_target(preset: str, cfg) -> None:
-    """A preset's device must take the configuration as the options left it, before an hour of
-    training: refused in one line naming the limit."""
-    from edgeseg.config.presets import TARGET_OF_PRESET
-    from edgeseg.core.errors import ConfigError
-    from edgeseg.export.imx500.limits import check_imx500
-
-    if TARGET_OF_PRESET.get(preset) != "imx500":
-        return
-    verdict = check_imx500(cfg.model, None, cfg.data.eval_size)
-    if verdict.refused:
-        raise ConfigError(f"--preset {preset}: {verdict.line()}")
-    typer.echo(verdict.line(), err=True)
-
-
 def _finetune_base(init: Path):
     from edgeseg.config import TrainConfig
     from edgeseg.rundir import RunDir
@@ -231,73 +205,6 @@ def _finetune_base(init: Path):
     run = RunDir(init).require()
     run.weights()  # a run without weights fails here, before any data is read
     return TrainConfig.load(run.config).finetuning(init)
-
-
-def _refuse_for_init(given: set[str], data) -> None:
-    from edgeseg.core.errors import ConfigError
-
-    if data is None:
-        raise ConfigError("--init fine-tunes a run on new frames; give them with --data DIR")
-    refused = sorted(given & INIT_REFUSED)
-    if refused:
-        raise ConfigError(f"--init takes the model and its settings from the run; "
-                          f"{flags_phrase([_flag(e) for e in refused], 'does not apply', 'do not apply')}")
-
-
-def _with_mix(config, text: str | None, finetuning: bool):
-    """--data-mix [PATH:]SHARE applied to ``config`` (whose ``data.mix`` is the fine-tuned run's
-    data with --init)."""
-    from edgeseg.core.errors import ConfigError
-
-    if text is None:
-        return config
-    path, _, share_text = text.rpartition(":")
-    try:
-        share = float(share_text)
-    except ValueError:
-        raise ConfigError(f"--data-mix takes [PATH:]SHARE, e.g. data/old:0.5, got {text!r}") from None
-    if not 0 <= share < 1:
-        raise ConfigError(f"--data-mix: the share must be in [0, 1), got {share_text}")
-    if share == 0:
-        return config.without("data__mix")
-    if path:
-        mix = {"root": path, "format": None, "split": "train", "holdout": None, "share": share}
-    elif finetuning:
-        mix = {**config.data.mix, "share": share}
-    else:
-        raise ConfigError("--data-mix SHARE mixes in the --init run's data; without --init give PATH:SHARE")
-    return config.override(data__mix=mix)
-
-
-def _refuse_for_qat(given: set[str], qat: bool, from_run) -> None:
-    """QAT fine-tunes an existing run: both --qat and --from, and none of the training options."""
-    from edgeseg.core.errors import ConfigError
-
-    if not qat or from_run is None:
-        raise ConfigError("quantization-aware training needs both --qat and --from RUN")
-    extra = sorted(given - QAT_OPTIONS)
-    if extra:
-        raise ConfigError(f"--qat fine-tunes an existing run; "
-                          f"{flags_phrase([_flag(e) for e in extra], 'does not apply', 'do not apply')} "
-                          "(it takes --from, --qat-steps, --qat-lr-factor, --qat-freeze-bn, "
-                          "--decoder-upsample, --batch-size)")
-
-
-def _refuse_for_training(given: set[str], resume: bool, run_dir, name) -> None:
-    """QAT options without --qat, and options --resume would ignore (the run's config rules)."""
-    from edgeseg.core.errors import ConfigError
-
-    stray_qat = sorted(given & (QAT_OPTIONS - {"batch_size"}))
-    if stray_qat:
-        raise ConfigError(f"{flags_phrase([_flag(e) for e in stray_qat], 'applies', 'apply')} only with --qat --from RUN")
-    if resume:
-        extra = sorted(given - RESUME_OPTIONS)
-        if extra:
-            raise ConfigError(f"--resume continues the run with its saved config; "
-                              f"{flags_phrase([_flag(e) for e in extra], 'would be ignored', 'would be ignored')}: "
-                              "drop them, or start a new run")
-        if run_dir is None and name is None:
-            raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
 
 
 def _print_summary(summary: dict, cfg, run_dir: Path) -> None:
