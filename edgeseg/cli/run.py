@@ -146,7 +146,7 @@ def run(
     from edgeseg.runtime.model.backend import load_delegates
     from edgeseg.runtime.run.scores import LabelLookup
     from edgeseg.runtime.run.loop import STATS_EVERY, RunOptions, run_stream
-    from edgeseg.runtime.run.outputs import SEGMENT_SECONDS
+    from edgeseg.runtime.run.recording import SEGMENT_SECONDS
     from edgeseg.runtime.sources.frame import SourceCounts, SourceError
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source

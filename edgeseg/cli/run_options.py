@@ -13,7 +13,7 @@ def check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path |
     killed run left there under a temporary name is removed."""
     from edgeseg.core.collection import images_dir, masks_dir
     from edgeseg.core.files import check_output_file, check_writable_dir, sweep_temporaries
-    from edgeseg.runtime.run.outputs import VideoSink, is_segment_of
+    from edgeseg.runtime.run.recording import VideoSink, is_segment_of
 
     check_output_file(save, "--save")
     check_output_file(stats_json, "--stats-json")
@@ -36,7 +36,7 @@ def check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path |
 def save_fps(source: str | None, live: bool) -> float | None:
     """The rate of a --save video: a video file's own, 15 for images (they have none), None
     (measured as frames are segmented) for cameras and streams."""
-    from edgeseg.runtime.run.outputs import VideoSink
+    from edgeseg.runtime.run.recording import VideoSink
     from edgeseg.runtime.sources.files import video_fps
 
     if live:

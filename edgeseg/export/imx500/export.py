@@ -279,7 +279,6 @@ def score_quantized_keras(path: Path, items, label_map, class_names, progress=No
     :class:`~edgeseg.core.metrics.Score` like any model file's."""
     from edgeseg.core.errors import DataError
     from edgeseg.core.metrics import Score
-    from edgeseg.models.backbones import get_backbone
     from edgeseg.quant.calibrate import load_calibration_frames
     from edgeseg.runtime.model.imx500 import read_sensor_metadata
     from edgeseg.runtime.model.scoring import describe_classes, same_classes
