@@ -1,4 +1,4 @@
-"""Coral's Edge TPU: the int8 file compiled by ``edgetpu_compiler`` where it is installed."""
+"""Coral's ``edgetpu_compiler`` on the int8 file, when it is installed (``--target edgetpu``)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """`edgeseg export`: a trained run -> .tflite and .onnx files with metadata, a delegate report
-and parity checks, written atomically.
-
-``export.json`` is the record: rewritten after each file (its checksum and the settings it was
-made with) and once more with the parity checks. An export that stopped half-way (a full disk,
-``kill -9``) is completed by running it again: files the record lists as finished, unchanged and
-made with the same settings are kept as they are; only the missing ones are made."""
+and parity checks, written atomically. ``export.json`` is rewritten after each file: an export
+stopped half-way is completed by running it again (:mod:`edgeseg.export.record`)."""
 
 from __future__ import annotations
 
@@ -16,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+
 from edgeseg import __version__
 from edgeseg.config import TrainConfig
 from edgeseg.core.files import sweep_temporaries, write_bytes_atomic
@@ -23,6 +20,8 @@ from edgeseg.data import label_map_of, load_split
 from edgeseg.data.base import names_frame
 from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
+from edgeseg.export.edgetpu import compile_for_edgetpu, edgetpu_path
+from edgeseg.export.record import file_settings, finished_files, previous_report
 from edgeseg.export.metadata import embed_metadata
 from edgeseg.export.formats import EXPORT_FORMATS
 from edgeseg.export.tflite import convert
@@ -33,10 +32,9 @@ from edgeseg.quant.calibrate import (
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.core.metadata import ModelMetadata
 from edgeseg.export.parity import parity_checks
-from edgeseg.export.edgetpu import compile_for_edgetpu, edgetpu_path
-from edgeseg.export.record import file_settings, finished_files, previous_report
 
 log = logging.getLogger("edgeseg")
+
 
 
 @dataclass
@@ -162,7 +160,8 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         check_calibration_size(len(calib_items))
         if any(f in pending for f in calibrated):
             calib = load_calibration_frames(calib_items, size, progress=progress)
-        report["calibration"] = {"frames": len(calib_items), "manifest": str(manifest), "select": options.calib_select}
+        report["calibration"] = {"frames": len(calib if calib is not None else calib_items), "manifest": str(manifest),
+                                 "select": options.calib_select}
         if not parity_items:
             parity_items = calib_items[: options.parity_frames]
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
@@ -171,15 +170,14 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         report["calibration"] = plan.previous["calibration"]
     metadata = _metadata_for(plan, options, size)
     record = out_dir / "export.json"
-    for name in options.formats:
-        if name in plan.finished:
-            report["files"][name] = plan.finished[name]
-            continue
+    report["files"] = dict(plan.finished)  # in every record written: a rerun keeps them too
+    for name in pending:
         t0 = time.perf_counter()
         data = _convert(EXPORT_FORMATS[name], model, qat_model, calib, options)
         report["files"][name] = {**_write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0),
                                  "settings": file_settings(run, options, name)}
         write_json_atomic(record, report)  # what is done so far: a rerun goes on from here
+    report["files"] = {name: report["files"][name] for name in options.formats}
     written = {name: plan.targets[name] for name in options.formats}
     if options.debug and calib:
         from edgeseg.export.debug import layer_errors, write_csv

@@ -1,6 +1,6 @@
-"""``export.json`` as the record of what an export made: each file's settings (weights, options,
-calibration) and checksum, so that a rerun keeps a finished file that the same settings would
-make again and makes only what is missing."""
+"""``export.json`` as the record of what an export wrote: each file with its checksum and the
+settings it was made from, so that an export stopped half-way (a full disk, a power cut) is
+completed by running it again, without making or overwriting the files it finished."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read a megabyte at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -26,7 +27,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_stamp(path: Path) -> dict | None:
+def _stamp(path: Path) -> dict | None:
     """What changes when a weights file is written again (None: there is none)."""
     try:
         st = path.stat()
@@ -40,12 +41,12 @@ def file_settings(run: RunDir, options: ExportOptions, name: str) -> dict:
     so a file an earlier export recorded with these settings need not be made again."""
     row = EXPORT_FORMATS[name]
     try:
-        weights = weights_stamp(run.weights())
+        weights = _stamp(run.weights())
     except ConfigError:
         weights = None
     out = {"edgeseg": __version__, "weights": weights, "decoder_interpolation": options.decoder_interpolation}
     if row.qat:
-        out["qat_weights"] = weights_stamp(run.qat_weights)
+        out["qat_weights"] = _stamp(run.qat_weights)
     if row.integer_io:
         out["io"] = options.io
     if row.calibration:
