@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.runtime.run.outputs import VideoSink
+from edgeseg.runtime.run.video import VideoSink
 
 
 def start_run(*args):

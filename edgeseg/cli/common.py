@@ -37,6 +37,11 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+def parse_providers(text: str | None) -> list[str] | None:
+    """--providers ``tensorrt,cuda,cpu`` -> ["tensorrt", "cuda", "cpu"] (None: not given)."""
+    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None
+
+
 def model_file_problem(path) -> str | None:
     """Why ``path`` is not a model file to run (None: it is a file): missing, or a folder (a
     training run, an export folder), said with what to give instead."""

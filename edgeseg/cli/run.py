@@ -1,4 +1,4 @@
-"""`edgeseg run` and `edgeseg benchmark`: the device runtime. Imports no TensorFlow."""
+"""`edgeseg run`: the device runtime. Imports no TensorFlow."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, model_file_problem, setup_logging, usage
+from edgeseg.cli.common import (VERBOSE_HELP, choices, fail, handle_errors, model_file_problem, parse_providers,
+                                setup_logging, usage)
 from edgeseg.runtime.model.backend import is_onnx
 from edgeseg.runtime.model.segmenter import UPSAMPLE_MODES
 
 log = logging.getLogger("edgeseg")
 Upsample = choices("Upsample", UPSAMPLE_MODES)
-
-
-def _providers(text: str | None) -> list[str] | None:
-    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
@@ -74,7 +71,7 @@ def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path 
     killed run left there under a temporary name is removed."""
     from edgeseg.core.collection import images_dir, masks_dir
     from edgeseg.core.files import check_output_file, check_writable_dir, sweep_temporaries
-    from edgeseg.runtime.run.outputs import VideoSink, is_segment_of
+    from edgeseg.runtime.run.video import VideoSink, is_segment_of
 
     check_output_file(save, "--save")
     check_output_file(stats_json, "--stats-json")
@@ -102,7 +99,7 @@ PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks a
 def _save_fps(source: str | None, live: bool) -> float | None:
     """The rate of a --save video: a video file's own, 15 for images (they have none), None
     (measured as frames are segmented) for cameras and streams."""
-    from edgeseg.runtime.run.outputs import VideoSink
+    from edgeseg.runtime.run.video import VideoSink
     from edgeseg.runtime.sources.files import video_fps
 
     if live:
@@ -190,7 +187,7 @@ def run(
     from edgeseg.runtime.model.backend import load_delegates
     from edgeseg.runtime.run.scores import LabelLookup
     from edgeseg.runtime.run.loop import STATS_EVERY, RunOptions, run_stream
-    from edgeseg.runtime.run.outputs import SEGMENT_SECONDS
+    from edgeseg.runtime.run.video import SEGMENT_SECONDS
     from edgeseg.runtime.sources.frame import SourceCounts, SourceError
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source
@@ -234,9 +231,9 @@ def run(
         fail(str(e))
     server = None
     try:
-        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
+        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, parse_providers(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
-                               providers=_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
+                               providers=parse_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
         if float_seg is not None:
             from edgeseg.runtime.model.scoring import describe_classes, same_classes
 
@@ -304,50 +301,3 @@ def _print_summary(s: dict) -> None:
         if "drop_points" in c:
             typer.echo(f"labelled: {s['precision']} {c['miou']:.4f} vs float {c['float_miou']:.4f}: "
                        f"drop {c['drop_points']:.2f} points")
-
-
-def _thread_counts(text: str) -> list[int]:
-    try:
-        counts = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        usage(f"--threads takes comma-separated counts >= 1 (e.g. 1,2,4), got {text!r}")
-    return counts
-
-
-@handle_errors
-def benchmark(
-    models: Annotated[list[Path], typer.Argument(help=".tflite and/or .onnx models.")],
-    threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2,4",
-    delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so (.tflite models)")] = None,
-    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models: tensorrt,cuda,cpu; or trt (TensorRT's bindings).")] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Timed invokes per model and thread count.")] = 20,
-    warmup: Annotated[int, typer.Option(min=0)] = 3,
-    json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
-):
-    """Inference latency (invoke only) across models and thread counts: median and p95."""
-    setup_logging(verbose)
-    from edgeseg.core.files import check_output_file
-    from edgeseg.runtime.model.backend import BackendError, load_delegates
-    from edgeseg.runtime.model.benchmark import benchmark_models
-
-    counts = _thread_counts(threads)
-    problems = [p for p in map(model_file_problem, models) if p]
-    if problems:
-        fail(problems[0])
-    check_output_file(json_out, "--json")
-    delegates = load_delegates(delegate)
-    try:
-        rows = benchmark_models(models, counts, delegates, runs, warmup, _providers(providers))
-    except BackendError as e:
-        fail(str(e))
-    typer.echo(f"{'model':<34} {'backend':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
-    for r in rows:
-        typer.echo(f"{Path(r['model']).name[:34]:<34} {r['backend'][:40]:<40} {r['threads']:>7} "
-                   f"{r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")
-    if json_out:
-        from edgeseg.core.files import write_json_atomic
-
-        write_json_atomic(json_out, rows)

@@ -116,7 +116,8 @@ def atomic_path(path: Path | str, durable: bool = True, locked: bool = True):
         if durable:
             sync_folder(path.parent)
     except OSError as e:
-        if is_refused(e):
+        # a refused write of this file (an error naming another file is the block's own)
+        if is_refused(e) and e.filename in (None, str(tmp), str(path)):
             raise write_error(path, e) from None
         raise
     finally:

@@ -1,17 +1,12 @@
 """`edgeseg export`: a trained run -> .tflite and .onnx files with metadata, a delegate report
-and parity checks, written atomically.
-
-``export.json`` is the record: rewritten after each file (its checksum and the settings it was
-made with) and once more with the parity checks. An export that stopped half-way (a full disk,
-``kill -9``) is completed by running it again: files the record lists as finished, unchanged and
-made with the same settings are kept as they are; only the missing ones are made."""
+and parity checks, written atomically. ``export.json`` is rewritten after each file: an export
+stopped half-way is completed by running it again (:mod:`edgeseg.export.record`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import re
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -25,6 +20,8 @@ from edgeseg.data import label_map_of, load_split
 from edgeseg.data.base import names_frame
 from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
+from edgeseg.export.edgetpu import compile_for_edgetpu, edgetpu_path
+from edgeseg.export.record import file_settings, finished_files, previous_report
 from edgeseg.export.metadata import embed_metadata
 from edgeseg.export.formats import EXPORT_FORMATS
 from edgeseg.export.tflite import convert
@@ -80,75 +77,6 @@ class ExportPlan:
         return [name for name in self.targets if name not in self.finished]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _stamp(path: Path) -> dict | None:
-    """What changes when a weights file is written again (None: there is none)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return {"path": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def file_settings(run: RunDir, options: ExportOptions, name: str) -> dict:
-    """Everything a format's file is made from: the same settings and weights make the same file,
-    so a file an earlier export recorded with these settings need not be made again."""
-    row = EXPORT_FORMATS[name]
-    try:
-        weights = _stamp(run.weights())
-    except ConfigError:
-        weights = None
-    out = {"edgeseg": __version__, "weights": weights, "decoder_interpolation": options.decoder_interpolation}
-    if row.qat:
-        out["qat_weights"] = _stamp(run.qat_weights)
-    if row.integer_io:
-        out["io"] = options.io
-    if row.calibration:
-        out["calibration"] = {"data": str(options.calib_data) if options.calib_data else None,
-                              "format": options.calib_format, "split": options.calib_split,
-                              "size": options.calib_size, "select": options.calib_select, "seed": options.seed,
-                              "manifest": str(options.calib_manifest) if options.calib_manifest else None}
-    if name == "int8" and options.keep_float:
-        out["keep_float"] = list(options.keep_float)
-    if row.file == "onnx" and row.calibration:
-        out["onnx_int8"] = options.onnx_int8
-    return out
-
-
-def _previous_report(path: Path, run: RunDir) -> dict | None:
-    """The export.json in the output folder if an export of this run wrote it ({} when there is
-    none); None for anything else (a file of the user's, another run's record)."""
-    if not path.exists():
-        return {}
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(report, dict) or report.get("run") != str(run.path):
-        return None
-    return report
-
-
-def _finished(previous: dict, targets: dict, run: RunDir, options: ExportOptions) -> dict:
-    """The formats whose file an earlier export recorded as written, with the settings asked now,
-    and that is still the file it wrote (its checksum)."""
-    done = {}
-    for name, target in targets.items():
-        row = (previous.get("files") or {}).get(name)
-        if (isinstance(row, dict) and row.get("path") == str(target) and target.is_file()
-                and row.get("settings") == file_settings(run, options, name)
-                and row.get("sha256") == _sha256(target)):
-            done[name] = row
-    return done
-
-
 def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     """Validate ``options`` against the run and the output folder: unknown formats, options that
     do nothing for the chosen formats, files that exist without ``force``, an unwritable folder.
@@ -177,8 +105,8 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     # what a killed export left under a temporary name: its own files' names only
     ours = {p.name for p in (*targets.values(), *compiled, record)}
     sweep_temporaries(out_dir, lambda name: name in ours or name == "int8_layer_errors.csv")
-    previous = None if options.force else _previous_report(record, run)
-    finished = _finished(previous, targets, run, options) if previous else {}
+    previous = None if options.force else previous_report(record, run)
+    finished = finished_files(previous, targets, run, options) if previous else {}
     if previous is None and record.exists() and not options.force:
         raise ExportError(f"{record} exists and is not this run's export record; pass --force to overwrite")
     existing = [p for n, p in targets.items() if p.exists() and n not in finished]
@@ -232,7 +160,8 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         check_calibration_size(len(calib_items))
         if any(f in pending for f in calibrated):
             calib = load_calibration_frames(calib_items, size, progress=progress)
-        report["calibration"] = {"frames": len(calib_items), "manifest": str(manifest), "select": options.calib_select}
+        report["calibration"] = {"frames": len(calib if calib is not None else calib_items), "manifest": str(manifest),
+                                 "select": options.calib_select}
         if not parity_items:
             parity_items = calib_items[: options.parity_frames]
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
@@ -241,15 +170,14 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         report["calibration"] = plan.previous["calibration"]
     metadata = _metadata_for(plan, options, size)
     record = out_dir / "export.json"
-    for name in options.formats:
-        if name in plan.finished:
-            report["files"][name] = plan.finished[name]
-            continue
+    report["files"] = dict(plan.finished)  # in every record written: a rerun keeps them too
+    for name in pending:
         t0 = time.perf_counter()
         data = _convert(EXPORT_FORMATS[name], model, qat_model, calib, options)
         report["files"][name] = {**_write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0),
                                  "settings": file_settings(run, options, name)}
         write_json_atomic(record, report)  # what is done so far: a rerun goes on from here
+    report["files"] = {name: report["files"][name] for name in options.formats}
     written = {name: plan.targets[name] for name in options.formats}
     if options.debug and calib:
         from edgeseg.export.debug import layer_errors, write_csv
@@ -340,44 +268,6 @@ def _parity(model, written: dict, images: list, metadata) -> dict:
             reference = Path(tmp) / "fp32_reference.tflite"
             reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"), metadata("fp32")))
         return parity_checks(model, written, images, reference)
-
-
-def edgetpu_path(int8: Path) -> Path:
-    """Where edgetpu_compiler writes the compiled model of ``int8``: beside it, ``_edgetpu`` added."""
-    return int8.with_name(f"{int8.stem}_edgetpu.tflite")
-
-
-def compile_for_edgetpu(int8: Path | None, out_dir: Path) -> dict:
-    """The int8 file compiled by Coral's ``edgetpu_compiler`` when it is on PATH (x86-64 Linux,
-    Debian package ``edgetpu-compiler``): ``NAME_edgetpu.tflite`` and the compiler's log beside it.
-    Otherwise the report says what the file still needs; an uncompiled file runs on the CPU."""
-    import shutil
-    import subprocess
-
-    if int8 is None:
-        return {"compiled": False, "why": "no int8 file to compile"}
-    compiler = shutil.which("edgetpu_compiler")
-    if compiler is None:
-        why = (f"edgetpu_compiler is not installed: the file is not Edge TPU code until it has run "
-               f"(edgetpu_compiler -s -o {out_dir} {int8})")
-        log.warning("Edge TPU: %s", why)
-        return {"compiled": False, "why": why}
-    target = edgetpu_path(int8)  # plan_export refused it already if it existed without --force
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".edgetpu-") as tmp:
-        done = subprocess.run([compiler, "-s", "-o", tmp, str(int8)], capture_output=True, text=True)
-        made = Path(tmp) / target.name
-        if done.returncode != 0 or not made.is_file():
-            said = (done.stderr or done.stdout).strip().splitlines()
-            raise ExportError(f"edgetpu_compiler failed on {int8.name}: {said[-1] if said else f'exit {done.returncode}'}")
-        made.replace(target)
-        log_file = next(Path(tmp).glob("*.log"), None)
-        if log_file is not None:
-            log_file.replace(out_dir / log_file.name)
-    on_tpu = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", done.stdout)
-    on_cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", done.stdout)
-    return {"compiled": True, "path": str(target), "compiler": compiler,
-            "ops_on_edgetpu": int(on_tpu.group(1)) if on_tpu else None,
-            "ops_on_cpu": int(on_cpu.group(1)) if on_cpu else None}
 
 
 def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:

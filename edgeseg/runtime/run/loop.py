@@ -14,8 +14,10 @@ import numpy as np
 from edgeseg.core.files import OutputError, write_json_atomic
 from edgeseg.runtime.run.scores import Comparison, LabelLookup, LabelScore
 from edgeseg.runtime.run.health import HealthMonitor
-from edgeseg.runtime.run.outputs import SEGMENT_SECONDS, Outputs
+from edgeseg.runtime.run.outputs import Outputs
+from edgeseg.runtime.run.video import SEGMENT_SECONDS
 from edgeseg.runtime.run.stats import RunStats
+from edgeseg.runtime.run.threads import Checkpoints, Finisher
 
 log = logging.getLogger("edgeseg")
 STATS_EVERY = 10.0  # --stats-every's default: seconds between the --stats-json snapshots
@@ -44,81 +46,6 @@ class RunOptions:
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
     collect: object = None  # a CollectTarget: keep the frames worth labelling (--collect)
     echo: object = print
-
-
-class _Finisher:
-    """The second stage of the run loop, in its own thread: post-processing, statistics,
-    comparison, overlay and outputs of frame n while the interpreter runs frame n+1 (LiteRT
-    and OpenCV release the GIL). Frames are handled in order; an error is raised in the
-    caller at the next ``submit`` or at ``close``."""
-
-    def __init__(self, handle, depth: int = 2):
-        import queue
-        import threading
-
-        self._handle = handle
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="edgeseg-finish", daemon=True)
-        self._thread.start()
-
-    def _loop(self):
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:
-                try:
-                    self._handle(*item)
-                except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-                    self._error = e
-
-    def _raise(self):
-        if self._error is not None:
-            raise self._error
-
-    def submit(self, *item):
-        self._raise()
-        self._queue.put(item)
-
-    def close(self):
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()
-
-    def drain(self, timeout: float = 5.0) -> bool:
-        """After an interruption: let the frames already handed over finish, at most ``timeout``
-        seconds; whether the thread is done (its outputs may then be closed)."""
-        import queue
-
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-
-class _Checkpoints:
-    """A thread that calls ``run.checkpoint()`` every ``every`` seconds until stopped: frames or
-    not, the video segment is closed in time and the stats snapshot written."""
-
-    def __init__(self, run, every: float = 0.25):
-        self._stop = threading.Event()
-        self._run, self._every = run, every
-        self._thread = threading.Thread(target=self._loop, name="edgeseg-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _loop(self):
-        while not self._stop.wait(self._every):
-            try:
-                self._run.checkpoint()
-            except Exception as e:  # noqa: BLE001 - a failed checkpoint is said, the run goes on
-                log.warning("checkpoint failed: %s", e)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=10.0)
 
 
 class StreamRun:
@@ -323,7 +250,7 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
 
     With ``options.pipeline`` (the default) three threads overlap: decoding (file and folder
     sources; live sources have their own reader thread), letterbox + inference (this thread),
-    and post-processing + overlay + outputs (:class:`_Finisher`). A stop signal ends the run
+    and post-processing + overlay + outputs (:class:`Finisher`). A stop signal ends the run
     after the frame in flight, like the end of the source: the video is finished and the stats
     written. SIGHUP reloads the model before the next frame (:meth:`StreamRun.reload_model`).
     """
@@ -332,8 +259,8 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
 
     run = StreamRun(seg, options, reader, compare, labels)
     signals = options.signals or RunSignals()
-    checkpoints = _Checkpoints(run)
-    finisher = _Finisher(run.handle) if options.pipeline else None
+    checkpoints = Checkpoints(run)
+    finisher = Finisher(run.handle) if options.pipeline else None
     if options.pipeline and reader is None:
         frames = prefetch(frames)
     submitted = 0
