@@ -66,7 +66,10 @@ def plan_imx500(run_dir: Path, options) -> dict:
     out_dir = Path(options.out_dir or run.path / "export" / "imx500")
     stem = f"{run.path.name}_imx500"
     files = outputs(out_dir, stem)
-    _prepare_out_dir(out_dir, list(files.values()), options.force)
+    _prepare_out_dir(out_dir)
+    existing = [path for path in files.values() if path.exists()]
+    if existing and not options.force:
+        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
     return {"run": run, "config": config, "dataset": dataset, "size": size, "verdict": verdict,
             "toolchain": toolchain, "out_dir": out_dir, "stem": stem, "files": files}
 
