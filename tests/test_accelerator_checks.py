@@ -130,3 +130,46 @@ def test_vulkan_device_dawn_refuses_names_the_feature(monkeypatch):
     assert vulkan.diagnose(DAWN_REFUSAL) == ("the Vulkan device lacks shaderUniform*ArrayDynamicIndexing, which "
                                             "WebGPU (Dawn) requires (a newer driver may have it)")
     assert vulkan.diagnose("No adapters found") is None  # nothing the loader knows: the caller says so plainly
+
+
+def test_the_exports_gpu_probe_runs_in_its_own_process(tmp_path, monkeypatch):
+    from conftest import REPO
+
+    from edgeseg.runtime.model import litert_gpu
+
+    path = REPO / "tests" / "golden" / "golden_fp32.tflite"
+    assert litert_gpu.probe_gpu_isolated(path) == litert_gpu.probe_gpu(path)  # the same answer, from a child
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\nkill -ABRT $$\n")
+    crashing.chmod(0o755)
+    monkeypatch.setattr("sys.executable", str(crashing))
+    assert litert_gpu.probe_gpu_isolated(path) == {"available": False,
+                                                   "why": "the GPU probe process failed (exit -6)"}
+
+
+LAVAPIPE = sorted(__import__("pathlib").Path("/usr/share/vulkan/icd.d").glob("lvp_icd.*.json"))
+PROBE_BESIDE_TENSORFLOW = """import sys, tensorflow
+from edgeseg.runtime.model import litert_gpu
+print(getattr(litert_gpu, sys.argv[1])(sys.argv[2]))"""
+
+
+def test_an_export_process_with_lavapipe_visible_exits_cleanly():
+    """TensorFlow's LLVM and Mesa lavapipe's, both loaded, abort the process at exit (134): the
+    export's GPU probe must not load the accelerator beside TensorFlow (the control shows the abort)."""
+    import os
+    import sys
+
+    from conftest import REPO
+
+    if not LAVAPIPE:
+        if os.environ.get("EDGESEG_REQUIRE_SYSTEM_TOOLS") == "1":
+            pytest.fail("mesa-vulkan-drivers (lavapipe) is not installed")
+        pytest.skip("no lavapipe ICD (apt install mesa-vulkan-drivers)")
+    env = {k: v for k, v in os.environ.items() if k not in ("VK_DRIVER_FILES", "VK_ICD_FILENAMES")}
+    env["VK_DRIVER_FILES"] = str(LAVAPIPE[0])
+    model = str(REPO / "tests" / "golden" / "golden_fp32.tflite")
+    codes = {name: subprocess.run([sys.executable, "-c", PROBE_BESIDE_TENSORFLOW, name, model], env=env,
+                                  capture_output=True, text=True).returncode
+             for name in ("probe_gpu_isolated", "probe_gpu")}
+    assert codes["probe_gpu_isolated"] == 0
+    assert codes["probe_gpu"] != 0, "the control no longer aborts: the isolation may be unnecessary"

@@ -251,9 +251,9 @@ def _write(row, data: bytes, meta: ModelMetadata, target: Path, t0: float) -> di
         ops = compatibility_report(data)
     write_bytes_atomic(target, data)
     if row.file == "tflite":  # the allow-lists say what a GPU should take; ask this machine's
-        from edgeseg.runtime.model.litert_gpu import probe_gpu
+        from edgeseg.runtime.model.litert_gpu import probe_gpu_isolated
 
-        ops["gpu_accelerator"] = probe_gpu(target)
+        ops["gpu_accelerator"] = probe_gpu_isolated(target)
     log.info("wrote %s (%.1f MB)", target, len(data) / 1e6)
     return {"path": str(target), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "seconds": round(time.perf_counter() - t0, 1), "description": row.description, **ops}

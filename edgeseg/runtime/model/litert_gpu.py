@@ -158,6 +158,28 @@ def probe_gpu(path) -> dict:
     return facts
 
 
+def probe_gpu_isolated(path, timeout: float = 180) -> dict:
+    """:func:`probe_gpu` in a child process: the export's process holds TensorFlow, whose bundled
+    LLVM and a Mesa driver's (lavapipe) abort the process as it exits once both are loaded; a probe
+    that crashes or hangs costs its own process, not the export."""
+    import json
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, str(path)], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"available": False, "why": f"the GPU probe did not finish in {timeout:.0f} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            pass
+    return {"available": False, "why": f"the GPU probe process failed (exit {done.returncode})"}
+
+
 def open_gpu_backend(path, threads: int | None = None, strict: bool = False) -> Backend:
     """The GPU accelerator, or the CPU interpreter with one line saying why not (``strict``: the
     reason as an error)."""
@@ -175,3 +197,10 @@ def open_gpu_backend(path, threads: int | None = None, strict: bool = False) -> 
 
 
 
+
+
+if __name__ == "__main__":  # probe_gpu_isolated's child: one JSON line on stdout
+    import json
+    import sys
+
+    print(json.dumps(probe_gpu(sys.argv[1])))
