@@ -20,7 +20,7 @@ def summary(
     alpha: Annotated[float, typer.Option(help="MobileNetV2 width multiplier.")] = 1.0,
     output_stride: Annotated[int, typer.Option(help="16 or 8.")] = 16,
     head: Annotated[Head, typer.Option(help="ASPP/decoder convolutions.")] = Head.separable,
-    input_size: Annotated[str, typer.Option(help="HxW, multiple of the output stride.")] = "368x480",
+    input_size: Annotated[str, typer.Option(help="HxW (height x width), multiple of the output stride.")] = "368x480",
     layers: Annotated[bool, typer.Option(help="Also print the Keras layer table.")] = False,
     macs: Annotated[bool, typer.Option(help="Count multiply-adds from the graph (slower).")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
@@ -39,7 +39,7 @@ def summary(
         model.summary(print_fn=typer.echo)
     trainable = int(sum(int(w.shape.num_elements()) for w in model.trainable_weights))
     typer.echo(f"DeepLabv3+ {backbone} alpha={alpha} OS{output_stride} {head.value} head, "
-               f"{size[0]}x{size[1]}, {num_classes} classes")
+               f"{size[0]}x{size[1]} (HxW), {num_classes} classes")
     typer.echo(f"parameters: {count_params(model):,} ({trainable:,} trainable)")
     if macs:
         from edgeseg.models.cost import count_macs
