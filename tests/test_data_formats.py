@@ -301,7 +301,7 @@ def test_ignore_values_declared_in_classes_txt(tmp_path):
 
     (tmp_path / "classes.txt").write_text(
         "# mask 0 is unlabelled; 200 marks borders; white is void in colour masks\n"
-        "unlabelled\nroad 128 64 128\ncar 0 0 142\n\nignore: 0\nignore: 200\nignore: 255 255 255\n")
+        "unlabelled\nroad 128 64 128\ncar 0 0 142  # cars and vans\n\nignore: 0\nignore: 200\nignore: 255 255 255 # void\n")
     classes = read_class_file(tmp_path / "classes.txt")
     assert classes.names == ("road", "car") and classes.colors == ((128, 64, 128), (0, 0, 142))
     ids, unknown = classes.label_map.encode(np.array([[0, 1, 2, 200, 255]], np.uint8))
@@ -332,3 +332,26 @@ def test_probe_finds_cut_short_and_damaged_images_without_decoding(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(UnreadableImage, match=words):
             probe_image(tmp_path / name)
+
+
+def test_the_check_before_training_reads_only_what_changed_since_it_last_passed(tmp_path, monkeypatch):
+    import edgeseg.data.check as check
+    from conftest import make_folder_dataset
+    from edgeseg.data.preflight import check_before_training
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    root = make_folder_dataset(tmp_path / "mine")
+    train = load_split(root, "folder", "train", allow_unpaired=True)
+    read = []
+    scan = check.scan_pair
+    monkeypatch.setattr(check, "scan_pair", lambda *args: read.append(args[2].name) or scan(*args))
+    first = check_before_training([train])[id(train)]
+    assert len(read) == 6 and first.sum() == 6 * 48 * 64  # pixels per class, for the class weights
+    read.clear()
+    assert (check_before_training([train])[id(train)] == first).all() and read == []
+    bad = cv2.imread(str(train.items[2][1]), cv2.IMREAD_UNCHANGED)
+    bad[0, 0] = 9
+    _png(train.items[2][1], bad)
+    with pytest.raises(DataError, match=r"(?s)1 frame\(s\) cannot be trained on.*id 9: 1 px in 1 file\(s\): .*f002\.png"):
+        check_before_training([train])
+    assert read == ["f002.png"]

@@ -238,7 +238,7 @@ def read_class_file(path: Path) -> ClassFile:
         raise DataError(f"classes file not found: {path} ({CLASSES_FORMAT})")
     lines, ignore_ids, ignore_colors = [], {}, {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
-        row = line.split("#", 1)[0].split() if line.lstrip().startswith("#") else line.split()
+        row = line.split("#", 1)[0].split()  # '#' starts a comment
         if not row:
             continue
         if row[0].lower() == "ignore:":

@@ -169,9 +169,13 @@ def find_pairs(root: Path, fmt: str, split: str):
     module = get_format(fmt)
     root = resolve_root(root, fmt)
     try:
-        return module.info(root), module.pairs(root, split)
+        info, found = module.info(root), module.pairs(root, split)
     except DataError as e:
         raise DataError(f"{e}{_hint(root, fmt)}") from None
+    hint = _hint(root, fmt) if not found.items and not found.unpaired else ""
+    if hint:
+        raise DataError(f"no (image, label) pairs in split '{split}' of {root}{hint}")
+    return info, found
 
 
 def load_split(root: str | Path | None, fmt: str, split: str, allow_unpaired: bool = False) -> Split:

@@ -19,11 +19,13 @@ from edgeseg.data.check import PairScan, check_split
 class CheckCache:
     """Pairs found right by an earlier check before training, so that the next run on the same
     data reads only what changed: by image and label path, with both files' size and
-    modification time, their image size and pixels per class. One JSON file per label map under
-    ``$EDGESEG_CACHE/checked`` (default ``~/.cache/edgeseg``); a cache that cannot be read or
-    written is only not used. Pairs with a problem are never kept: they are read every time."""
+    modification time, their image size and pixels per class. One JSON file per dataset split and
+    label map under ``$EDGESEG_CACHE/checked`` (default ``~/.cache/edgeseg``), the last 64 kept; a
+    cache that cannot be read or written is only not used. Pairs with a problem are never kept:
+    they are read every time."""
 
     VERSION = 1
+    KEEP = 64  # cache files (dataset splits) kept
 
     def __init__(self, info: DatasetInfo, root, split: str):
         import hashlib
@@ -75,6 +77,10 @@ class CheckCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.path, {"version": self.VERSION, "pairs": self.kept}, indent=None)
+            # the folder keeps the splits checked last, not every dataset ever checked
+            files = sorted(self.path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            for old in files[:-self.KEEP]:
+                old.unlink(missing_ok=True)
         except OSError:
             pass
 
