@@ -226,7 +226,7 @@ def test_ambiguous_layouts_are_refused_with_the_candidates(tmp_path):
 
 # --- your own data: masks as tools export them ---------------------------------------------------
 
-def _folder(tmp_path, classes: str, mask) -> "Split":
+def _folder(tmp_path, classes: str, mask):
     (tmp_path / "classes.txt").write_text(classes)
     _jpg(tmp_path / "train/images/a.jpg", *mask.shape[:2])
     (tmp_path / "train/masks").mkdir(parents=True, exist_ok=True)
