@@ -8,6 +8,10 @@ TensorFlow's C++ side writes its start-up lines (``I0000 ... oneDNN``, ``E0000 .
 cuInit`` on every machine without a GPU) straight to file descriptor 2, before its log level
 applies. They are captured while TensorFlow is imported and its devices are listed, and kept in
 ``STARTUP_LOG`` (see :mod:`edgeseg.core.quiet`).
+
+Under TensorFlow < 2.16 (Sony's IMX500 toolchain pins 2.15, :mod:`edgeseg.export.imx500`) ``keras``
+is TensorFlow's own Keras 2: MCT matches layers of that package, and the model builders run
+unchanged there.
 """
 
 import os
@@ -21,7 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 STARTUP_LOG: list = []
 with captured_stderr(STARTUP_LOG, echo_on_error=True):
     import tensorflow as tf  # noqa: E402
-    import tf_keras as keras  # noqa: E402
+
+    if tuple(int(v) for v in tf.__version__.split(".")[:2]) < (2, 16):
+        keras = tf.keras
+    else:
+        import tf_keras as keras  # noqa: E402
 
     GPUS = tf.config.list_physical_devices("GPU")  # initialises CUDA here, where it is quiet
 

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The main suite is the machine without a GPU: the Vulkan loader finds no driver, wherever it runs
-# (tools/test_gpu.py runs the GPU path on a software Vulkan)
+# (tests/boards/prove_gpu.py runs the GPU path on a software Vulkan)
 os.environ["VK_DRIVER_FILES"] = os.environ["VK_ICD_FILENAMES"] = "/nonexistent/edgeseg-test-icd.json"
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,13 +22,13 @@ RUNTIME_MODELS = Path(os.environ.get("EDGESEG_TEST_MODELS", REPO / "build" / "te
 def pytest_collection_modifyitems(config, items):
     """tests/runtime_only proves the device install (no TensorFlow) works: a bare `pytest`
     collects it and says why it is skipped; `make test` runs it in .venv-runtime on models built
-    by tools/make_test_models.py."""
+    by tools/maintenance/make_test_models.py."""
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is not None:
         reason = "device-install tests: TensorFlow is installed here; `make test` runs them in .venv-runtime"
     elif not (RUNTIME_MODELS / "tiny_int8.tflite").is_file():
-        reason = f"runtime test models not built in {RUNTIME_MODELS}: run tools/make_test_models.py (make test does)"
+        reason = f"runtime test models not built in {RUNTIME_MODELS}: run tools/maintenance/make_test_models.py (make test does)"
     else:
         return
     for item in items:

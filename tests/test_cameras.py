@@ -316,12 +316,12 @@ def test_cli_camera_0_on_a_csi_only_pi_reads_the_csi_camera(exported, fake_pi, t
 
 
 def test_the_systemd_unit_runs_on_a_pi_as_written(exported, fake_pi, tmp_path):
-    """tools/edgeseg.service's ExecStart, with its paths pointed here, on a fake CSI-only Pi."""
+    """tools/deploy/edgeseg.service's ExecStart, with its paths pointed here, on a fake CSI-only Pi."""
     import shlex
 
     from conftest import REPO
 
-    unit = (REPO / "tools" / "edgeseg.service").read_text()
+    unit = (REPO / "tools" / "deploy" / "edgeseg.service").read_text()
     env = dict(line.split("=", 1)[1].split("=", 1) for line in unit.splitlines() if line.startswith("Environment="))
     exec_start = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_start.replace("${EDGESEG_TOKEN}", env["EDGESEG_TOKEN"]))

@@ -61,7 +61,7 @@ def test_graph_ops_fixed_batch_and_delegate_report(exported):
     assert "ARG_MAX" not in ops  # argmax is the runtime's job
     assert ops["CONV_2D"] > 10 and ops["DEPTHWISE_CONV_2D"] > 10
     assert exported["files"]["int8"]["unsupported"]["gpu"] == {}
-    # the real accelerator was asked too; this machine has no Vulkan adapter (tools/test_gpu.py has one)
+    # the real accelerator was asked too; this machine has no Vulkan adapter (tests/boards/prove_gpu.py has one)
     probe = exported["files"]["int8"]["gpu_accelerator"]
     assert probe["available"] is False and "Vulkan" in probe["why"]
     from edgeseg.export.delegates import unsupported_ops
@@ -78,11 +78,22 @@ def test_int8_takes_raw_pixels(exported):
     assert seg.input.dtype == np.int8 and scale == pytest.approx(1.0, rel=0.02) and zero == -128
 
 
-def test_existing_files_are_not_overwritten(run_dir):
+def test_existing_files_are_not_overwritten(run_dir, tmp_path):
+    """A file of an export's name that its record does not list (the user's, or made with other
+    settings) needs --force; the files an export of the same settings finished are kept (see
+    test_field.py for a rerun after a full disk)."""
     from edgeseg.export.exporter import ExportOptions, export_run
 
-    with pytest.raises(ExportError, match="exists; pass --force"):
-        export_run(run_dir, ExportOptions(formats=("fp32",)))
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "tiny_fp32.tflite").write_bytes(b"mine")
+    with pytest.raises(ExportError, match="tiny_fp32.tflite exists; pass --force"):
+        export_run(run_dir, ExportOptions(formats=("fp32",), out_dir=out))
+    (out / "export.json").write_text('{"run": "/another/run", "files": {}}')
+    (out / "tiny_fp32.tflite").unlink()
+    with pytest.raises(ExportError, match="export.json exists and is not this run's export record; pass --force"):
+        export_run(run_dir, ExportOptions(formats=("fp32",), out_dir=out))
+    assert (out / "export.json").read_text() == '{"run": "/another/run", "files": {}}'
 
 
 def test_unwritable_output_leaves_nothing(run_dir, tmp_path):

@@ -1,5 +1,5 @@
 """A change of numerics shows: the committed tiny models (tests/golden, made by
-tools/make_golden.py) must give exactly the committed masks on the committed frames, through
+tools/maintenance/make_golden.py) must give exactly the committed masks on the committed frames, through
 every upsampling mode, at the model's own size and at others (letterbox, upsampling). A failure
 here means the runtime computes something else than it did: LiteRT, OpenCV's resize, the
 letterbox, the int8 input table or the upsampling changed. If that was meant, regenerate the

@@ -62,13 +62,13 @@ def cases(victim: Path, run: Path, synth: Path, model: Path, tmp: Path):
         (["evaluate", str(run), "--data", v], "cannot tell the dataset format"),
         (["evaluate", str(run), "--json", v], "is a folder; give a file name"),
         (["evaluate", str(model), "--overlays", str(tmp / "o.png")], "--overlays draws a Keras run"),
-        (["run", v, "--source", str(synth / "val" / "images")], "model not found"),
+        (["run", v, "--source", str(synth / "val" / "images")], "is a folder, not a model file"),
         (["run", str(model), "--source", v], "no images in"),
         (["run", str(model), "--source", str(synth / "val" / "images"), "--save", v], "is a folder; give a file name"),
         (["run", str(model), "--source", str(synth / "val" / "images"), "--stats-json", v], "is a folder"),
         (["run", str(model), "--source", str(synth / "val" / "images"), "--labels", s], "--labels: folder not found"),
         (["run", s, "--source", str(synth / "val" / "images")], "not a TFLite model"),
-        (["benchmark", v], "model not found"),
+        (["benchmark", v], "is a folder, not a model file"),
         (["benchmark", str(model), "--json", v], "is a folder; give a file name"),
     ]
 

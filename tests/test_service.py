@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.runtime.run.outputs import VideoSink
+from edgeseg.runtime.run.recording import VideoSink
 
 
 def start_run(*args):
@@ -68,6 +68,16 @@ def video_facts(path: Path) -> tuple[int, float]:
     return count, fps
 
 
+def segments_facts(folder: Path, stem: str) -> tuple[int, set]:
+    """The frames in all the --save segments ``STEM-NNNNNN.mp4`` in ``folder``, and their rates."""
+    total, rates = 0, set()
+    for path in sorted(folder.glob(f"{stem}-*.mp4")):
+        frames, fps = video_facts(path)
+        total += frames
+        rates.add(round(fps, 2))
+    return total, rates
+
+
 def test_sigterm_finishes_the_video_and_the_stats_and_exits_0(exported, video, tmp_path):
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
     proc, lines = start_run(exported["files"]["int8"]["path"], "--source", video, "--loop", "--save", out,
@@ -84,11 +94,12 @@ def test_sigterm_finishes_the_video_and_the_stats_and_exits_0(exported, video, t
     assert took < 5.0, took
     summary = json.loads(stats.read_text())
     assert summary["stopped_by"] == "SIGTERM" and summary["interrupted"] and summary["frames"] > 8
-    frames, fps = video_facts(out)
-    assert frames == summary["frames"]
-    assert fps == pytest.approx(10.0, abs=0.01)  # the clip's own rate, not a fixed 15
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "stats.json"]  # no hidden temporary left
-    assert oct(out.stat().st_mode & 0o777) != oct(0o600)
+    frames, rates = segments_facts(tmp_path, "out")
+    assert frames == summary["frames"] == summary["video"]["frames"]
+    assert rates == {10.0}  # the clip's own rate, not a fixed 15
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"out-{n:06d}.mp4" for n in range(1, len(names))] + ["stats.json"]  # no hidden temporary left
+    assert oct((tmp_path / "out-000001.mp4").stat().st_mode & 0o777) != oct(0o600)
 
 
 def test_sighup_reloads_a_model_copied_over_the_old_one(exported, synth_root, tmp_path):
@@ -131,7 +142,7 @@ def test_sighup_reloads_a_model_copied_over_the_old_one(exported, synth_root, tm
     summary = json.loads(stats.read_text())
     assert summary["precision"] == "fp32" and summary["reloads"] == 1
     assert summary["warnings"] == {"reload_failed": 1}
-    frames, _ = video_facts(out)
+    frames, _ = segments_facts(tmp_path, "out")
     assert frames == summary["frames"]  # every frame segmented reached the video: none lost in the swap
     assert not any("Traceback" in line for line in lines)
 
@@ -143,10 +154,10 @@ def test_a_video_of_a_live_source_plays_at_the_measured_rate(tmp_path):
         frame[:] = i * 10
         sink.write(frame, 100.0 + 0.2 * i)  # 5 frames a second
     sink.close()
-    frames, fps = video_facts(tmp_path / "cam.mp4")
+    frames, fps = video_facts(tmp_path / "cam-000001.mp4")
     assert frames == 14 and fps == pytest.approx(5.0, abs=0.05)
-    sink = VideoSink(tmp_path / "short.mp4")  # fewer frames than are measured: the rate of those
+    sink = VideoSink(tmp_path / "short.mp4", segment=None)  # fewer frames than are measured: the rate of those
     for t in (0.0, 1.5, 2.0, 2.5):  # a slow first frame (warm-up) does not count
         sink.write(frame, t)
     sink.close()
-    assert video_facts(tmp_path / "short.mp4") == (4, pytest.approx(2.0, abs=0.05))
+    assert video_facts(tmp_path / "short.mp4") == (4, pytest.approx(2.0, abs=0.05))  # one file, as named

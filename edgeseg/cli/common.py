@@ -37,6 +37,23 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+def model_file_problem(path) -> str | None:
+    """Why ``path`` is not a model file to run (None: it is a file): missing, or a folder (a
+    training run, an export folder), said with what to give instead."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        return None
+    if not path.is_dir():
+        return f"model not found: {path}"
+    if (path / "config.yaml").is_file():
+        return f"{path} is a training run, not a model file: export it (edgeseg export {path}) and give a .tflite or .onnx file"
+    inside = sorted(p.name for p in path.iterdir() if p.suffix in (".tflite", ".onnx"))
+    listed = f" (it holds {', '.join(inside[:4])}{', ...' if len(inside) > 4 else ''})" if inside else ""
+    return f"{path} is a folder, not a model file: give a .tflite or .onnx file{listed}"
+
+
 def usage(message: str):
     """Options that do not go together or mean nothing here: exit 2, like a bad option value."""
     fail(message, 2)
@@ -77,6 +94,8 @@ def setup_logging(verbose: bool = False) -> None:
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        # FFmpeg's own lines (a stream that refuses each reconnect attempt, "moov atom not found")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     log = logging.getLogger("edgeseg")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -85,3 +104,7 @@ def setup_logging(verbose: bool = False) -> None:
         log.propagate = False
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
+
+def provider_list(text: str | None) -> list[str] | None:
+    """--providers tensorrt,cuda,cpu as a list (None: the backend's default)."""
+    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None

@@ -12,7 +12,7 @@ from edgeseg.cli.common import VERBOSE_HELP, Format, fail, handle_errors, setup_
 from edgeseg.core.files import check_output_file, write_json_atomic, write_text_atomic
 
 
-MODEL_FILES = (".tflite", ".onnx")
+MODEL_FILES = (".tflite", ".onnx", ".keras")  # .keras: the MCT model of an IMX500 export
 
 
 def _progress(description: str, total: int | None):
@@ -46,20 +46,30 @@ def _score_model_file(path: Path, data, fmt, split, threads, frames):
     from edgeseg.runtime.model.metadata import load_metadata
     from edgeseg.runtime.model.scoring import score_model_file
 
+    imx500 = path.suffix == ".keras"
     if fmt is None and data is None:
-        meta = load_metadata(path)
+        if imx500:
+            from edgeseg.runtime.model.imx500 import read_sensor_metadata
+
+            meta = read_sensor_metadata(path)
+        else:
+            meta = load_metadata(path)
         if meta is None or meta.dataset != "synthetic":
             raise ConfigError(f"evaluating {path.name} needs --data (or a run directory first)")
     source = frames_named(load_split(data, resolve_format(data, fmt), split), frames)
     progress, advance = _progress(f"evaluating {path.name}", len(source.items))
     with progress:
+        if imx500:
+            from edgeseg.export.imx500.export import score_quantized_keras
+
+            return score_quantized_keras(path, source.items, source.info.label_map, source.info.class_names, advance)
         return score_model_file(path, source.items, source.info.label_map, source.info.class_names, threads,
                                 progress=advance)
 
 
 @handle_errors
 def evaluate(
-    models: Annotated[list[Path], typer.Argument(help="Run directories, weights files inside runs, and/or .tflite / .onnx models.")],
+    models: Annotated[list[Path], typer.Argument(help="Run directories, weights files inside runs, and/or .tflite / .onnx models, or the RUN_imx500.keras of an IMX500 export (run by MCT in Sony's environment).")],
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: the first run's).")] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: the first run's).")] = None,
     split: Annotated[str, typer.Option("--split", "-s")] = "val",

@@ -16,7 +16,7 @@ CALIB = "Calibration (int8)"
 QAT = "Quantization-aware training"
 
 
-Target = choices("Target", TARGETS)
+Target = choices("Target", (*TARGETS, "imx500"))
 IO = choices("IO", IO_TYPES)
 Select = choices("Select", SELECTIONS)
 FileKind = choices("FileKind", FILE_KINDS)
@@ -30,7 +30,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Add the float16 model (GPU delegate).")] = False,
     qat: Annotated[bool, typer.Option("--qat", help="The QAT int8 model; fine-tunes first unless the run has QAT weights (edgeseg train --qat --from RUN).", rich_help_panel=QAT)] = False,
     formats: Annotated[Optional[str], typer.Option("--precisions", "--formats", help=f"Comma-separated: {','.join(EXPORT_FORMATS)} (overrides the flags; --formats: the old spelling).")] = None,
-    target: Annotated[Target, typer.Option(help="Formats per device: " + ", ".join(f"{t}={'+'.join(f)}" for t, f in TARGETS.items()) + ".")] = Target.cpu,
+    target: Annotated[Target, typer.Option(help="Formats per device: " + ", ".join(f"{t}={'+'.join(f)}" for t, f in TARGETS.items()) + "; imx500 = the Raspberry Pi AI Camera's packerOut.zip, by Sony's toolchain (make imx500-env).")] = Target.cpu,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default RUN/export).")] = None,
     io: Annotated[Optional[IO], typer.Option(help="Input/output type of integer models (int8, qat) \\[default: int8].")] = None,
     calib_data: Annotated[Optional[Path], typer.Option(help="Dataset for calibration (default: the run's).", rich_help_panel=CALIB)] = None,
@@ -50,7 +50,8 @@ def export(
 ):
     """Write TFLite models (fp32 / fp16 / dynamic / int8 / QAT int8) with embedded metadata, a
     delegate compatibility report and parity checks. Exits non-zero when a parity check fails
-    (the files and export.json are still written).
+    (the files and export.json are still written). Run again after an interruption (a full disk,
+    a power cut), it makes only the files still missing: export.json records each one written.
 
     [bold]Examples[/bold]
 
@@ -58,10 +59,24 @@ def export(
       edgeseg export runs/camvid --int8 --qat --io uint8
       edgeseg export runs/camvid --target gpu
       edgeseg export runs/camvid --files onnx --int8       # for ONNX Runtime / TensorRT (Jetson)
+      edgeseg export runs/imx --target imx500              # Raspberry Pi AI Camera (docs/imx500.md)
     """
     setup_logging(verbose)
     from edgeseg.core.errors import ConfigError, ExportError
     from edgeseg.export.exporter import ExportOptions, export_run, plan_export
+
+    if target == Target.imx500:
+        _refuse_for_imx500(int8=int8, fp16=fp16, qat=qat, precisions=formats is not None, io=io is not None,
+                           qat_steps=qat_steps is not None, qat_lr_factor=qat_lr_factor is not None, debug=debug,
+                           keep_float=bool(keep_float), files=file_format != FileKind.tflite,
+                           onnx_int8=onnx_int8 is not None, decoder_upsample=decoder_upsample != Interp.bilinear)
+        if calib_manifest is not None and (calib_size is not None or calib_select is not None):
+            raise ConfigError("--calib-manifest lists the frames; --calib-size/--calib-select do not apply with it")
+        _export_imx500(run, ExportOptions(
+            formats=(), out_dir=out, calib_data=calib_data, calib_format=calib_format.value if calib_format else None,
+            calib_size=calib_size or 200, calib_select=(calib_select or Select.balanced).value,
+            calib_manifest=calib_manifest, force=force))
+        return
 
     if formats:
         chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
@@ -101,8 +116,8 @@ def export(
         decoder_interpolation=decoder_upsample.value, force=force, edgetpu=target == Target.edgetpu,
         debug=debug, keep_float=tuple(keep_float or ()), onnx_int8=(onnx_int8 or OnnxInt8.tflite).value,
     )
-    plan_export(run, options)  # every option and the --force check before any fine-tuning
-    if any(r.qat for r in rows):
+    plan = plan_export(run, options)  # every option and the --force check before any fine-tuning
+    if any(EXPORT_FORMATS[f].qat for f in plan.pending):
         ensure_qat(run, qat_steps, qat_lr_factor, decoder_upsample.value)
     from rich.progress import Progress
 
@@ -114,6 +129,48 @@ def export(
         failed = [k for k, v in report["parity"].items() if isinstance(v, dict) and not v.get("ok", True)]
         raise ExportError(f"parity check failed for {', '.join(failed)}: see the table above and "
                           f"{Path(report['files'][failed[0]]['path']).parent / 'export.json'}")
+
+
+def _refuse_for_imx500(**given) -> None:
+    from edgeseg.core.errors import ConfigError
+
+    flags = ["--" + name.replace("_", "-") for name, on in given.items() if on]
+    if flags:
+        raise ConfigError(f"--target imx500 writes Sony's files (MCT quantizes for the sensor); "
+                          f"{flags_phrase(flags, 'does not apply', 'do not apply')}")
+
+
+def _export_imx500(run: Path, options) -> None:
+    from rich.progress import Progress
+
+    from edgeseg.export.imx500.export import export_imx500
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("frames", total=None)
+        report = export_imx500(run, options, progress=lambda: progress.advance(task))
+    print_imx500_report(report)
+
+
+def print_imx500_report(report: dict) -> None:
+    files, memory = report["files"], report.get("memory", {})
+    typer.echo(f"\n{report['verdict']['status']} (limits): {report['verdict']['reason']}")
+    typer.echo(f"MCT: {report['mct']['seconds']:.0f}s (TensorFlow {report['mct']['tensorflow']}, MCT "
+               f"{report['mct']['mct']}, TPC {report['mct']['tpc']}); imxconv-tf: {report['converter']['seconds']:.0f}s")
+    if memory:
+        typer.echo("memory report: " + ", ".join(f"{k} {v}" for k, v in memory.items() if k != "Name"))
+    drop = report.get("parity", {}).get("imx500")
+    if drop:
+        typer.echo(f"\n{'model':<22} {'mIoU':>7}  on {drop['frames']} {drop['split']} frames")
+        typer.echo(f"{'float (Keras, TF 2.15)':<22} {drop['miou_float']:>7.4f}")
+        typer.echo(f"{'MCT int8 (IMX500)':<22} {drop['miou_quantized']:>7.4f}  drop {drop['drop_points']:.2f} points, "
+                   f"{100 * drop['pixel_agreement']:.2f}% pixels = float")
+    typer.echo("")
+    for key in ("packer", "memory_report", "dnn_params", "labels", "metadata", "quantized"):
+        typer.echo(f"  {key:<14} {files[key]}")
+    c = report["calibration"]
+    typer.echo(f"calibration: {c['frames']} frames ({c['select']}), manifest {c['manifest']}")
+    typer.echo(f"next, on the Pi: imx500-package -i packerOut.zip -o DIR, copy {Path(files['metadata']).name} "
+               f"into DIR, then edgeseg run DIR/network.rpk --camera csi")
 
 
 def ensure_qat(run: Path, steps: int | None, lr_factor: float | None, decoder_upsample: str) -> None:

@@ -11,7 +11,8 @@ from edgeseg.cli import data as data_cli
 from edgeseg.cli import model as model_cli
 from edgeseg.cli.evaluate import evaluate
 from edgeseg.cli.export import export
-from edgeseg.cli.run import benchmark, run
+from edgeseg.cli.benchmark import benchmark
+from edgeseg.cli.run import run
 from edgeseg.cli.train import train
 
 app = typer.Typer(

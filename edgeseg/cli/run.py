@@ -1,4 +1,4 @@
-"""`edgeseg run` and `edgeseg benchmark`: the device runtime. Imports no TensorFlow."""
+"""`edgeseg run`: the device runtime. Imports no TensorFlow."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, setup_logging, usage
+from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, model_file_problem, provider_list, setup_logging, usage
+from edgeseg.cli.run_options import check_outputs, check_source_options, save_fps, wxh
 from edgeseg.runtime.model.backend import is_onnx
 from edgeseg.runtime.model.segmenter import UPSAMPLE_MODES
 from edgeseg.runtime.run.scores import label_score_line
 
 log = logging.getLogger("edgeseg")
 Upsample = choices("Upsample", UPSAMPLE_MODES)
-
-
-def _providers(text: str | None) -> list[str] | None:
-    return [p.strip().lower() for p in text.split(",") if p.strip()] if text else None
 
 
 def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, input_size: str | None,
@@ -28,8 +25,9 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     from edgeseg.runtime.model.metadata import load_metadata
     from edgeseg.runtime.model.segmenter import Segmenter
 
-    if not model.is_file():
-        fail(f"model not found: {model}")
+    problem = model_file_problem(model)
+    if problem:
+        fail(problem)
     try:
         meta = load_metadata(model)
     except MetadataError as e:
@@ -55,6 +53,25 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
     return seg
 
 
+def _sensor_metadata(model: Path, delegate, providers, input_size, classes):
+    """For a network that runs on the AI Camera (``.rpk``): its edgeseg.json; None for any other
+    model file."""
+    if model.suffix.lower() != ".rpk":
+        return None
+    from edgeseg.core.metadata import MetadataError
+    from edgeseg.runtime.model.imx500 import read_sensor_metadata
+
+    if delegate or providers or input_size or classes:
+        usage(f"{model.name} runs on the AI Camera with its edgeseg.json: --delegate, --providers, --input-size "
+              "and --classes do not apply")
+    if not model.is_file():
+        fail(f"model not found: {model}")
+    try:
+        return read_sensor_metadata(model)
+    except MetadataError as e:
+        fail(str(e))
+
+
 def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
     """On a Jetson, an ONNX model that ONNX Runtime can only run on the CPU: one line on how to
     get the GPU (PyPI's aarch64 onnxruntime has no GPU provider)."""
@@ -67,66 +84,14 @@ def _say_if_a_jetson_gpu_sits_idle(backend) -> None:
                     backend.path.name, JETSON_GPU_HELP)
 
 
-def _check_outputs(save: Path | None, save_masks: Path | None, stats_json: Path | None) -> None:
-    """Every output path is usable before the model runs (not after the first frame)."""
-    from edgeseg.core.files import check_output_file, check_writable_dir
-    from edgeseg.runtime.run.outputs import VideoSink
-
-    check_output_file(save, "--save")
-    check_output_file(stats_json, "--stats-json")
-    if save is not None:
-        try:
-            VideoSink.check(save)
-        except OSError as e:
-            fail(f"--save: {e}")
-    if save_masks is not None:
-        check_writable_dir(save_masks, "--save-masks")
-
-
 SOURCE = "Source"
 COLLECT = "Collect frames to label (--collect DIR)"
 PREVIEW_FPS = 15.0  # --serve sends at most this many overlays a second; masks and stats keep every frame
 
 
-def _save_fps(source: str | None, live: bool) -> float | None:
-    """The rate of a --save video: a video file's own, 15 for images (they have none), None
-    (measured as frames are segmented) for cameras and streams."""
-    from edgeseg.runtime.run.outputs import VideoSink
-    from edgeseg.runtime.sources.files import video_fps
-
-    if live:
-        return None
-    return video_fps(source) or VideoSink.DEFAULT_FPS
-
-
-def _wxh(text: str) -> tuple[int, int]:
-    """--camera-size is width x height, as cameras are described (--input-size is HxW)."""
-    from edgeseg.core.geometry import parse_size
-
-    w, h = parse_size(text, "--camera-size", order="WxH")
-    return w, h
-
-
-def _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after) -> bool:
-    """Source options that do not go together, refused before anything opens; whether the
-    source is live (a camera, a stream, a GStreamer pipeline)."""
-    if (camera is None) == (source is None):
-        usage("give one of --camera N or --source FILE|URL|DIR|GLOB")
-    live = camera is not None or "://" in (source or "") or (source or "").startswith("gst:")
-    if (camera_size or camera_fps or camera_mjpg) and not live:
-        usage("--camera-size, --camera-fps and --camera-mjpg apply to cameras and GStreamer sources")
-    if camera_mjpg and (camera is None or not camera.replace("/dev/video", "").isdigit()):
-        usage("--camera-mjpg applies to USB (V4L2) cameras")
-    if loop and live:
-        usage("--loop replays a file or folder; a camera or stream goes on by itself")
-    if give_up_after is not None and not live:
-        usage("--give-up-after applies to cameras and network streams; a file or folder ends by itself")
-    return live
-
-
 @handle_errors
 def run(
-    model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model.")],
+    model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model, or network.rpk (the Raspberry Pi AI Camera, with the edgeseg.json of its export beside it; --camera csi).")],
     camera: Annotated[Optional[str], typer.Option(help="0 or /dev/videoN (USB, V4L2), or csi[:N] (Pi: Picamera2 / rpicam-vid; Jetson: Argus). On a Pi or Jetson without a USB camera, 0 means the CSI camera.", rich_help_panel=SOURCE)] = None,
     source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob, csi://N, or gst:PIPELINE (any GStreamer pipeline).", rich_help_panel=SOURCE)] = None,
     camera_size: Annotated[Optional[str], typer.Option(help="Camera frame size WxH (width x height, as cameras are sold; --input-size is HxW) (default: the camera's; CSI and GStreamer 1280x720 / 640x480).", rich_help_panel=SOURCE)] = None,
@@ -139,7 +104,8 @@ def run(
     strict: Annotated[bool, typer.Option(help="Fail instead of falling back to the CPU when the delegate cannot load.")] = False,
     providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models, in order: tensorrt,cuda,cpu \\[default: those installed]; or trt alone: TensorRT's own Python bindings (JetPack), without ONNX Runtime.")] = None,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and a GUI build of OpenCV).")] = False,
-    save: Annotated[Optional[Path], typer.Option(help="Write the overlay video (.mp4).")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Write the overlay video: out.mp4 is written as out-000001.mp4, out-000002.mp4, ... one file every --save-segment seconds (a power cut loses at most the file in progress).")] = None,
+    save_segment: Annotated[Optional[float], typer.Option(min=0, help="Seconds of the run in each --save file; 0: one file, named as given and renamed when the run ends (a power cut loses all of it) \\[default: 10].")] = None,
     save_masks: Annotated[Optional[Path], typer.Option(help="Write each label map as PNG into this folder.")] = None,
     serve: Annotated[Optional[str], typer.Option(help="Stream the overlay as MJPEG at [HOST:]PORT (default host 127.0.0.1; another host needs the printed access token).")] = None,
     serve_token: Annotated[Optional[str], typer.Option(help="Access token for --serve (default: generated for non-loopback hosts).")] = None,
@@ -149,7 +115,8 @@ def run(
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames (frame 00001.jpg: 00001.png): true mIoU. Each is checked first; one that does not decode, is of another size, has colour channels or ids the model does not have is said once, counted and not scored.")] = None,
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
-    stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
+    stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON: at the end, and every --stats-every seconds while it runs.")] = None,
+    stats_every: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds between the --stats-json snapshots written during the run \\[default: 10].")] = None,
     collect: Annotated[Optional[Path], typer.Option(help="Keep the frames the model is unsure of, with its masks as draft labels, in this folder (a dataset `edgeseg train --init` fine-tunes on).", rich_help_panel=COLLECT)] = None,
     collect_when: Annotated[Optional[str], typer.Option(help="uncertain (the margin between the two likeliest classes), disagree (with --compare, on the frames it runs on) or every:N \\[default: uncertain].", rich_help_panel=COLLECT)] = None,
     collect_threshold: Annotated[Optional[float], typer.Option(min=0, help="Keep every frame scoring at least this (0-1) instead of the best of each window.", rich_help_panel=COLLECT)] = None,
@@ -172,23 +139,29 @@ def run(
       edgeseg run model_int8.tflite --source video.mp4 --save out.mp4 --compare model_fp32.tflite
       edgeseg run model_int8.tflite --source frames/ --labels labels/ --compare model_fp32.tflite
       edgeseg run model_int8.tflite --camera 0 --collect site-frames/   # then label, train --init
+      edgeseg run imx/network.rpk --camera csi --compare model_fp32.tflite --serve 0.0.0.0:8080   # AI Camera
     """
     setup_logging(verbose)
     from edgeseg.runtime.model.backend import load_delegates
     from edgeseg.runtime.run.scores import LabelLookup
-    from edgeseg.runtime.run.loop import RunOptions, run_stream
-    from edgeseg.runtime.sources.frame import SourceError
+    from edgeseg.runtime.run.loop import STATS_EVERY, RunOptions, run_stream
+    from edgeseg.runtime.run.recording import SEGMENT_SECONDS
+    from edgeseg.runtime.sources.frame import SourceCounts, SourceError
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source
 
-    live = _check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after)
+    live = check_source_options(camera, source, camera_size, camera_fps, camera_mjpg, loop, give_up_after)
     from edgeseg.runtime.sources.cameras import CameraSettings
 
-    settings = CameraSettings(_wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
+    settings = CameraSettings(wxh(camera_size) if camera_size else None, camera_fps, camera_mjpg)
     if compare_every is not None and compare is None:
         usage("--compare-every needs --compare MODEL")
     if serve_token is not None and serve is None:
         usage("--serve-token needs --serve")
+    if save_segment is not None and save is None:
+        usage("--save-segment needs --save")
+    if stats_every is not None and stats_json is None:
+        usage("--stats-every needs --stats-json")
     from edgeseg.runtime.run.collect_options import CollectTarget
 
     collect_target = CollectTarget.from_options(collect, live, compare is not None, when=collect_when,
@@ -204,20 +177,34 @@ def run(
             address = parse_address(serve)
         except ValueError as e:
             usage(str(e))
-    _check_outputs(save, save_masks, stats_json)
+    check_outputs(save, save_masks, stats_json, collect)
     # installed now: a SIGHUP or SIGTERM while the model loads (a TensorRT build takes minutes) is
     # taken at the first frame instead of killing the process; uninstalled when the process ends
     signals = RunSignals().__enter__()
-    try:  # the source first: a missing camera is the likeliest mistake, and cheap to find
-        frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
-                                     stopping=signals.stopping)
+    sensor = _sensor_metadata(model, delegate, providers, input_size, classes)
+    counts = None if live else SourceCounts()
+    try:  # the source first: a missing camera or file is the likeliest mistake, and cheap to find
+        if sensor is not None:
+            from edgeseg.runtime.sources.imx500 import open_imx500_source
+
+            frames, reader = open_imx500_source(model, camera, source, settings, sensor.input_size, give_up_after,
+                                                signals.stopping)
+        else:
+            frames, reader = open_source(camera, source, loop=loop, give_up_after=give_up_after, settings=settings,
+                                         stopping=signals.stopping, counts=counts)
     except SourceError as e:
         fail(str(e))
     server = None
     try:
-        seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value, _providers(providers))
+        if sensor is not None:
+            from edgeseg.runtime.model.imx500 import Imx500Segmenter
+
+            seg = Imx500Segmenter(model, sensor, upsample.value)
+        else:
+            seg = _segmenter(model, threads, delegate, strict, input_size, classes, upsample.value,
+                             provider_list(providers))
         float_seg = _segmenter(compare, threads, None, False, input_size, classes,
-                               providers=_providers(providers) if is_onnx(compare) else None, main=False) if compare else None
+                               providers=provider_list(providers) if is_onnx(compare) else None, main=False) if compare else None
         if float_seg is not None:
             from edgeseg.runtime.model.scoring import describe_classes, same_classes
 
@@ -236,7 +223,9 @@ def run(
         lookup = LabelLookup(labels, seg.meta.label_map(), seg.meta.num_classes) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
-                             save_fps=_save_fps(source, live) if save else None,
+                             save_fps=save_fps(source, live) if save else None,
+                             save_segment=SEGMENT_SECONDS if save_segment is None else save_segment or None,
+                             stats_every=stats_every or STATS_EVERY, source_counts=counts,
                              serve=server, signals=signals, collect=collect_target,
                              reload=lambda running: running.reopen(load_delegates(delegate, strict)),
                              echo=lambda line: typer.echo(line, err=True))
@@ -247,6 +236,10 @@ def run(
         if reader is not None:
             reader.stop()
     _print_summary(summary)
+    if reader is not None and reader.gave_up and not reader.read_count:
+        fail(f"no frame from {reader.name} in {give_up_after:g} s (--give-up-after): it never opened")
+    if summary.get("not_written"):
+        fail(next(iter(summary["not_written"].values())))
 
 
 def _print_summary(s: dict) -> None:
@@ -254,7 +247,16 @@ def _print_summary(s: dict) -> None:
     for stage, v in s["stages"].items():
         typer.echo(f"  {stage:<12} p50 {v['p50_ms']:7.1f} ms   p95 {v['p95_ms']:7.1f} ms")
     if "dropped_frames" in s:
-        typer.echo(f"  dropped frames {s['dropped_frames']}, reconnects {s['reconnects']}")
+        typer.echo(f"  dropped frames {s['dropped_frames']}, reconnects {s['reconnects']} "
+                   f"({s['reconnected']} succeeded)")
+    if s.get("unreadable_frames"):
+        typer.echo(f"  skipped {s['unreadable_frames']} unreadable frames")
+    if "video" in s:
+        v = s["video"]
+        kept = f"{v['files']} files, {v['first']} .. {Path(v['last']).name}" if v["files"] > 1 else \
+            v.get("first", "no file")
+        typer.echo(f"video: {v['frames']} frames in {kept}"
+                   + (f"; {v['not_written']} not written" if v.get("not_written") else ""))
     if "collect" in s:
         c = s["collect"]
         skipped = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c["skipped"].items() if n)
@@ -270,50 +272,3 @@ def _print_summary(s: dict) -> None:
         if "drop_points" in c:
             typer.echo(f"labelled: {s['precision']} {c['miou']:.4f} vs float {c['float_miou']:.4f}: "
                        f"drop {c['drop_points']:.2f} points")
-
-
-def _thread_counts(text: str) -> list[int]:
-    try:
-        counts = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        usage(f"--threads takes comma-separated counts >= 1 (e.g. 1,2,4), got {text!r}")
-    return counts
-
-
-@handle_errors
-def benchmark(
-    models: Annotated[list[Path], typer.Argument(help=".tflite and/or .onnx models.")],
-    threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2,4",
-    delegate: Annotated[Optional[str], typer.Option(help="xnnpack | gpu | nnapi | edgetpu | PATH.so (.tflite models)")] = None,
-    providers: Annotated[Optional[str], typer.Option(help="ONNX Runtime providers for .onnx models: tensorrt,cuda,cpu; or trt (TensorRT's bindings).")] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Timed invokes per model and thread count.")] = 20,
-    warmup: Annotated[int, typer.Option(min=0)] = 3,
-    json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
-):
-    """Inference latency (invoke only) across models and thread counts: median and p95."""
-    setup_logging(verbose)
-    from edgeseg.core.files import check_output_file
-    from edgeseg.runtime.model.backend import BackendError, load_delegates
-    from edgeseg.runtime.model.benchmark import benchmark_models
-
-    counts = _thread_counts(threads)
-    missing = [m for m in models if not m.is_file()]
-    if missing:
-        fail(f"model not found: {missing[0]}")
-    check_output_file(json_out, "--json")
-    delegates = load_delegates(delegate)
-    try:
-        rows = benchmark_models(models, counts, delegates, runs, warmup, _providers(providers))
-    except BackendError as e:
-        fail(str(e))
-    typer.echo(f"{'model':<34} {'backend':<40} {'threads':>7} {'median ms':>10} {'p95 ms':>8}")
-    for r in rows:
-        typer.echo(f"{Path(r['model']).name[:34]:<34} {r['backend'][:40]:<40} {r['threads']:>7} "
-                   f"{r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}")
-    if json_out:
-        from edgeseg.core.files import write_json_atomic
-
-        write_json_atomic(json_out, rows)

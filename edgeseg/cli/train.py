@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
+from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, handle_errors, setup_logging
+from edgeseg.cli.train_options import check_target, refuse_for_init, refuse_for_qat, refuse_for_training, with_mix
 from edgeseg.config import HEADS, LOSSES, OPTIMIZERS, QAT_LR_FACTOR, QAT_STEPS, SHIP, STRATEGIES
 
 
@@ -36,18 +37,6 @@ OPTIM = "Optimization"
 RUN = "Run"
 QAT = "Quantization-aware training (--qat --from RUN)"
 FINETUNE = "Fine-tuning on new frames (--init RUN)"
-# What `--init RUN` takes from the run and cannot be changed: the model and its config.
-INIT_REFUSED = {"config", "backbone", "alpha", "output_stride", "head", "aspp_filters", "decoder_filters",
-                "backbone_weights", "bn_momentum", "resume"}
-# What `--qat --from RUN` takes; `--resume` takes only the run's location.
-QAT_OPTIONS = {"qat", "from_run", "qat_steps", "qat_lr_factor", "qat_freeze_bn", "decoder_upsample", "batch_size"}
-RESUME_OPTIONS = {"resume", "run_dir", "name"}
-
-
-def _flag(name: str) -> str:
-    return "--" + {"from_run": "from", "format": "format"}.get(name, name).replace("_", "-")
-
-
 def _given(ctx: typer.Context) -> set[str]:
     """The options the user wrote (or set in the environment), whatever their value: ``--seed 0``
     and ``--no-photometric`` are given although they are falsy."""
@@ -61,6 +50,7 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder; its format is detected unless --format is given (default: the generated synthetic set). Every frame is checked before the first step, as `edgeseg data check` does.", rich_help_panel=DATA)] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: detected from the folder's layout).", rich_help_panel=DATA)] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options given here override it.", rich_help_panel=RUN)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Options for a target device, over --config and under the options given here: imx500 (the Raspberry Pi AI Camera: MobileNetV2 alpha 1.0, 256x256, ASPP rates 6/12) or imx500-320 (alpha 0.5, 320x320).", rich_help_panel=MODEL)] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME); must be new or empty.", rich_help_panel=RUN)] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name under runs/ (default: a timestamp).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --run-dir from its last epoch, with its saved config.", rich_help_panel=RUN)] = False,
@@ -83,6 +73,7 @@ def train(
     head: Annotated[Optional[Head], typer.Option(help="ASPP/decoder convolutions.", rich_help_panel=MODEL)] = None,
     aspp_filters: Annotated[Optional[int], typer.Option(min=1, help="ASPP channels (paper: 256).", rich_help_panel=MODEL)] = None,
     decoder_filters: Annotated[Optional[int], typer.Option(min=1, help="Decoder channels (paper: 256).", rich_help_panel=MODEL)] = None,
+    aspp_rates: Annotated[Optional[str], typer.Option(help="ASPP atrous rates, e.g. 6,12 \\[default: 6,12,18 at output stride 16, 12,24,36 at 8].", rich_help_panel=MODEL)] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="imagenet | PATH.h5 | none.", rich_help_panel=MODEL)] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNorm moving-average momentum (0.9 for short runs, 0.99 for long).", rich_help_panel=MODEL)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, rich_help_panel=OPTIM)] = None,
@@ -131,19 +122,23 @@ def train(
     from edgeseg.core.errors import ConfigError
 
     if qat or from_run is not None:
-        _refuse_for_qat(given, qat, from_run)
+        refuse_for_qat(given, qat, from_run)
         _train_qat(from_run, QAT_STEPS if qat_steps is None else qat_steps,
                    QAT_LR_FACTOR if qat_lr_factor is None else qat_lr_factor,
                    (decoder_upsample or Interp.bilinear).value, batch_size,
                    True if qat_freeze_bn is None else qat_freeze_bn)
         return
-    _refuse_for_training(given, resume, run_dir, name)
+    refuse_for_training(given, resume, run_dir, name)
     if init is not None:
-        _refuse_for_init(given, data)
+        refuse_for_init(given, data)
         base = _finetune_base(init)
     else:
         base = TrainConfig.load(config) if config else TrainConfig()
-    base = _with_mix(base, data_mix, init is not None)
+    if preset is not None:
+        from edgeseg.config.presets import preset as preset_options
+
+        base = base.override(**preset_options(preset))
+    base = with_mix(base, data_mix, init is not None)
     cw = class_weights
     if cw is not None and cw not in ("none", "median_freq", "inverse_sqrt"):
         cw = _floats(cw, "--class-weights")
@@ -159,7 +154,7 @@ def train(
         model__backbone=backbone, model__alpha=alpha, model__output_stride=output_stride,
         model__head=head.value if head else None, model__aspp_filters=aspp_filters,
         model__decoder_filters=decoder_filters, model__backbone_weights=backbone_weights,
-        model__bn_momentum=bn_momentum,
+        model__bn_momentum=bn_momentum, model__atrous_rates=_ints(aspp_rates, "--aspp-rates"),
         optim__epochs=epochs, optim__steps_per_epoch=steps_per_epoch,
         optim__optimizer=optimizer.value if optimizer else None, optim__learning_rate=lr,
         optim__weight_decay=weight_decay, optim__warmup_steps=warmup_steps,
@@ -177,6 +172,8 @@ def train(
     from edgeseg.models import get_backbone
 
     get_backbone(cfg.model.backbone)  # unknown names fail before any data is read
+    if preset is not None:
+        check_target(preset, cfg)
     run_dir = run_dir or Path("runs") / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
 
     from edgeseg.train import train as fit
@@ -190,6 +187,17 @@ def train(
     _print_summary(summary, cfg, run_dir)
 
 
+def _ints(text: str | None, name: str):
+    values = _floats(text, name)
+    if values is None:
+        return None
+    from edgeseg.core.errors import ConfigError
+
+    if any(v != int(v) for v in values):
+        raise ConfigError(f"{name} must be whole numbers, got {text!r}")
+    return [int(v) for v in values]
+
+
 def _finetune_base(init: Path):
     from edgeseg.config import TrainConfig
     from edgeseg.rundir import RunDir
@@ -197,73 +205,6 @@ def _finetune_base(init: Path):
     run = RunDir(init).require()
     run.weights()  # a run without weights fails here, before any data is read
     return TrainConfig.load(run.config).finetuning(init)
-
-
-def _refuse_for_init(given: set[str], data) -> None:
-    from edgeseg.core.errors import ConfigError
-
-    if data is None:
-        raise ConfigError("--init fine-tunes a run on new frames; give them with --data DIR")
-    refused = sorted(given & INIT_REFUSED)
-    if refused:
-        raise ConfigError(f"--init takes the model and its settings from the run; "
-                          f"{flags_phrase([_flag(e) for e in refused], 'does not apply', 'do not apply')}")
-
-
-def _with_mix(config, text: str | None, finetuning: bool):
-    """--data-mix [PATH:]SHARE applied to ``config`` (whose ``data.mix`` is the fine-tuned run's
-    data with --init)."""
-    from edgeseg.core.errors import ConfigError
-
-    if text is None:
-        return config
-    path, _, share_text = text.rpartition(":")
-    try:
-        share = float(share_text)
-    except ValueError:
-        raise ConfigError(f"--data-mix takes [PATH:]SHARE, e.g. data/old:0.5, got {text!r}") from None
-    if not 0 <= share < 1:
-        raise ConfigError(f"--data-mix: the share must be in [0, 1), got {share_text}")
-    if share == 0:
-        return config.without("data__mix")
-    if path:
-        mix = {"root": path, "format": None, "split": "train", "holdout": None, "share": share}
-    elif finetuning:
-        mix = {**config.data.mix, "share": share}
-    else:
-        raise ConfigError("--data-mix SHARE mixes in the --init run's data; without --init give PATH:SHARE")
-    return config.override(data__mix=mix)
-
-
-def _refuse_for_qat(given: set[str], qat: bool, from_run) -> None:
-    """QAT fine-tunes an existing run: both --qat and --from, and none of the training options."""
-    from edgeseg.core.errors import ConfigError
-
-    if not qat or from_run is None:
-        raise ConfigError("quantization-aware training needs both --qat and --from RUN")
-    extra = sorted(given - QAT_OPTIONS)
-    if extra:
-        raise ConfigError(f"--qat fine-tunes an existing run; "
-                          f"{flags_phrase([_flag(e) for e in extra], 'does not apply', 'do not apply')} "
-                          "(it takes --from, --qat-steps, --qat-lr-factor, --qat-freeze-bn, "
-                          "--decoder-upsample, --batch-size)")
-
-
-def _refuse_for_training(given: set[str], resume: bool, run_dir, name) -> None:
-    """QAT options without --qat, and options --resume would ignore (the run's config rules)."""
-    from edgeseg.core.errors import ConfigError
-
-    stray_qat = sorted(given & (QAT_OPTIONS - {"batch_size"}))
-    if stray_qat:
-        raise ConfigError(f"{flags_phrase([_flag(e) for e in stray_qat], 'applies', 'apply')} only with --qat --from RUN")
-    if resume:
-        extra = sorted(given - RESUME_OPTIONS)
-        if extra:
-            raise ConfigError(f"--resume continues the run with its saved config; "
-                              f"{flags_phrase([_flag(e) for e in extra], 'would be ignored', 'would be ignored')}: "
-                              "drop them, or start a new run")
-        if run_dir is None and name is None:
-            raise ConfigError("--resume needs --run-dir (or --name) of the run to continue")
 
 
 def _print_summary(summary: dict, cfg, run_dir: Path) -> None:

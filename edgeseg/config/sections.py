@@ -125,6 +125,8 @@ class ModelConfig:
         backbone: a name in ``edgeseg.models.backbones.BACKBONES``.
         alpha: MobileNetV2 width multiplier.
         output_stride: 16 (ASPP rates 6/12/18) or 8 (12/24/36).
+        atrous_rates: ASPP's 3x3 branch rates; ``None``: the paper's for the output stride (a
+            small feature map needs fewer or smaller ones: the IMX500 preset takes 6/12).
         head: ``plain`` 3x3 convolutions or ``separable`` atrous separable ones in ASPP and decoder.
         aspp_filters, decoder_filters, low_level_filters: 256 / 256 / 48 in the paper.
         dropout: after the ASPP projection.
@@ -145,8 +147,17 @@ class ModelConfig:
     dropout: float = 0.1
     bn_momentum: float = 0.9
     backbone_weights: str = "none"
+    atrous_rates: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        if self.atrous_rates is not None:
+            try:
+                rates = tuple(int(r) for r in self.atrous_rates)
+            except (TypeError, ValueError):
+                raise ConfigError(f"ASPP rates must be whole numbers, got {self.atrous_rates!r}") from None
+            if not rates or min(rates) < 1:
+                raise ConfigError(f"ASPP rates must be one or more numbers >= 1, got {self.atrous_rates!r}")
+            object.__setattr__(self, "atrous_rates", rates)
         if self.output_stride not in (8, 16):
             raise ConfigError(f"output stride must be 8 or 16, got {self.output_stride}")
         if self.head not in HEADS:
@@ -162,6 +173,8 @@ class ModelConfig:
 
     @property
     def aspp_rates(self) -> tuple[int, ...]:
+        if self.atrous_rates is not None:
+            return self.atrous_rates
         return (6, 12, 18) if self.output_stride == 16 else (12, 24, 36)
 
     def check_input_size(self, size) -> tuple[int, int]:

@@ -1,11 +1,12 @@
 """`edgeseg export`: a trained run -> .tflite and .onnx files with metadata, a delegate report
-and parity checks, written atomically."""
+and parity checks, written atomically. ``export.json`` is rewritten after each file: an export
+stopped half-way is completed by running it again (:mod:`edgeseg.export.record`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import re
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -14,11 +15,13 @@ from pathlib import Path
 
 from edgeseg import __version__
 from edgeseg.config import TrainConfig
-from edgeseg.core.files import write_bytes_atomic
+from edgeseg.core.files import sweep_temporaries, write_bytes_atomic
 from edgeseg.data import label_map_of, load_split
 from edgeseg.data.base import names_frame
 from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
+from edgeseg.export.edgetpu import compile_for_edgetpu, edgetpu_path
+from edgeseg.export.record import file_settings, finished_files, previous_report
 from edgeseg.export.metadata import embed_metadata
 from edgeseg.export.formats import EXPORT_FORMATS
 from edgeseg.export.tflite import convert
@@ -65,6 +68,13 @@ class ExportPlan:
     dataset: dict  # the run's dataset.json
     out_dir: Path
     targets: dict  # format -> output path
+    finished: dict  # format -> its export.json row: made by an earlier export of this run as asked now
+    previous: dict  # that export.json ({} when there is none)
+
+    @property
+    def pending(self) -> list[str]:
+        """The formats still to make, in the order asked."""
+        return [name for name in self.targets if name not in self.finished]
 
 
 def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
@@ -90,69 +100,101 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
     stem = run.path.name
     targets = {r.name: out_dir / f"{stem}{r.suffix}" for r in rows}
     compiled = [edgetpu_path(targets["int8"])] if options.edgetpu and "int8" in targets else []
-    _prepare_out_dir(out_dir, [*targets.values(), *compiled, out_dir / "export.json"], options.force)
-    return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets)
+    record = out_dir / "export.json"
+    _prepare_out_dir(out_dir)
+    # what a killed export left under a temporary name: its own files' names only
+    ours = {p.name for p in (*targets.values(), *compiled, record)}
+    sweep_temporaries(out_dir, lambda name: name in ours or name == "int8_layer_errors.csv")
+    previous = None if options.force else previous_report(record, run)
+    finished = finished_files(previous, targets, run, options) if previous else {}
+    if previous is None and record.exists() and not options.force:
+        raise ExportError(f"{record} exists and is not this run's export record; pass --force to overwrite")
+    existing = [p for n, p in targets.items() if p.exists() and n not in finished]
+    existing += [p for p in compiled if p.exists() and "int8" not in finished]
+    if existing and not options.force:
+        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
+    return ExportPlan(run, TrainConfig.load(run.config), json.loads(run.dataset.read_text()), out_dir, targets,
+                      finished, previous or {})
 
 
-def _prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
+def _prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-")
         probe.close()
     except OSError as e:
         raise ExportError(f"output folder {out_dir} is not writable: {e.strerror}") from None
-    existing = [p for p in targets if p.exists()]
-    if existing and not force:
-        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
 
 
 def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
     """Export a training run; returns the report also written to ``export.json``. A failed parity
-    check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway."""
+    check is in the report (``parity[FORMAT]["ok"]``, ``ok``); the files are written anyway.
+    ``export.json`` is rewritten after each file; files an earlier, interrupted export of the
+    same run and settings finished are kept (see the module's docstring)."""
     from edgeseg.models import load_run_model
 
     plan = plan_export(run_dir, options)
     run, config, out_dir = plan.run, plan.config, plan.out_dir
+    pending = plan.pending
+    if plan.finished:
+        log.info("keeping %s: finished by an earlier export with the same settings (%s)",
+                 ", ".join(p.name for n, p in plan.targets.items() if n in plan.finished), out_dir / "export.json")
     size = tuple(config.data.eval_size)
     model, _ = load_run_model(run.path, size, final_upsample=False,
                               decoder_interpolation=options.decoder_interpolation)
     qat_model = None
-    if any(EXPORT_FORMATS[f].qat for f in options.formats):
+    if any(EXPORT_FORMATS[f].qat for f in pending):
         from edgeseg.quant.qat import load_qat_model
 
         qat_model = load_qat_model(run.path, size, options.decoder_interpolation)
-    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__}
+    report: dict = {"run": str(run.path), "input_size": list(size), "files": {}, "edgeseg": __version__,
+                    "complete": False}
     root, fmt = _data_source(plan, options)
     parity_root, parity_fmt = (root, fmt) if options.calib_data is not None else config.data.val_data(root, fmt)
     parity_items = _parity_items(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
     calib = None
-    if any(EXPORT_FORMATS[f].calibration for f in options.formats):
+    calibrated = [f for f in options.formats if EXPORT_FORMATS[f].calibration]
+    if calibrated and (any(f in pending for f in calibrated) or not parity_items):
         calib_items, manifest = _calibration_items(root, fmt, options, plan.dataset, out_dir,
                                                    _held_out(config, plan.dataset, root))
         check_calibration_size(len(calib_items))
-        calib = load_calibration_frames(calib_items, size, progress=progress)
-        report["calibration"] = {"frames": len(calib), "manifest": str(manifest), "select": options.calib_select}
+        if any(f in pending for f in calibrated):
+            calib = load_calibration_frames(calib_items, size, progress=progress)
+        report["calibration"] = {"frames": len(calib if calib is not None else calib_items), "manifest": str(manifest),
+                                 "select": options.calib_select}
         if not parity_items:
             parity_items = calib_items[: options.parity_frames]
             report["parity_frames"].update(split=options.calib_split + " (calibration frames)",
                                            frames=len(parity_items))
+    elif "calibration" in plan.previous:
+        report["calibration"] = plan.previous["calibration"]
     metadata = _metadata_for(plan, options, size)
-    written = {}
-    for name in options.formats:
+    record = out_dir / "export.json"
+    report["files"] = dict(plan.finished)  # in every record written: a rerun keeps them too
+    for name in pending:
         t0 = time.perf_counter()
         data = _convert(EXPORT_FORMATS[name], model, qat_model, calib, options)
-        report["files"][name] = _write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0)
-        written[name] = plan.targets[name]
+        report["files"][name] = {**_write(EXPORT_FORMATS[name], data, metadata(name), plan.targets[name], t0),
+                                 "settings": file_settings(run, options, name)}
+        write_json_atomic(record, report)  # what is done so far: a rerun goes on from here
+    report["files"] = {name: report["files"][name] for name in options.formats}
+    written = {name: plan.targets[name] for name in options.formats}
     if options.debug and calib:
         from edgeseg.export.debug import layer_errors, write_csv
 
         rows = layer_errors(model, calib)
         report["int8_debug"] = {"csv": str(write_csv(rows, out_dir / "int8_layer_errors.csv")), "worst": rows[:10]}
+    elif options.debug and "int8_debug" in plan.previous:
+        report["int8_debug"] = plan.previous["int8_debug"]
     if options.edgetpu:
-        report["edgetpu"] = compile_for_edgetpu(written.get("int8"), out_dir)
+        reuse = plan.previous.get("edgetpu")
+        report["edgetpu"] = reuse if ("int8" in plan.finished and isinstance(reuse, dict)
+                                      and (not reuse.get("compiled") or Path(reuse["path"]).is_file())) else \
+            compile_for_edgetpu(written.get("int8"), out_dir)
     report["parity"] = _parity(model, written, [image for image, _ in parity_items], metadata)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
-    write_json_atomic(out_dir / "export.json", report)
+    report["complete"] = True
+    write_json_atomic(record, report)
     return report
 
 
@@ -218,8 +260,8 @@ def _write(row, data: bytes, meta: ModelMetadata, target: Path, t0: float) -> di
 
         ops["gpu_accelerator"] = probe_gpu(target)
     log.info("wrote %s (%.1f MB)", target, len(data) / 1e6)
-    return {"path": str(target), "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1),
-            "description": row.description, **ops}
+    return {"path": str(target), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "seconds": round(time.perf_counter() - t0, 1), "description": row.description, **ops}
 
 
 def _parity(model, written: dict, images: list, metadata) -> dict:
@@ -231,44 +273,6 @@ def _parity(model, written: dict, images: list, metadata) -> dict:
             reference = Path(tmp) / "fp32_reference.tflite"
             reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"), metadata("fp32")))
         return parity_checks(model, written, images, reference)
-
-
-def edgetpu_path(int8: Path) -> Path:
-    """Where edgetpu_compiler writes the compiled model of ``int8``: beside it, ``_edgetpu`` added."""
-    return int8.with_name(f"{int8.stem}_edgetpu.tflite")
-
-
-def compile_for_edgetpu(int8: Path | None, out_dir: Path) -> dict:
-    """The int8 file compiled by Coral's ``edgetpu_compiler`` when it is on PATH (x86-64 Linux,
-    Debian package ``edgetpu-compiler``): ``NAME_edgetpu.tflite`` and the compiler's log beside it.
-    Otherwise the report says what the file still needs; an uncompiled file runs on the CPU."""
-    import shutil
-    import subprocess
-
-    if int8 is None:
-        return {"compiled": False, "why": "no int8 file to compile"}
-    compiler = shutil.which("edgetpu_compiler")
-    if compiler is None:
-        why = (f"edgetpu_compiler is not installed: the file is not Edge TPU code until it has run "
-               f"(edgetpu_compiler -s -o {out_dir} {int8})")
-        log.warning("Edge TPU: %s", why)
-        return {"compiled": False, "why": why}
-    target = edgetpu_path(int8)  # plan_export refused it already if it existed without --force
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".edgetpu-") as tmp:
-        done = subprocess.run([compiler, "-s", "-o", tmp, str(int8)], capture_output=True, text=True)
-        made = Path(tmp) / target.name
-        if done.returncode != 0 or not made.is_file():
-            said = (done.stderr or done.stdout).strip().splitlines()
-            raise ExportError(f"edgetpu_compiler failed on {int8.name}: {said[-1] if said else f'exit {done.returncode}'}")
-        made.replace(target)
-        log_file = next(Path(tmp).glob("*.log"), None)
-        if log_file is not None:
-            log_file.replace(out_dir / log_file.name)
-    on_tpu = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", done.stdout)
-    on_cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", done.stdout)
-    return {"compiled": True, "path": str(target), "compiler": compiler,
-            "ops_on_edgetpu": int(on_tpu.group(1)) if on_tpu else None,
-            "ops_on_cpu": int(on_cpu.group(1)) if on_cpu else None}
 
 
 def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:

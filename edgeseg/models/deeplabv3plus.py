@@ -15,7 +15,8 @@ DECODER_TAP, ASPP_TAP = "P2", "P5"  # the decoder's stride-4 features; ASPP's, a
 
 
 def build_deeplabv3plus(config: ModelConfig, num_classes: int, input_size, backbone_weights: str | None = None,
-                        final_upsample: bool = True, decoder_interpolation: str = "bilinear") -> keras.Model:
+                        final_upsample: bool = True, decoder_interpolation: str = "bilinear",
+                        normalize: bool = True) -> keras.Model:
     """Build DeepLabv3+ for a fixed input size.
 
     The model takes RGB pixels in [0, 255] (float) and returns per-pixel logits
@@ -32,6 +33,9 @@ def build_deeplabv3plus(config: ModelConfig, num_classes: int, input_size, backb
             it to the runtime and output stride-4 logits).
         decoder_interpolation: ``bilinear`` (the paper) or ``nearest`` for the x4 upsample of
             the ASPP output; int8 TFLite computes nearest exactly (same weights either way).
+        normalize: include the backbone's input normalisation (a Rescaling layer); False: the
+            model takes normalised input (the IMX500 refuses Rescaling and normalises on the
+            sensor from the input quantization). The weights are the same either way.
 
     Example:
         >>> model = build_deeplabv3plus(ModelConfig(alpha=0.35), num_classes=11, input_size=(64, 64))
@@ -44,7 +48,7 @@ def build_deeplabv3plus(config: ModelConfig, num_classes: int, input_size, backb
         raise ConfigError(f"need at least 2 classes, got {num_classes}")
     separable = config.head == "separable"
     inputs = keras.Input((h, w, 3), name="image")
-    x = L.Rescaling(list(spec.scale), list(spec.offset), name="preprocess")(inputs)
+    x = L.Rescaling(list(spec.scale), list(spec.offset), name="preprocess")(inputs) if normalize else inputs
     features = spec.build(x, config.output_stride, config.alpha, config.bn_momentum)
     low, high = features[DECODER_TAP], features[ASPP_TAP]
     bn = config.bn_momentum

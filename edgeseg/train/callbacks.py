@@ -18,7 +18,7 @@ log = logging.getLogger("edgeseg")
 
 def save_weights_atomic(model, path) -> None:
     """Save Keras 2 HDF5 weights under a temporary name, then rename (no half-written file)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, locked=False) as tmp:  # HDF5 locks the file it writes itself
         model.save_weights(str(tmp))
 
 

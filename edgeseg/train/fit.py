@@ -4,6 +4,7 @@ checkpoints, full-frame validation and TensorBoard logs."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from edgeseg._tf import device_line, keras, tf
 from edgeseg.config import TrainConfig
 from edgeseg.core import metrics
 from edgeseg.core.errors import ConfigError, EdgesegError
+from edgeseg.core.files import OutputError, free_space, is_refused, sweep_temporaries, write_error
 from edgeseg.data.augment import Augment
 from edgeseg.core.metadata import ModelMetadata
 from edgeseg.data.preflight import check_before_training
@@ -70,6 +72,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
                               "nothing to resume (start a new run to train longer)")
         done = last_logged_epoch(run)
         log.info("resuming %s after epoch %d of %d", run.path, done, config.optim.epochs)
+        if chief:  # what the interrupted session was writing when it died
+            sweep_temporaries(run.path)
     else:
         if chief:
             _check_new_run_dir(run)
@@ -215,8 +219,14 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     t0 = time.perf_counter()
-    model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-              verbose=verbose)
+    try:
+        model.fit(train_ds, epochs=o.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                  verbose=verbose)
+    except (OSError, tf.errors.OpError) as e:  # a full disk under a checkpoint: one line, not a traceback
+        refused = refused_write(e, run.path)
+        if refused is None:
+            raise
+        raise refused from None
     wall = time.perf_counter() - t0
     # with --ema the model holds the averaged weights from here on: last.h5 is the average
     save_weights_atomic(model, write_dir / run.last_weights.name)
@@ -246,6 +256,28 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
     if chief:
         write_json_atomic(run.summary, summary)
     return summary
+
+
+# what the C++ of TensorFlow says when the disk or the folder refuses a checkpoint
+REFUSED_TEXTS = ("No space left on device", "Disk quota exceeded", "Read-only file system", "File too large",
+                 "Permission denied")
+
+
+def refused_write(error: BaseException, folder: Path) -> OutputError | None:
+    """``error`` as the one line of an OutputError (the file and the free space) when the disk
+    or folder refused a write during training: Python's OSError (CSV log, HDF5 weights) or
+    TensorFlow's (a BackupAndRestore checkpoint). None for anything else."""
+    if isinstance(error, OutputError):
+        return error
+    if isinstance(error, OSError):
+        return write_error(error.filename or folder, error) if is_refused(error) else None
+    message = getattr(error, "message", str(error))
+    text = next((t for t in REFUSED_TEXTS if t in message), None)
+    if text is None:
+        return None
+    path = re.search(r"(/\S+?)(?:\.tempstate\d+)?;", message)
+    where = Path(path.group(1)) if path else folder
+    return OutputError(f"cannot write {where}: {text} ({free_space(where.parent if path else folder)})")
 
 
 def _check_init(config: TrainConfig, class_names) -> None:

@@ -1,5 +1,5 @@
 """Runs in .venv-runtime (`pip install .` without the train extra): the device install works
-with no TensorFlow at all. Models come from tools/make_test_models.py ($EDGESEG_TEST_MODELS)."""
+with no TensorFlow at all. Models come from tools/maintenance/make_test_models.py ($EDGESEG_TEST_MODELS)."""
 
 import importlib.util
 import json
@@ -37,7 +37,7 @@ def test_run_and_compare_on_a_video(models, tmp_path):
     assert summary["frames"] == 4 and summary["compare"]["frames"] == 4
     import cv2
 
-    video = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    video = cv2.VideoCapture(str(tmp_path / "o-000001.mp4"))  # the first 10 s segment of o.mp4
     assert video.get(cv2.CAP_PROP_FPS) == 10.0  # the clip's own rate
     shapes = []
     while True:

@@ -6,8 +6,10 @@ through Dawn on Vulkan). Vulkan is what a Raspberry Pi 4/5 has (Mesa's v3dv), wh
 It runs behind LiteRT's ``CompiledModel`` API with the CPU accelerator beside it, so ops the GPU
 cannot take run on the CPU (``fully_accelerated`` says whether any do). The GPU computes in fp16
 unless ``enforce_f32``. A machine without a Vulkan adapter (or a model the accelerator refuses)
-raises :class:`GpuUnavailable` with the reason in one line; :func:`open_gpu_backend` then falls
-back to the CPU interpreter, saying so, unless ``strict``.
+raises :class:`GpuUnavailable` with the reason in one line (``vulkan.diagnose`` says why the loader
+found no adapter), and so does an aarch64 CPU that the library would abort on as it loads, before
+it is loaded (``cpu_features``); :func:`open_gpu_backend` then falls back to the CPU interpreter,
+saying so, unless ``strict``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core.quiet import captured_stderr
+from edgeseg.runtime.model import vulkan
 from edgeseg.runtime.model.backend import Backend, BackendError, LiteRTBackend, make_interpreter, tensor_info
+from edgeseg.runtime.model.cpu_features import gpu_accelerator_cpu_gap
 
 log = logging.getLogger("edgeseg")
 
-VULKAN_HELP = "check `vulkaninfo --summary` (Pi OS: sudo apt install mesa-vulkan-drivers)"
+NO_ADAPTER = "no Vulkan adapter that WebGPU can use (check `vulkaninfo --summary`)"
 
 
 class GpuUnavailable(BackendError):
@@ -38,11 +42,12 @@ class GpuUnavailable(BackendError):
 
 
 def _reason(text: str, error: Exception) -> str:
-    """What LiteRT's log says went wrong, in a few words."""
-    if "libvulkan.so" in text:
-        return "no Vulkan loader (libvulkan.so.1 is not installed)"
-    if "No adapters found" in text or "Failed to initialize WebGPU" in text:
-        return "no Vulkan adapter that WebGPU can use"
+    """What went wrong, in a few words: the Vulkan loader's view of a missing adapter, else the
+    first error LiteRT logged (``text`` is empty with --verbose, where LiteRT's log is shown)."""
+    if not text or "libvulkan.so" in text or "No adapters found" in text or "Failed to initialize WebGPU" in text:
+        why = vulkan.diagnose(text)
+        if why or text:
+            return why or NO_ADAPTER
     lines = [line.strip() for line in text.splitlines() if "ERROR" in line or line.startswith("E0000")]
     return (lines[0] if lines else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)[:200]
 
@@ -77,6 +82,9 @@ class LiteRTGpuBackend(Backend):
     """
 
     def __init__(self, path, threads: int | None = None, enforce_f32: bool = False):
+        gap = gpu_accelerator_cpu_gap()
+        if gap is not None:  # the library would abort the whole process as it loads
+            raise GpuUnavailable(gap.message)
         try:
             from ai_edge_litert.compiled_model import CompiledModel, CpuOptions, GpuOptions, HardwareAccelerator, Options
         except ImportError:
@@ -158,7 +166,7 @@ def open_gpu_backend(path, threads: int | None = None, strict: bool = False) -> 
     except GpuUnavailable as e:
         if strict:
             raise
-        log.warning("%s; %s; running on the CPU (XNNPACK) instead", e, VULKAN_HELP)
+        log.warning("%s: running on the CPU (XNNPACK) instead", e)
         return LiteRTBackend(path, threads)
     if not backend.fully_accelerated:
         log.warning("%s: some ops run on the CPU beside the GPU (LiteRT's accelerator took part of the graph)",

@@ -22,6 +22,7 @@ class Pending:
     box: Letterbox
     frame_hw: tuple[int, int]
     times: dict  # milliseconds per stage
+    region: tuple | None = None  # (x, y, w, h) of the frame the model saw; None: all of it
 
 
 class Segmenter:
@@ -33,6 +34,8 @@ class Segmenter:
         metadata: overrides the embedded metadata (needed for models exported elsewhere).
         delegates: loaded LiteRT delegates (.tflite).
         providers: ONNX Runtime execution providers in order of preference (.onnx).
+        backend: an opened :class:`~edgeseg.runtime.model.backend.Backend` instead of one opened
+            from ``model_path`` (the IMX500's outputs, computed on the sensor; needs ``metadata``).
         upsample: ``auto`` (default): the argmax of the bilinearly upsampled logits (as in
             training) at the resolution the model saw the frame at, then nearest-neighbour to
             the frame's own size: the same as ``exact`` for frames no larger than the input, and
@@ -41,17 +44,17 @@ class Segmenter:
     """
 
     def __init__(self, model_path, threads: int | None = None, metadata: ModelMetadata | None = None,
-                 delegates=(), upsample: str = "auto", providers=None):
+                 delegates=(), upsample: str = "auto", providers=None, backend=None):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
         self.path = Path(model_path)
         self._opened_with = (threads, metadata, providers)
-        meta = metadata or load_metadata(self.path)
+        meta = metadata or (load_metadata(self.path) if backend is None else None)
         if meta is None:
             raise MetadataError(f"{self.path} has no edgeseg metadata; pass the input size and classes explicitly")
         self.meta = meta
-        self.backend = open_backend(self.path, threads, delegates, providers)
+        self.backend = backend or open_backend(self.path, threads, delegates, providers)
         self.input, self.output = self.backend.input, self.backend.output
         self.input_size = tuple(int(v) for v in self.input.shape[1:3])
         self.output_size = tuple(int(v) for v in self.output.shape[1:3])
@@ -121,6 +124,20 @@ class Segmenter:
         y = self.backend.run(x)[0]
         t2 = time.perf_counter()
         return Pending(y, box, frame.shape[:2], {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
+
+    def infer_frame(self, frame) -> Pending:
+        """``infer`` of a source's :class:`~edgeseg.runtime.sources.frame.Frame` (a model that
+        runs on the camera takes its output from the frame instead)."""
+        return self.infer(frame.image)
+
+    @staticmethod
+    def seen(pending: Pending) -> tuple[slice, slice]:
+        """The part of the frame the model saw, as slices (rows, columns): where its labels
+        can be compared and scored."""
+        if pending.region is None:
+            return slice(None), slice(None)
+        x, y, w, h = pending.region
+        return slice(y, y + h), slice(x, x + w)
 
     def finish(self, pending: Pending) -> np.ndarray:
         """Class ids (uint8) at the frame's resolution; adds the post-processing time."""

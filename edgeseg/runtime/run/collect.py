@@ -12,9 +12,11 @@ stopped run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import logging
+import os
 import queue
 import threading
 import time
@@ -201,30 +203,37 @@ class Collector:
             except Exception as e:  # noqa: BLE001 - a frame not written never stops the run
                 with self._lock:
                     self.held -= 1
-                self.warn("collect_write_failed", f"--collect: cannot write into {self.folder}: "
-                          f"{getattr(e, 'strerror', None) or e}")
+                from edgeseg.core.files import OutputError
+
+                self.warn("collect_not_written", f"--collect: {e}" if isinstance(e, OutputError) else
+                          f"--collect: cannot write into {self.folder}: {getattr(e, 'strerror', None) or e}")
 
     def _write(self, cand: Candidate, reason: str, when: str) -> None:
-        import cv2
-
-        from edgeseg.core.files import atomic_path, write_image_atomic
+        from edgeseg.core.files import write_error, write_image_atomic
 
         stem = self._stem(cand)
         mask = collection.masks_dir(self.folder) / f"{stem}.png"
-        with atomic_path(mask) as tmp:  # the mask first: an image never lies there without its label
-            if not cv2.imwrite(str(tmp), cand.pred):
-                raise OSError(f"cannot encode {mask.name}")
+        image = collection.images_dir(self.folder) / f"{stem}.jpg"
+        rows = self.folder / collection.FRAMES_CSV
+        write_image_atomic(mask, cand.pred)  # the mask first: an image never lies there without its label
         try:
-            write_image_atomic(collection.images_dir(self.folder) / f"{stem}.jpg", cand.image)
+            write_image_atomic(image, cand.image)
+            size = rows.stat().st_size
+            try:
+                with rows.open("a", newline="") as f:
+                    scored = cand.uncertainty is not None or cand.disagreement is not None
+                    csv.writer(f).writerow([stem, when, cand.index, reason, f"{cand.score:.5f}" if scored else "",
+                                            "" if cand.uncertainty is None else f"{cand.uncertainty:.5f}",
+                                            "" if cand.disagreement is None else f"{cand.disagreement:.5f}",
+                                            self.model_name])
+            except OSError as e:  # a row cut short by a full disk is taken back: the CSV stays whole
+                with contextlib.suppress(OSError):
+                    os.truncate(rows, size)
+                raise write_error(rows, e) from None
         except OSError:
+            image.unlink(missing_ok=True)
             mask.unlink(missing_ok=True)
             raise
-        with (self.folder / collection.FRAMES_CSV).open("a", newline="") as f:
-            scored = cand.uncertainty is not None or cand.disagreement is not None
-            csv.writer(f).writerow([stem, when, cand.index, reason, f"{cand.score:.5f}" if scored else "",
-                                    "" if cand.uncertainty is None else f"{cand.uncertainty:.5f}",
-                                    "" if cand.disagreement is None else f"{cand.disagreement:.5f}",
-                                    self.model_name])
 
     def close(self, timeout: float = 30.0) -> dict:
         """Keep the best of the unfinished window and write what is queued (at most ``timeout``

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeseg.runtime.sources.board import sysroot
+from edgeseg.core.system import sysroot
 
 log = logging.getLogger("edgeseg")
 

@@ -4,19 +4,24 @@ scores against labels and a float model. Decoding, inference and the rest overla
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgeseg.core.files import write_json_atomic
+from edgeseg.core.files import OutputError, write_json_atomic
 from edgeseg.runtime.run.scores import Comparison, LabelLookup, LabelScore
 from edgeseg.runtime.run.health import HealthMonitor
-from edgeseg.runtime.run.outputs import Outputs
+from edgeseg.runtime.run.outputs import SEGMENT_SECONDS, Outputs
 from edgeseg.runtime.run.stats import RunStats
+from edgeseg.runtime.run.workers import Checkpoints, Finisher
 
 log = logging.getLogger("edgeseg")
+STATS_EVERY = 10.0  # --stats-every's default: seconds between the --stats-json snapshots
+# warnings that mean an output the user asked for is missing something: the run exits 1
+NOT_WRITTEN = ("video_not_written", "masks_not_written", "stats_not_written", "collect_not_written")
 
 
 @dataclass
@@ -31,65 +36,15 @@ class RunOptions:
     alpha: float = 0.5
     draw: bool = False  # draw the overlay even with no window, video or server (benchmarks)
     save_fps: float | None = None  # the --save video's rate: a file's own; None: measured
+    save_segment: float | None = SEGMENT_SECONDS  # seconds of each --save file (None: one file)
+    stats_every: float = STATS_EVERY  # seconds between the --stats-json snapshots written during the run
+    source_counts: object = None  # SourceCounts of a file or folder source (frames skipped as unreadable)
     serve: object = None  # an MJPEGServer
     signals: object = None  # RunSignals: stop after the frame in flight, reload (None: made here)
     reload: object = None  # reload(running) -> a new Segmenter of the same model path (SIGHUP)
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
     collect: object = None  # a CollectTarget: keep the frames worth labelling (--collect)
     echo: object = print
-
-
-class _Finisher:
-    """The second stage of the run loop, in its own thread: post-processing, statistics,
-    comparison, overlay and outputs of frame n while the interpreter runs frame n+1 (LiteRT
-    and OpenCV release the GIL). Frames are handled in order; an error is raised in the
-    caller at the next ``submit`` or at ``close``."""
-
-    def __init__(self, handle, depth: int = 2):
-        import queue
-        import threading
-
-        self._handle = handle
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="edgeseg-finish", daemon=True)
-        self._thread.start()
-
-    def _loop(self):
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:
-                try:
-                    self._handle(*item)
-                except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-                    self._error = e
-
-    def _raise(self):
-        if self._error is not None:
-            raise self._error
-
-    def submit(self, *item):
-        self._raise()
-        self._queue.put(item)
-
-    def close(self):
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()
-
-    def drain(self, timeout: float = 5.0) -> bool:
-        """After an interruption: let the frames already handed over finish, at most ``timeout``
-        seconds; whether the thread is done (its outputs may then be closed)."""
-        import queue
-
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
 
 class StreamRun:
@@ -103,12 +58,16 @@ class StreamRun:
         self.comparison = Comparison(meta.num_classes) if compare is not None else None
         self.truth = LabelScore(meta.num_classes)
         self.warnings: dict[str, int] = {}  # what could not be done, counted, in the summary
+        self.not_written: dict[str, str] = {}  # output -> the first failure to write it, in one line
+        # handle() and the checkpoint thread (segments closed, stats written while frames stop)
+        self.lock = threading.RLock()
+        self._stats_at = time.monotonic()
         # before the outputs: a refused --collect folder leaves no video or mask folder behind
         self.collector = options.collect.open(meta, seg.path.name, self.warn) if options.collect else None
         self.collected: dict | None = None
         self.outputs = Outputs(meta, show=options.show, save=options.save, save_masks=options.save_masks,
                                serve=options.serve, draw=options.draw, alpha=options.alpha,
-                               save_fps=options.save_fps, warn=self.warn)
+                               save_fps=options.save_fps, warn=self.warn, save_segment=options.save_segment)
         self.health = HealthMonitor()
         self.health.sample()
 
@@ -126,6 +85,8 @@ class StreamRun:
         elif kind not in self.warnings:
             log.warning("%s (counted in the summary)", message)
         self.warnings[kind] = self.warnings.get(kind, 0) + 1
+        if kind in NOT_WRITTEN:
+            self.not_written.setdefault(kind, message)
 
     def _label(self, frame, pred):
         if not self.labels:
@@ -163,19 +124,46 @@ class StreamRun:
     def handle(self, frame, pending, seg=None) -> None:
         """Post-process, score and write one frame that ``seg`` (default: the running model)
         inferred: after a reload, frames in flight are finished by the model that ran them."""
+        with self.lock:
+            self._handle(frame, pending, seg)
+
+    def checkpoint(self) -> None:
+        """What a power cut must not take (the checkpoint thread, about every second, frames or
+        not): the video segment closed once it is old enough, and the --stats-json snapshot written
+        every ``stats_every`` seconds (atomically: the file on disk is at most one period old)."""
+        with self.lock:
+            self.outputs.tick()
+            due = self.options.stats_json and time.monotonic() - self._stats_at >= self.options.stats_every
+            snapshot = self.summary(in_progress=True) if due else None
+        if snapshot is not None:
+            self._stats_at = time.monotonic()
+            self.write_stats(snapshot)
+
+    def write_stats(self, summary: dict) -> bool:
+        """--stats-json, atomically; a refused write is a counted warning (the run goes on)."""
+        try:
+            write_json_atomic(self.options.stats_json, summary)
+        except OutputError as e:
+            self.warn("stats_not_written", str(e))
+            return False
+        return True
+
+    def _handle(self, frame, pending, seg=None) -> None:
         stats = self.stats
         pred = (seg or self.seg).finish(pending)
         stats.add("capture", frame.capture_ms)
         for stage, ms in pending.times.items():
             stats.add(stage, ms)
+        seen = (seg or self.seg).seen(pending)  # an IMX500 labels only its ROI of the frame
         label = self._label(frame, pred)
         if label is not None:
-            self.truth.add(label, pred)
+            label = label[seen]
+            self.truth.add(label, pred[seen])
         disagreement = None
         if self.comparison is not None and stats.frames % self.options.compare_every == 0:
-            float_pred = self.compare.predict(frame.image)
-            self.comparison.add(pred, float_pred, label)
-            disagreement = float(np.mean(float_pred != pred))
+            float_pred = self.compare.predict(np.ascontiguousarray(frame.image[seen]))
+            self.comparison.add(pred[seen], float_pred, label)
+            disagreement = float(np.mean(float_pred != pred[seen]))
         if self.collector is not None:
             model = seg or self.seg
             logits = (lambda: model.frame_logits(pending)) if model.meta.output == "logits" else None
@@ -200,6 +188,7 @@ class StreamRun:
         if self.reader is not None:
             out["dropped_frames"] = self.reader.dropped
             out["reconnects"] = self.reader.reconnects
+            out["reconnected"] = self.reader.reconnected
         if self.reloads:
             out["reloads"] = self.reloads
         if self.comparison is not None and self.comparison.frames:
@@ -212,6 +201,8 @@ class StreamRun:
         """Release the outputs and the source; with ``ok`` False (the run failed) the partial
         video is removed. After a failure an error while closing is only logged: the failure the
         user must see is the first one."""
+        # not while a frame is being written; a finisher stuck past its drain (ok False) is not waited for
+        locked = self.lock.acquire(timeout=-1 if ok else 5.0)
         try:
             self.outputs.close(ok)
             if self.reader is not None:
@@ -221,26 +212,36 @@ class StreamRun:
                 raise
             log.warning("while stopping after an error: %s", e)
         finally:  # the frames chosen so far are written whatever happened to the run
+            if locked:
+                self.lock.release()
             if self.collector is not None:
                 self.collected = self.collector.close()
 
-    def summary(self) -> dict:
+    def summary(self, in_progress: bool = False) -> dict:
+        """The run's summary (--stats-json); ``in_progress``: a snapshot taken while it runs."""
         meta = self.seg.meta
         out = {"model": str(self.seg.path), "precision": meta.precision, "backend": self.seg.backend.description,
-               "interrupted": self.interrupted,
+               "interrupted": self.interrupted, "in_progress": in_progress, "written_at": time.time(),
                **self.stats.summary(), **self.truth.summary(meta.class_names)}
         if self.stopped_by:
             out["stopped_by"] = self.stopped_by
         if self.reloads:
             out["reloads"] = self.reloads
         if self.reader is not None:
-            out.update({"dropped_frames": self.reader.dropped, "reconnects": self.reader.reconnects})
+            out.update({"dropped_frames": self.reader.dropped, "reconnects": self.reader.reconnects,
+                        "reconnected": self.reader.reconnected})
+        if self.options.source_counts is not None:
+            out["unreadable_frames"] = self.options.source_counts.unreadable
+        if self.outputs.video is not None:
+            out["video"] = self.outputs.video.summary()
         if self.comparison is not None:
             out["compare"] = {"float_model": str(self.compare.path), **self.comparison.summary(meta.class_names)}
         if self.collected is not None:
             out["collect"] = self.collected
         if self.warnings:
             out["warnings"] = dict(self.warnings)
+        if self.not_written:
+            out["not_written"] = dict(self.not_written)
         health = self.health.summary()
         if health:
             out["health"] = health
@@ -252,7 +253,7 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
 
     With ``options.pipeline`` (the default) three threads overlap: decoding (file and folder
     sources; live sources have their own reader thread), letterbox + inference (this thread),
-    and post-processing + overlay + outputs (:class:`_Finisher`). A stop signal ends the run
+    and post-processing + overlay + outputs (:class:`Finisher`). A stop signal ends the run
     after the frame in flight, like the end of the source: the video is finished and the stats
     written. SIGHUP reloads the model before the next frame (:meth:`StreamRun.reload_model`).
     """
@@ -261,7 +262,8 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
 
     run = StreamRun(seg, options, reader, compare, labels)
     signals = options.signals or RunSignals()
-    finisher = _Finisher(run.handle) if options.pipeline else None
+    checkpoints = Checkpoints(run)
+    finisher = Finisher(run.handle) if options.pipeline else None
     if options.pipeline and reader is None:
         frames = prefetch(frames)
     submitted = 0
@@ -274,7 +276,7 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
                         signals.reload = False
                         run.reload_model()
                     model = run.seg
-                    pending = model.infer(frame.image)
+                    pending = model.infer_frame(frame)
                     if finisher is not None:
                         finisher.submit(frame, pending, model)
                     else:
@@ -296,10 +298,11 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
         run.interrupted = True
         ok = finisher is None or finisher.drain()
     finally:
+        checkpoints.stop()
         run.stopped_by = signals.stopped_by
         run.interrupted = run.interrupted or signals.stop
         run.close(ok)
     summary = run.summary()
-    if options.stats_json:
-        write_json_atomic(options.stats_json, summary)
+    if options.stats_json and not run.write_stats(summary):
+        summary = run.summary()  # with the stats' own failure in it
     return summary

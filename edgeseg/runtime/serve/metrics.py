@@ -44,7 +44,10 @@ def prometheus_text(stats: dict) -> str:
     out.metric("frames_total", "counter", "Frames segmented since the run started.", stats.get("frames"))
     out.metric("dropped_frames_total", "counter", "Camera frames replaced by a newer one before the model saw them.",
                stats.get("dropped_frames"))
-    out.metric("reconnects_total", "counter", "Times the live source was lost and opened again.", stats.get("reconnects"))
+    out.metric("reconnects_total", "counter", "Attempts to open the live source again (while it was down, or not up "
+               "yet at the start).", stats.get("reconnects"))
+    out.metric("reconnected_total", "counter", "Attempts to open the live source that succeeded.",
+               stats.get("reconnected"))
     out.metric("reloads_total", "counter", "Times the model file was reloaded (SIGHUP).", stats.get("reloads", 0))
     out.metric("fps", "gauge", "Frames per second over the recent window.", stats.get("fps"))
     out.metric("last_frame_age_seconds", "gauge", "Seconds since the newest frame was segmented (grows while a "

@@ -3,7 +3,10 @@ Prometheus metrics (``/metrics``), for watching a headless device from another m
 
 It binds 127.0.0.1 unless told otherwise. Bound to any other address it is reachable from the
 network, so every request must carry the access token (``?token=`` or ``Authorization: Bearer``);
-without one it answers 401. At most ``max_clients`` streams at a time (503 beyond), sockets time
+without one it answers 401. At most ``max_clients`` streams at a time (503 beyond) and at most
+``max_connections`` connections of any kind (503 beyond, answered without a thread); a request
+must have sent its headers within ``header_timeout`` seconds in all (a client that trickles one
+header line at a time is dropped then, not kept for as long as it keeps trickling); sockets time
 out so idle or stalled clients are dropped, nothing is JPEG-encoded while nobody watches, and each
 frame has a sequence number so a client gets the newest one and never the same one twice.
 """
@@ -18,9 +21,11 @@ import secrets
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from edgeseg.runtime.serve.connections import CappedServer, DeadlineReader
 
 def page(query: str) -> bytes:
     """The viewer page (``page.html`` beside this module): overlay, FPS, latency per stage,
@@ -88,15 +93,6 @@ def _json_safe(value):
     return value
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address, handler, ipv6: bool):
-        self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
-        super().__init__(address, handler)
-
-
 class _Handler(BaseHTTPRequestHandler):
     """One request: the page, /stats, /metrics or the MJPEG stream of ``self.server.owner``."""
 
@@ -107,8 +103,15 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.client_timeout  # StreamRequestHandler sets it on the socket
         super().setup()
+        self.rfile = DeadlineReader(self.rfile, self.connection, time.monotonic() + self.server.header_timeout)
         with self.owner._cond:
             self.owner._sockets.add(self.connection)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.rfile.deadline = None  # the headers are in: from here on the idle timeout alone
+        self.connection.settimeout(self.server.client_timeout)
+        return ok
 
     def finish(self):
         with self.owner._cond:
@@ -196,10 +199,14 @@ class MJPEGServer:
             (then no token is needed).
         max_clients: concurrent streams; more get 503.
         timeout: seconds a socket may stay idle or stalled before it is dropped.
+        max_connections: open connections of any kind (default: 4 per stream, at least 32);
+            more get 503 at once.
+        header_timeout: seconds a request has, in all, to send its request line and headers.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, token: str | None = None,
-                 max_clients: int = 4, timeout: float = 10.0, max_fps: float | None = None):
+                 max_clients: int = 4, timeout: float = 10.0, max_fps: float | None = None,
+                 max_connections: int | None = None, header_timeout: float = 5.0):
         self.quality = quality
         self.max_fps = max_fps  # None: every frame offered is encoded while someone watches
         self._last_frame = -float("inf")
@@ -213,8 +220,9 @@ class MJPEGServer:
         self._closed = False
         self._clients = 0
         self._sockets: set = set()
-        self.httpd = _Server((host, port), _Handler, ipv6=":" in host)
-        self.httpd.owner, self.httpd.client_timeout = self, timeout
+        self.httpd = CappedServer((host, port), _Handler, ipv6=":" in host,
+                             max_connections=max_connections or max(32, 4 * max_clients))
+        self.httpd.owner, self.httpd.client_timeout, self.httpd.header_timeout = self, timeout, header_timeout
         self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-mjpeg", daemon=True)
         self._thread.start()
@@ -251,7 +259,8 @@ class MJPEGServer:
     def stats(self) -> dict:
         with self._cond:
             age = time.monotonic() - self._published if self._published is not None else None
-            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients, "last_frame_age_s": age}
+            return {**_json_safe(self._stats), "seq": self._seq, "clients": self._clients, "last_frame_age_s": age,
+                    "connections": self.httpd.connections, "refused_connections": self.httpd.refused}
 
     def publish(self, rgb, stats, extra: dict | None = None) -> None:
         """Offer the newest overlay: encoded only when someone watches; the stats always

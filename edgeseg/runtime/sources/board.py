@@ -4,13 +4,10 @@ tree."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def sysroot() -> Path:
-    return Path(os.environ.get("EDGESEG_SYSROOT", "/"))
+from edgeseg.core.system import device_model, read_text, sysroot
 
 
 @dataclass(frozen=True)
@@ -26,16 +23,9 @@ class Board:
         return self.model or "this machine"
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_bytes().decode(errors="replace").replace("\x00", "").strip()
-    except OSError:
-        return ""
-
-
 def detect_board(root: Path | None = None) -> Board:
     root = Path(root) if root is not None else sysroot()
-    model = _read(root / "proc/device-tree/model")
+    model = device_model(root)
     if (root / "etc/nv_tegra_release").is_file() or "jetson" in model.lower():
         return Board("jetson", model or "NVIDIA Jetson")
     if model.lower().startswith("raspberry pi"):
@@ -49,7 +39,7 @@ def usb_cameras(root: Path | None = None) -> list[str]:
     root = Path(root) if root is not None else sysroot()
     found = []
     for node in sorted((root / "sys/class/video4linux").glob("video*")):
-        if "DRIVER=uvcvideo" in _read(node / "device/uevent"):
+        if "DRIVER=uvcvideo" in read_text(node / "device/uevent"):
             found.append(f"/dev/{node.name}")
     return found
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 
 from edgeseg.core.images import is_image, list_images
-from edgeseg.runtime.sources.frame import Frame, SourceError, open_capture
+from edgeseg.runtime.sources.frame import Frame, SourceCounts, SourceError, open_capture
 from edgeseg.runtime.sources.live import LatestFrameReader, live_frames
 
 log = logging.getLogger("edgeseg")
@@ -43,8 +43,8 @@ def video_frames(path: str) -> Iterator[Frame]:
         cap.release()
 
 
-def image_frames(paths: list[Path]) -> Iterator[Frame]:
-    """Images in order; an unreadable one is reported and skipped."""
+def image_frames(paths: list[Path], counts: SourceCounts | None = None) -> Iterator[Frame]:
+    """Images in order; an unreadable one is reported, skipped and counted in ``counts``."""
     import cv2
 
     for i, path in enumerate(paths):
@@ -52,6 +52,8 @@ def image_frames(paths: list[Path]) -> Iterator[Frame]:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             log.warning("skipping unreadable image %s", path)
+            if counts is not None:
+                counts.unreadable += 1
             continue
         yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), path.stem, i, time.perf_counter(),
                     1000 * (time.perf_counter() - t0))
@@ -128,11 +130,36 @@ def prefetch(frames: Iterator[Frame], depth: int = 2) -> Iterator[Frame]:
         thread.join(timeout=10.0)
 
 
+# what FFmpeg opens as a network stream; another scheme is a typo that can never work
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp", "mms", "mmsh")
+
+
+def check_stream_url(url: str) -> None:
+    """SourceError for a URL that can never be opened: an unknown scheme, no host, a bad port."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in STREAM_SCHEMES:
+        raise SourceError(f"not a stream URL: {url} (the scheme must be one of {', '.join(STREAM_SCHEMES)}; "
+                          "a file or folder is given as a path)")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise SourceError(f"malformed stream URL: {url} (the port is not a number from 1 to 65535)") from None
+    if not parts.netloc or not (parts.hostname or parts.port):
+        raise SourceError(f"malformed stream URL: {url} (no host)")
+
+
 def open_source(camera: str | None = None, source: str | None = None, loop: bool = False,
-                give_up_after: float | None = None, settings=None, stopping=None):
+                give_up_after: float | None = None, settings=None, stopping=None, counts: SourceCounts | None = None):
     """``(frames iterator, reader or None)`` for ``--camera`` or ``--source``; ``loop`` replays a
     file or folder source until the run is stopped; ``settings`` (CameraSettings) size, rate and
-    format of cameras; ``stopping()`` ends a live source that waits for a frame (a stop signal)."""
+    format of cameras; ``stopping()`` ends a live source that waits for a frame (a stop signal);
+    ``counts`` is told the frames of a file or folder source that could not be read.
+
+    A camera or stream that cannot be opened yet is waited for (the reader retries with
+    back-off); one that can never work (a missing file, a malformed URL, a camera tool that is
+    not installed) is a SourceError at once."""
     from edgeseg.runtime.sources.cameras import CameraError, CameraSettings, plan_camera, plan_source
 
     settings = settings or CameraSettings()
@@ -151,9 +178,10 @@ def open_source(camera: str | None = None, source: str | None = None, loop: bool
     if source is None:
         raise SourceError("give --camera N or --source FILE|URL|DIR|GLOB")
     if "://" in source:
-        reader = LatestFrameReader(source)
+        check_stream_url(source)
+        reader = LatestFrameReader(source, name=source)
         return live_frames(reader, give_up_after, stopping=stopping), reader
-    make = _file_source(source)
+    make = _file_source(source, counts)
     return (looped(make) if loop else make()), None
 
 
@@ -174,17 +202,17 @@ def video_fps(source: str | None) -> float | None:
     return fps if 0.5 <= fps <= 1000 else None
 
 
-def _file_source(source: str):
+def _file_source(source: str, counts: SourceCounts | None = None):
     """A function that opens the file, folder or glob ``source`` from its start."""
     path = Path(source)
     if path.is_dir():
         images = list_images(path)
         if not images:
             raise SourceError(f"no images in {path}")
-        return lambda: image_frames(images)
+        return lambda: image_frames(images, counts)
     if path.is_file():
         if is_image(path):
-            return lambda: image_frames([path])
+            return lambda: image_frames([path], counts)
         probe = open_capture(str(path))  # fail here, before the model is loaded, not mid-run
         if probe is None:
             raise SourceError(f"cannot open video file {path}")
@@ -193,5 +221,5 @@ def _file_source(source: str):
     matches = sorted(Path(p) for p in glob.glob(source))
     images = [p for p in matches if is_image(p)]
     if images:
-        return lambda: image_frames(images)
+        return lambda: image_frames(images, counts)
     raise SourceError(f"source not found: {source}")

@@ -15,6 +15,14 @@ class SourceError(EdgesegError, RuntimeError):
 
 
 @dataclass
+class SourceCounts:
+    """What a file or folder source met on its way, for the run's summary: frames it could not
+    read (each said, skipped and counted)."""
+
+    unreadable: int = 0
+
+
+@dataclass
 class Frame:
     """One frame as a source yields it: RGB pixels, a name for its outputs, its index."""
 
@@ -23,6 +31,7 @@ class Frame:
     index: int
     captured: float  # time.perf_counter() when read
     capture_ms: float = 0.0
+    sensor: object = None  # what a camera computed with the frame (the IMX500's output tensors and ROI)
 
 
 def open_capture(spec):

@@ -1,7 +1,8 @@
 """Live sources (cameras, network streams): :class:`LatestFrameReader` reads them in a daemon
 thread that keeps only the newest frame, counts the frames it had to drop, and reconnects with
-back-off when the signal is lost, for as long as the run lasts; :func:`live_frames` hands the
-frames to the run loop."""
+back-off when the signal is lost, for as long as the run lasts; a source that is not up yet when
+the run starts (a camera that enumerates late after boot, a stream server still starting) is
+waited for the same way. :func:`live_frames` hands the frames to the run loop."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 from typing import Iterator
 
-from edgeseg.runtime.sources.frame import Frame, SourceError, open_capture
+from edgeseg.runtime.sources.frame import Frame, open_capture
 
 log = logging.getLogger("edgeseg")
 
@@ -20,8 +21,13 @@ class LatestFrameReader:
 
     Args:
         spec: camera index or stream URL (anything ``cv2.VideoCapture`` opens).
-        open_capture: factory returning an object with ``read()`` / ``release()`` (tests pass a fake).
+        open_capture: factory returning an object with ``read()`` / ``release()``, or None when
+            the source cannot be opened (now); tests pass a fake. A :class:`~edgeseg.core.errors.EdgesegError`
+            it raises (a tool that is not installed) can never work: raised at once.
         backoff: first reconnect delay in seconds; doubles up to ``max_backoff``.
+
+    ``reconnects`` counts every attempt to open the source again (at the start too),
+    ``reconnected`` those that succeeded.
     """
 
     def __init__(self, spec, open_capture=open_capture, backoff: float = 0.5, max_backoff: float = 8.0,
@@ -35,13 +41,27 @@ class LatestFrameReader:
         self._fresh = False
         self.dropped = 0
         self.reconnects = 0
+        self.reconnected = 0
         self.read_count = 0
+        self.gave_up = False  # live_frames stopped waiting (--give-up-after)
         self._stop = threading.Event()
-        self._cap = self._open(spec)
+        self._cap, why = self._try_open()
         if self._cap is None:
-            raise SourceError(f"cannot open video source {self.name}")
+            log.warning("cannot open %s%s; retrying until it comes up (--give-up-after to stop)",
+                        self.name, f" ({why})" if why else "")
         self._thread = threading.Thread(target=self._loop, name="edgeseg-capture", daemon=True)
         self._thread.start()
+
+    def _try_open(self):
+        """``(capture or None, why not)``; an EdgesegError (it can never work) is raised."""
+        from edgeseg.core.errors import EdgesegError
+
+        try:
+            return self._open(self.spec), ""
+        except EdgesegError:
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. a CSI camera still starting: keep trying
+            return None, str(e) or type(e).__name__
 
     def _loop(self):
         import cv2
@@ -62,21 +82,23 @@ class LatestFrameReader:
                     log.warning("source %s lost%s; reconnecting", self.name, f" ({why})" if why else "")
                 if self._stop.wait(delay):
                     break
+                self.reconnects += 1
                 try:
-                    self._cap = self._open(self.spec)
+                    self._cap, why = self._try_open()
                 except Exception as e:  # noqa: BLE001 - e.g. the camera tool was removed: keep trying
-                    log.warning("reopening %s failed: %s", self.name, e)
-                    self._cap = None
+                    self._cap, why = None, str(e)
                 if self._cap is None:
                     delay = min(delay * 2, self.max_backoff)
-                    log.warning("source %s unavailable; retrying in %.1fs", self.name, delay)
+                    # said at debug level: live_frames says every 30 s that the source is still down
+                    log.debug("source %s unavailable%s; retrying in %.1fs", self.name, f" ({why})" if why else "", delay)
                 else:
-                    self.reconnects += 1
+                    self.reconnected += 1
                     delay = self.backoff
-                    log.warning("source %s reconnected", self.name)
+                    log.warning("source %s %s", self.name, "reconnected" if self.read_count else "opened")
                 continue
             frame = Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"frame{self.read_count:06d}",
-                          self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0))
+                          self.read_count, time.perf_counter(), 1000 * (time.perf_counter() - t0),
+                          getattr(self._cap, "last_sensor", None))
             with self._lock:
                 if self._fresh:
                     self.dropped += 1
@@ -122,10 +144,12 @@ def live_frames(reader: LatestFrameReader, give_up_after: float | None = None,
             waiting_since = waiting_since or now
             waited = now - waiting_since
             if give_up_after is not None and waited >= give_up_after:
+                reader.gave_up = True
                 log.warning("no frame from %s for %.0fs; stopping (--give-up-after)", reader.name, waited)
                 return
             if waited >= warn_every and now - last_warning >= warn_every:
-                log.warning("no frame from %s for %.0fs; still trying (Ctrl-C to stop)", reader.name, waited)
+                log.warning("no frame from %s for %.0fs; still trying (%d attempts so far; Ctrl-C to stop)",
+                            reader.name, waited, reader.reconnects)
                 last_warning = now
     finally:
         reader.stop()
