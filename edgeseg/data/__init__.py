@@ -147,9 +147,14 @@ def resolve_root(root: str | Path | None, fmt: str) -> Path:
     return root
 
 
-def label_map_of(fmt: str, num_classes: int) -> LabelMap:
-    """How label files of a format map to train ids: the format's fixed table (CamVid's void id,
-    Cityscapes' label ids, VOC's palette), else the files hold train ids already."""
+def label_map_of(fmt: str, num_classes: int, dataset: dict | None = None) -> LabelMap:
+    """How label files of a format map to train ids: as a run read them (its ``dataset.json``,
+    written since a folder dataset's colours and ignored values are kept there), else the
+    format's fixed table (CamVid's void id, Cityscapes' label ids, VOC's palette), else the files
+    hold train ids already."""
+    if dataset and "label_ids" in dataset:
+        return LabelMap(ids={int(k): int(v) for k, v in dataset["label_ids"].items()},
+                        colors={int(k): int(v) for k, v in dataset.get("label_colors", {}).items()})
     info = getattr(DATASET_MODULES.get(fmt), "INFO", None)
     return info.label_map if info is not None else LabelMap.identity(num_classes)
 

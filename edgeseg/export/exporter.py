@@ -223,12 +223,7 @@ def _metadata_for(plan: ExportPlan, options: ExportOptions, size):
     """``metadata(format name) -> ModelMetadata``: what each exported file carries."""
     meta_ds, spec = plan.dataset, get_backbone(plan.config.model.backbone)
     best = plan.run.read_json(plan.run.best_json)
-    # how the dataset's label files map to the classes: as training read them (dataset.json of
-    # a run of this version: a folder dataset's colours and ignored values), else the format's
-    if "label_ids" in meta_ds:
-        labels = {"label_ids": meta_ds["label_ids"], "label_colors": meta_ds.get("label_colors", {})}
-    else:
-        labels = ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"])))
+    labels = ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"]), meta_ds))
 
     def metadata(name: str) -> ModelMetadata:
         row = EXPORT_FORMATS[name]
