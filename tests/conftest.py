@@ -115,6 +115,36 @@ def make_voc(root: Path, sizes: dict) -> Path:
     return root
 
 
+def make_folder_dataset(root: Path, classes=("background", "road", "car", "person"), counts=None,
+                        size=(48, 64), mask_dir: str = "masks", classes_txt: bool = True, stem: str = "f") -> Path:
+    """A small dataset of one's own: ``classes.txt`` (names only), SPLIT/images/*.jpg and
+    SPLIT/MASK_DIR/*.png id masks holding every class (0 background, 1 road below the middle, a
+    car and a person block), the images coloured by class so a model can learn them."""
+    import cv2
+
+    counts = counts or {"train": 6, "val": 2}
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if classes_txt:
+        (root / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
+    rng = np.random.default_rng(0)
+    h, w = size
+    for split, n in counts.items():
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / mask_dir).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            mask = np.zeros((h, w), np.uint8)
+            mask[h // 2:] = 1
+            y, x = int(rng.integers(2, h // 2 - 10)), int(rng.integers(0, w - 20))
+            mask[y:y + 8, x:x + 16] = 2
+            mask[h // 2 + 4:h // 2 + 14, (x + 30) % (w - 8):(x + 30) % (w - 8) + 6] = 3 % len(classes)
+            tint = np.array([[40, 40, 40], [120, 120, 120], [30, 30, 220], [220, 60, 30]], np.uint8)
+            image = tint[mask % 4] + rng.integers(0, 20, (h, w, 3)).astype(np.uint8)
+            cv2.imwrite(str(root / split / "images" / f"{stem}{i:03d}.jpg"), image)
+            cv2.imwrite(str(root / split / mask_dir / f"{stem}{i:03d}.png"), mask)
+    return root
+
+
 def run_edgeseg(*args, cwd=None, timeout=600, env=None):
     """Run the CLI in a subprocess (a fresh process, as a user would)."""
     full_env = {**os.environ, **(env or {})}

@@ -89,7 +89,8 @@ def test_label_id_out_of_range(tmp_path):
     cv2.imwrite(str(tmp_path / "val/labels/a.png"), np.full((8, 8), 77, np.uint8))
     result = invoke("data", "check", tmp_path, "--format", "camvid")
     assert result.exit_code == 1
-    assert "unknown label id(s) 77" in result.stdout
+    assert "unknown label id 77 (64 px) in" in result.stdout
+    assert "labels with values outside the classes: 1 (valid: 0..10; 11 ignored): id 77: 64 px in 1 file(s)" in result.stdout
     assert "1 problem(s) found" in one_error(result)
 
 
@@ -176,3 +177,111 @@ def test_qat_compares_with_the_float_score_of_the_same_split(tmp_path):
     assert _float_val_miou(rd) is None  # validated on held-out frames: not comparable
     (tmp_path / "summary.json").write_text(json.dumps({"holdout": {"miou": 0.40}, "report": {"split": "val", "miou": 0.62}}))
     assert _float_val_miou(rd) == 0.62  # val scored once with the shipped weights
+
+
+# --- your own data, right the first time ---------------------------------------------------------
+
+@pytest.fixture
+def said(edgeseg_log):
+    """The edgeseg log lines of the test, and no stream handler of an earlier in-process command
+    (bound to a stream CliRunner has closed since)."""
+    import logging
+
+    log = logging.getLogger("edgeseg")
+    streams = [h for h in log.handlers if isinstance(h, logging.StreamHandler)]
+    for handler in streams:
+        log.removeHandler(handler)
+    yield edgeseg_log
+    for handler in streams:
+        log.addHandler(handler)
+
+
+TINY = ("--alpha", "0.35", "--aspp-filters", "8", "--decoder-filters", "8", "--backbone-weights", "none",
+        "--crop-size", "32x32", "--batch-size", "2", "--epochs", "1", "--steps-per-epoch", "1")
+
+
+def test_data_check_reads_a_folder_dataset_with_a_labels_folder_as_the_user_meant(tmp_path, said):
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "mine", mask_dir="labels")
+    result = invoke("data", "check", root)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"{root}: detected dataset format 'folder' (4 classes: background, road, car, person)" in said
+    assert "train: 6 pairs, 0 images without label; sizes (WxH): 64x48 (6)" in result.stdout
+    assert result.stdout.strip().endswith("ok")
+
+
+def _break(root):
+    """Each kind of problem once or twice: ids outside the classes, two sizes, a cut-short JPEG,
+    an image without its mask."""
+    label = cv2.imread(str(root / "train/labels/f001.png"), cv2.IMREAD_UNCHANGED)
+    saved = {p: p.read_bytes() for p in (root / "train/labels").iterdir()}
+    saved.update({p: p.read_bytes() for p in (root / "train/images").iterdir()})
+    for name in ("f001", "f002"):
+        bad = label.copy()
+        bad[:4, :4] = 7
+        cv2.imwrite(str(root / f"train/labels/{name}.png"), bad)
+    cv2.imwrite(str(root / "train/labels/f003.png"), label[:24])
+    jpeg = (root / "train/images/f004.jpg").read_bytes()
+    (root / "train/images/f004.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (root / "train/labels/f005.png").unlink()
+    return saved
+
+
+def test_train_refuses_what_data_check_refuses_before_anything_is_written(tmp_path, said):
+    """The reported cases: masks with id 7 of a 4-class set trained on without a word; a pair
+    of two sizes or a cut-short JPEG ending in a TensorFlow traceback and a run folder that
+    blocked the same command. Now: one line per kind of problem before the first step, nothing
+    written, and the same command runs once the data is fixed."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "mine", mask_dir="labels")
+    saved = _break(root)
+    check = invoke("data", "check", root)
+    assert check.exit_code == 1 and "5 problem(s) found" in one_error(check)
+    run = tmp_path / "run"
+    result = invoke("train", "--data", root, "--run-dir", run, *TINY)
+    error = one_error(result)
+    assert error.startswith("edgeseg: error: 5 frame(s) cannot be trained on; nothing was written")
+    lines = result.stderr[result.stderr.index(error):].splitlines()[1:]
+    assert len(lines) == 4, result.stderr
+    assert "images without a label: 1: " in lines[0] and "f005.jpg" in lines[0]
+    assert "labels with values outside the classes: 2 (valid: 0..3; 255 ignored): id 7: 32 px in 2 file(s)" in lines[1]
+    assert "f001.png" in lines[1] and "f002.png" in lines[1]
+    assert "image and label of different sizes: 1 (WxH): " in lines[2] and "f003.jpg is 64x48 but" in lines[2]
+    assert "images that cannot be read: 1: " in lines[3] and "f004.jpg: cut short" in lines[3]
+    assert "Traceback" not in result.stderr
+    assert not run.exists()
+    assert any(line.startswith("checked 7 frames in") for line in said), said  # not the one without a mask
+    for path, data in saved.items():
+        path.write_bytes(data)
+    result = invoke("train", "--data", root, "--run-dir", run, *TINY)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    dataset = json.loads((run / "dataset.json").read_text())
+    assert dataset["class_names"] == ["background", "road", "car", "person"] and dataset["format"] == "folder"
+    assert dataset["label_ids"] == {"0": 0, "1": 1, "2": 2, "3": 3, "255": 255}
+
+
+def test_a_file_that_fails_inside_the_pipeline_ends_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, said):
+    """What the check before training cannot see (a file changed after it, say) still ends in
+    one line naming the file, and the run folder it had begun is removed."""
+    import edgeseg.train.fit as fit
+    from conftest import make_folder_dataset
+
+    monkeypatch.setattr(fit, "check_before_training", lambda *args, **kwargs: {})
+    root = make_folder_dataset(tmp_path / "mine", mask_dir="labels")
+    jpeg = (root / "train/images/f004.jpg").read_bytes()
+    (root / "train/images/f004.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    run = tmp_path / "run"
+    result = invoke("train", "--data", root, "--run-dir", run, "--cache", "none", *TINY[:-2], "--steps-per-epoch", "4")
+    error = one_error(result)
+    assert "cannot decode image" in error and "f004.jpg" in error, error
+    assert "Traceback" not in result.stderr and not run.exists()
+    (root / "train/images/f004.jpg").write_bytes(jpeg)
+    label = root / "train/labels/f002.png"
+    cv2.imwrite(str(label), cv2.imread(str(label), cv2.IMREAD_UNCHANGED)[:30])
+    run.mkdir()  # an empty folder given as --run-dir stays, empty
+    result = invoke("train", "--data", root, "--run-dir", run, "--cache", "none", *TINY[:-2], "--steps-per-epoch", "4")
+    error = one_error(result)
+    assert "image and label sizes differ" in error and "f002.jpg" in error and "f002.png" in error, error
+    assert run.is_dir() and not any(run.iterdir())

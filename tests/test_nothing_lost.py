@@ -112,11 +112,25 @@ def _umask():
     return mask
 
 
+def _mask_png() -> bytes:
+    """A 4x4 mask of id 0: detection reads a few masks of CamVid's and VOC's layouts."""
+    import zlib
+
+    raw = b"".join(b"\x00" + bytes(4) for _ in range(4))
+    chunk = lambda kind, data: (len(data).to_bytes(4, "big") + kind + data  # noqa: E731
+                                + zlib.crc32(kind + data).to_bytes(4, "big"))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", (4).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0]))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+MASK = _mask_png()
+
+
 @pytest.mark.parametrize("layout, expected", [
-    ({"train/images/a.jpg": b"", "train/labels/a.png": b""}, "camvid"),
-    ({"train/a.png": b"", "trainannot/a.png": b""}, "camvid"),
+    ({"train/images/0001TP_a.jpg": b"", "train/labels/0001TP_a.png": MASK}, "camvid"),
+    ({"train/a.png": b"", "trainannot/a.png": MASK}, "camvid"),
     ({"leftImg8bit/train/x/a_leftImg8bit.png": b"", "gtFine/train/x/a_gtFine_labelIds.png": b""}, "cityscapes"),
-    ({"JPEGImages/a.jpg": b"", "SegmentationClass/a.png": b"", "ImageSets/Segmentation/train.txt": b"a"}, "voc"),
+    ({"JPEGImages/a.jpg": b"", "SegmentationClass/a.png": MASK, "ImageSets/Segmentation/train.txt": b"a"}, "voc"),
     ({"classes.txt": b"a\nb\n", "train/images/a.jpg": b"", "train/masks/a.png": b""}, "folder"),
     ({"classes.txt": b"a\nb\n", "images/a.jpg": b"", "masks/a.png": b"", "train.txt": b"a"}, "folder"),
     ({"classes.txt": b"a\nb\n", "train/images/a.jpg": b"", "train/masks/a.png": b"", "synthetic.json": b"{}"}, "synthetic"),
@@ -139,9 +153,9 @@ def test_training_on_a_camvid_layout_without_format_detects_it(tmp_path, synth_r
     for split in ("train", "val"):
         (root / split / "images").mkdir(parents=True)
         (root / split / "labels").mkdir(parents=True)
-        for image in sorted((synth_root / split / "images").iterdir())[:4]:
-            shutil.copy(image, root / split / "images" / image.name)
-            shutil.copy(synth_root / split / "masks" / f"{image.stem}.png", root / split / "labels" / f"{image.stem}.png")
+        for image in sorted((synth_root / split / "images").iterdir())[:4]:  # under CamVid's frame names
+            shutil.copy(image, root / split / "images" / f"0001TP_{image.name}")
+            shutil.copy(synth_root / split / "masks" / f"{image.stem}.png", root / split / "labels" / f"0001TP_{image.stem}.png")
     before = snapshot(root)
     from conftest import run_edgeseg
 
@@ -149,6 +163,6 @@ def test_training_on_a_camvid_layout_without_format_detects_it(tmp_path, synth_r
                          "64x64", "--batch-size", "2", "--epochs", "1", "--steps-per-epoch", "2",
                          "--aspp-filters", "8", "--decoder-filters", "8")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"{root}: detected dataset format 'camvid'" in result.stderr
+    assert f"{root}: detected dataset format 'camvid' (11 classes: sky, building," in result.stderr
     assert "format: camvid" in (tmp_path / "run" / "config.yaml").read_text()
     assert snapshot(root) == before

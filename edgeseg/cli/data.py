@@ -31,11 +31,13 @@ def _progress():
 
 
 def _pairs(path: Path, fmt: str, split: str):
-    from edgeseg.data import get_format, resolve_root
+    from edgeseg.data import find_pairs
 
-    root = resolve_root(path, fmt)
-    module = get_format(fmt)
-    return module.info(root), module.pairs(root, split)
+    return find_pairs(path, fmt, split)
+
+
+def _sizes(report) -> str:
+    return ", ".join(f"{w}x{h} ({n})" for (w, h), n in report.sizes.most_common(3)) or "-"
 
 
 @app.command()
@@ -47,9 +49,10 @@ def check(
     max_problems: Annotated[int, typer.Option(min=0, help="Problems listed per split.")] = 20,
     verbose: Annotated[bool, VERBOSE] = False,
 ):
-    """Scan a dataset: missing pairs, unreadable files, size mismatches, unknown label ids.
+    """Scan a dataset: missing pairs, unreadable or cut-short files, size mismatches, label values
+    outside the classes (each with its pixels and files). `edgeseg train` refuses the same.
 
-    Exits non-zero when anything is wrong.
+    Sizes are written WxH (width x height). Exits non-zero when anything is wrong.
     """
     setup_logging(verbose)
     from edgeseg.data.check import check_split
@@ -67,15 +70,19 @@ def check(
             task = progress.add_task(f"checking {split}", total=total)
             report = check_split(info, found.items, found.unpaired, found.expected_label, split,
                                  progress=lambda: progress.advance(task))
-        sizes = ", ".join(f"{s} ({n})" for s, n in report.sizes.most_common(3))
-        typer.echo(f"{split}: {report.pairs} pairs, {len(found.unpaired)} images without label; sizes: {sizes or '-'}")
+        typer.echo(f"{split}: {report.pairs} pairs, {report.unpaired} images without label; "
+                   f"sizes (WxH): {_sizes(report)}; {report.seconds:.1f}s")
         for problem in report.problems[:max_problems]:
-            typer.echo(f"  {problem}")
+            typer.echo(f"  {problem.text}")
         if len(report.problems) > max_problems:
             typer.echo(f"  ... and {len(report.problems) - max_problems} more")
+        if report.problems:
+            typer.echo(f"  {split}, by kind:")
+            for line in report.kind_lines():
+                typer.echo(f"  - {line}")
         bad += len(report.problems)
     if bad:
-        fail(f"{bad} problem(s) found in {path}")
+        fail(f"{bad} problem(s) found in {path}; `edgeseg train` refuses such data")
     typer.echo("ok")
 
 
@@ -138,6 +145,9 @@ def tfrecords(
         usage("--out must be another folder than the dataset")
     datasets = [load_split(path, fmt, split) for split in splits or ["train", "val"]]
     check_tfrecord_target(out, datasets[0].info.name)
+    from edgeseg.data.preflight import check_before_training
+
+    check_before_training(datasets)  # shards hold train ids: what cannot be mapped is refused now
     from edgeseg.data.pipeline import write_tfrecords
 
     for data in datasets:
@@ -154,7 +164,7 @@ def synth(
     out: Annotated[Optional[Path], typer.Argument(help="Output folder: new, empty, or an earlier synthetic set (default: the cache used when train has no --data).")] = None,
     train: Annotated[int, typer.Option(min=1, help="Training images.")] = 240,
     val: Annotated[int, typer.Option(min=1, help="Validation images.")] = 60,
-    size: Annotated[str, typer.Option(help="Image size HxW.")] = "96x128",
+    size: Annotated[str, typer.Option(help="Image size HxW (height x width).")] = "96x128",
     seed: Annotated[int, typer.Option()] = 0,
     verbose: Annotated[bool, VERBOSE] = False,
 ):

@@ -74,7 +74,7 @@ def evaluate(
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: the first run's).")] = None,
     split: Annotated[str, typer.Option("--split", "-s")] = "val",
     frames: Annotated[Optional[str], typer.Option(help="Score only the split's frames whose image name matches this glob, e.g. a drive held out of training: '0006R0_*'.")] = None,
-    eval_size: Annotated[Optional[str], typer.Option(help="Padded input size HxW for Keras runs (default: the run's).")] = None,
+    eval_size: Annotated[Optional[str], typer.Option(help="Padded input size HxW (height x width) for Keras runs (default: the run's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
     threads: Annotated[int, typer.Option(min=1, help="Threads for .tflite / .onnx models.")] = 2,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics as JSON.")] = None,

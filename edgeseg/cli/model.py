@@ -23,7 +23,7 @@ def summary(
     output_stride: Annotated[int, typer.Option(help="16 or 8.")] = 16,
     head: Annotated[Head, typer.Option(help="ASPP/decoder convolutions.")] = Head.separable,
     aspp_rates: Annotated[Optional[str], typer.Option(help="ASPP atrous rates, e.g. 6,12 (default: the paper's for the output stride).")] = None,
-    input_size: Annotated[str, typer.Option(help="HxW, multiple of the output stride.")] = "368x480",
+    input_size: Annotated[str, typer.Option(help="HxW (height x width), multiple of the output stride.")] = "368x480",
     target: Annotated[Optional[Target], typer.Option(help="Say whether the device is known to take this configuration (imx500: the Raspberry Pi AI Camera); exit 1 when it is known not to.")] = None,
     layers: Annotated[bool, typer.Option(help="Also print the Keras layer table.")] = False,
     macs: Annotated[bool, typer.Option(help="Count multiply-adds from the graph (slower).")] = True,
@@ -55,7 +55,7 @@ def summary(
         model.summary(print_fn=typer.echo)
     trainable = int(sum(int(w.shape.num_elements()) for w in model.trainable_weights))
     typer.echo(f"DeepLabv3+ {backbone} alpha={alpha} OS{output_stride} {head.value} head, ASPP rates "
-               f"{'/'.join(map(str, config.aspp_rates))}, {size[0]}x{size[1]}, {num_classes} classes")
+               f"{'/'.join(map(str, config.aspp_rates))}, {size[0]}x{size[1]} (HxW), {num_classes} classes")
     typer.echo(f"parameters: {count_params(model):,} ({trainable:,} trainable)")
     if macs:
         from edgeseg.models.cost import count_macs

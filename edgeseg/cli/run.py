@@ -12,6 +12,7 @@ from edgeseg.cli.common import VERBOSE_HELP, choices, fail, handle_errors, model
 from edgeseg.cli.run_options import check_outputs, check_source_options, save_fps, wxh
 from edgeseg.runtime.model.backend import is_onnx
 from edgeseg.runtime.model.segmenter import UPSAMPLE_MODES
+from edgeseg.runtime.run.scores import label_score_line
 
 log = logging.getLogger("edgeseg")
 Upsample = choices("Upsample", UPSAMPLE_MODES)
@@ -35,11 +36,9 @@ def _segmenter(model: Path, threads: int, delegate: str | None, strict: bool, in
         if not (input_size and classes):
             fail(f"{model} has no edgeseg metadata; pass --input-size HxW and --classes FILE")
         from edgeseg.core.geometry import parse_size
-        from edgeseg.core.labels import read_classes
+        from edgeseg.core.labels import read_class_file
 
-        names, colors = read_classes(classes)
-        meta = ModelMetadata(class_names=list(names), colors=[list(c) for c in colors],
-                             input_size=list(parse_size(input_size, "--input-size")))
+        meta = ModelMetadata.for_classes(read_class_file(classes), parse_size(input_size, "--input-size"))
     elif input_size or classes:
         usage(f"{model} carries its own input size and classes; --input-size and --classes are for models without metadata")
     if delegate and is_onnx(model):
@@ -95,7 +94,7 @@ def run(
     model: Annotated[Path, typer.Argument(help="Exported .tflite or .onnx model, or network.rpk (the Raspberry Pi AI Camera, with the edgeseg.json of its export beside it; --camera csi).")],
     camera: Annotated[Optional[str], typer.Option(help="0 or /dev/videoN (USB, V4L2), or csi[:N] (Pi: Picamera2 / rpicam-vid; Jetson: Argus). On a Pi or Jetson without a USB camera, 0 means the CSI camera.", rich_help_panel=SOURCE)] = None,
     source: Annotated[Optional[str], typer.Option(help="Video file, rtsp:// or http:// URL, image folder or glob, csi://N, or gst:PIPELINE (any GStreamer pipeline).", rich_help_panel=SOURCE)] = None,
-    camera_size: Annotated[Optional[str], typer.Option(help="Camera frame size WxH (default: the camera's; CSI and GStreamer 1280x720 / 640x480).", rich_help_panel=SOURCE)] = None,
+    camera_size: Annotated[Optional[str], typer.Option(help="Camera frame size WxH (width x height, as cameras are sold; --input-size is HxW) (default: the camera's; CSI and GStreamer 1280x720 / 640x480).", rich_help_panel=SOURCE)] = None,
     camera_fps: Annotated[Optional[float], typer.Option(min=1, help="Camera frame rate.", rich_help_panel=SOURCE)] = None,
     camera_mjpg: Annotated[bool, typer.Option("--camera-mjpg", help="Ask a USB camera for MJPG (many need it for full frame rate at 720p and up).", rich_help_panel=SOURCE)] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Play a file or folder source again and again, until stopped.")] = False,
@@ -113,7 +112,7 @@ def run(
     serve_clients: Annotated[int, typer.Option(min=1, help="Concurrent --serve viewers.")] = 4,
     compare: Annotated[Optional[Path], typer.Option(help="Float model (.tflite or .onnx) to compare the predictions with.")] = None,
     compare_every: Annotated[Optional[int], typer.Option(min=1, help="Run the --compare model on every Nth frame \\[default: 10].")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames (frame 00001.jpg: 00001.png): true mIoU. Each is checked first; one that does not decode, is of another size, has colour channels or ids the model does not have is said once, counted and not scored.")] = None,
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON: at the end, and every --stats-every seconds while it runs.")] = None,
@@ -126,7 +125,7 @@ def run(
     collect_gap: Annotated[Optional[float], typer.Option(min=0, help="Seconds between kept frames, at least \\[default: 2].", rich_help_panel=COLLECT)] = None,
     collect_dedup: Annotated[Optional[float], typer.Option(min=0, help="Skip a frame whose grey thumbnail differs from a recently kept one by less than this (0-255; 0: keep them) \\[default: 4].", rich_help_panel=COLLECT)] = None,
     collect_max: Annotated[Optional[int], typer.Option(min=1, help="The folder holds at most N frames \\[default: 500].", rich_help_panel=COLLECT)] = None,
-    input_size: Annotated[Optional[str], typer.Option(help="HxW, for a model without metadata.")] = None,
+    input_size: Annotated[Optional[str], typer.Option(help="HxW (height x width), for a model without metadata.")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="classes.txt, for a model without metadata.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ):
@@ -221,7 +220,7 @@ def run(
                 fail(f"--serve {serve}: {e.strerror or e}")
             for url in server.urls:
                 typer.echo(f"serving {url}", err=True)
-        lookup = LabelLookup(labels, seg.meta.label_map()) if labels else None
+        lookup = LabelLookup(labels, seg.meta.label_map(), seg.meta.num_classes) if labels else None
         options = RunOptions(show=show, save=save, save_masks=save_masks, stats_json=stats_json,
                              compare_every=compare_every or 10, max_frames=max_frames,
                              save_fps=save_fps(source, live) if save else None,
@@ -265,8 +264,8 @@ def _print_summary(s: dict) -> None:
                    + (f"; skipped {skipped}" if skipped else ""))
     for kind, count in s.get("warnings", {}).items():
         typer.echo(f"  warning: {kind.replace('_', ' ')}: {count}")
-    if "miou" in s:
-        typer.echo(f"mIoU on {s['labelled_frames']} labelled frames: {s['miou']:.4f}")
+    if "labelled_frames" in s:
+        typer.echo(label_score_line(s))
     c = s.get("compare")
     if c:
         typer.echo(f"agreement with the float model ({c['frames']} frames): mIoU {c['agreement_miou']:.4f}")

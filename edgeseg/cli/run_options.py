@@ -48,7 +48,7 @@ def wxh(text: str) -> tuple[int, int]:
     """--camera-size is width x height, as cameras are described (--input-size is HxW)."""
     from edgeseg.core.geometry import parse_size
 
-    w, h = parse_size(text, "--camera-size")
+    w, h = parse_size(text, "--camera-size", order="WxH")
     return w, h
 
 

@@ -47,15 +47,15 @@ def _given(ctx: typer.Context) -> set[str]:
 @handle_errors
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Option(help="Dataset folder; its format is detected unless --format is given (default: the generated synthetic set).", rich_help_panel=DATA)] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder; its format is detected unless --format is given (default: the generated synthetic set). Every frame is checked before the first step, as `edgeseg data check` does.", rich_help_panel=DATA)] = None,
     format: Annotated[Optional[Format], typer.Option("--format", "-f", help="Dataset format (default: detected from the folder's layout).", rich_help_panel=DATA)] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; options given here override it.", rich_help_panel=RUN)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Options for a target device, over --config and under the options given here: imx500 (the Raspberry Pi AI Camera: MobileNetV2 alpha 1.0, 256x256, ASPP rates 6/12) or imx500-320 (alpha 0.5, 320x320).", rich_help_panel=MODEL)] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME); must be new or empty.", rich_help_panel=RUN)] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name under runs/ (default: a timestamp).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --run-dir from its last epoch, with its saved config.", rich_help_panel=RUN)] = False,
-    crop_size: Annotated[Optional[str], typer.Option(help="Training crop HxW, multiple of the output stride.", rich_help_panel=DATA)] = None,
-    eval_size: Annotated[Optional[str], typer.Option(help="Padded evaluation size HxW (default: first val frame, rounded up).", rich_help_panel=DATA)] = None,
+    crop_size: Annotated[Optional[str], typer.Option(help="Training crop HxW (height x width, as every size option of train, export and evaluate; only run --camera-size is WxH), multiple of the output stride.", rich_help_panel=DATA)] = None,
+    eval_size: Annotated[Optional[str], typer.Option(help="Padded evaluation size HxW (height x width; default: first val frame, rounded up).", rich_help_panel=DATA)] = None,
     scale_range: Annotated[Optional[str], typer.Option(help="Random scale range MIN,MAX (DeepLab: 0.5,2.0).", rich_help_panel=DATA)] = None,
     base_scale: Annotated[Optional[float], typer.Option(help="Fixed resize of every frame before augmentation and evaluation.", rich_help_panel=DATA)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Global batch size.", rich_help_panel=DATA)] = None,

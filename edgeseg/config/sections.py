@@ -184,7 +184,7 @@ class ModelConfig:
         os_ = self.output_stride
         if h <= 0 or w <= 0 or h % os_ or w % os_:
             raise ConfigError(f"input {h}x{w} is not divisible by output stride {os_}; "
-                              f"use {round_up(max(h, os_), os_)}x{round_up(max(w, os_), os_)}")
+                              f"use {round_up(max(h, os_), os_)}x{round_up(max(w, os_), os_)} (HxW)")
         return h, w
 
 

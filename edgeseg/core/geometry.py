@@ -14,19 +14,23 @@ PAD_VALUE = 127.5  # image padding: mid-grey, the mean of the normalised range
 RESIZE_MODES = ("letterbox", "stretch")
 
 
-def parse_size(value, name: str) -> tuple[int, int]:
-    """``"256x256"``, ``"256,256"``, ``[256, 256]`` or ``256`` -> (height, width), both > 0."""
+def parse_size(value, name: str, order: str = "HxW") -> tuple[int, int]:
+    """``"256x256"``, ``"256,256"``, ``[256, 256]`` or ``256`` -> its two numbers in the order
+    written, both > 0: (height, width) for the options written HxW (every training and model
+    size), (width, height) for ``order="WxH"`` (``--camera-size``, as cameras are described)."""
+    words = "height x width, e.g. 360x480" if order == "HxW" else "width x height, e.g. 1280x720"
+    text = value
     if isinstance(value, (int, float)):
         value = (value, value)
     if isinstance(value, str):
         value = value.lower().replace("x", ",").split(",")
     try:
-        h, w = (int(v) for v in value)
+        a, b = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be HxW (e.g. 256x256), got {value!r}") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"{name} must be positive, got {h}x{w}")
-    return h, w
+        raise ConfigError(f"{name} must be {order} ({words}), got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise ConfigError(f"{name} must be positive, got {a}x{b} ({order})")
+    return a, b
 
 
 def round_up(v: int, m: int) -> int:

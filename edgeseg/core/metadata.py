@@ -80,6 +80,14 @@ class ModelMetadata:
         return LabelMap(ids={int(k): int(v) for k, v in self.label_ids.items()},
                         colors={int(k): int(v) for k, v in self.label_colors.items()})
 
+    @classmethod
+    def for_classes(cls, classes, input_size) -> "ModelMetadata":
+        """What a model without metadata is run with: a ``classes.txt``
+        (:class:`edgeseg.core.labels.ClassFile`: names, colours, and how its labels read) and
+        the input size (height, width)."""
+        return cls(class_names=list(classes.names), colors=[list(c) for c in classes.colors],
+                   input_size=list(input_size), **cls.label_fields(classes.label_map))
+
     @staticmethod
     def label_fields(label_map: LabelMap) -> dict:
         """``label_ids``/``label_colors`` for a dataset's label map (JSON keys are strings)."""

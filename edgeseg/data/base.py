@@ -48,6 +48,8 @@ class Split:
     root: Path
     split: str
     items: list[tuple[Path, Path]]
+    unpaired: tuple = ()  # images without a label, when loaded with allow_unpaired
+    expected_label: dict = field(default_factory=dict)
 
     def partition(self, pattern: str) -> tuple["Split", "Split"]:
         """(frames whose image name does not match the glob ``pattern``, frames that do): a
@@ -59,7 +61,7 @@ class Split:
             raise DataError(f"--holdout {pattern!r} matches no frame of split '{self.split}'")
         if len(held) == len(self.items):
             raise DataError(f"--holdout {pattern!r} matches every frame of split '{self.split}'")
-        return (Split(self.info, self.root, f"{self.split} without {pattern}", kept),
+        return (Split(self.info, self.root, f"{self.split} without {pattern}", kept, self.unpaired, self.expected_label),
                 Split(self.info, self.root, f"{self.split}: {pattern}", held))
 
     def select(self, pattern: str) -> "Split":
@@ -94,6 +96,47 @@ def pair_files(images: list[Path], label_of) -> Pairs:
             unpaired.append(image)
             expected[image] = label
     return Pairs(items, unpaired, expected)
+
+
+def spread(items: list, k: int = 3) -> list:
+    """Up to ``k`` of ``items``, first, last and evenly between: what format detection reads."""
+    if len(items) <= k:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
+
+
+def mask_values(paths) -> tuple[set, str | None]:
+    """The values the label files hold (ints for id and indexed masks, ``(r, g, b)`` for colour
+    masks), and why they could not be read (None when all were)."""
+    import numpy as np
+
+    from edgeseg.core.images import read_raw_label
+    from edgeseg.core.labels import pack_rgb, unpack_rgb
+
+    values = set()
+    for path in paths:
+        try:
+            raw = read_raw_label(path)
+        except DataError as e:
+            return values, str(e)
+        if raw.ndim == 3 and np.array_equal(raw[..., 0], raw[..., 1]) and np.array_equal(raw[..., 0], raw[..., 2]):
+            raw = raw[..., 0]  # a grey colour mask holds ids
+        if raw.ndim == 2:
+            values.update(np.unique(raw).tolist())
+        else:
+            values.update(unpack_rgb(int(k)) for k in np.unique(pack_rgb(raw)))
+    return values, None
+
+
+def describe_values(values) -> str:
+    ints = sorted(v for v in values if not isinstance(v, tuple))
+    colours = sorted(v for v in values if isinstance(v, tuple))
+    parts = []
+    if ints:
+        parts.append("ids " + ", ".join(map(str, ints[:8])) + (" ..." if len(ints) > 8 else ""))
+    if colours:
+        parts.append(f"{len(colours)} colours, e.g. " + ", ".join(f"({r}, {g}, {b})" for r, g, b in colours[:3]))
+    return " and ".join(parts) or "nothing"
 
 
 def require_dir(path: Path, what: str) -> Path:

@@ -37,11 +37,34 @@ _IMAGE_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
-LAYOUT = "leftImg8bit/SPLIT/CITY + gtFine/SPLIT/CITY"
+LAYOUT = "leftImg8bit/SPLIT/CITY/*_leftImg8bit.png + gtFine/SPLIT/CITY/*_gtFine_labelIds.png"
+_TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds.png"
 
 
 def detect(root: Path) -> bool:
-    return (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir()
+    """Cityscapes' folders, and label files under its names in city folders."""
+    return ((root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir()
+            and next((root / "gtFine").glob(f"*/*/*{_LABEL_SUFFIX}"), None) is not None)
+
+
+def near_miss(root: Path) -> str | None:
+    """What is wrong with a folder that is almost a Cityscapes copy."""
+    images, labels = root / "leftImg8bit", root / "gtFine"
+    if not images.is_dir() and not labels.is_dir():
+        return None
+    if not labels.is_dir():
+        return f"it has {images} but no gtFine/: unpack gtFine_trainvaltest.zip beside it"
+    if not images.is_dir():
+        return f"it has {labels} but no leftImg8bit/: unpack leftImg8bit_trainvaltest.zip beside it"
+    if next(labels.glob(f"*/*/*{_LABEL_SUFFIX}"), None) is not None:
+        return None
+    if next(labels.glob(f"*/*{_LABEL_SUFFIX}"), None) or next(images.glob(f"*/*{_IMAGE_SUFFIX}"), None):
+        return ("its files lie directly in SPLIT/ folders; Cityscapes keeps them in city folders "
+                "(leftImg8bit/train/aachen/..., gtFine/train/aachen/...): unpack the original zips as they are")
+    if next(labels.glob(f"*/*/*{_TRAIN_ID_SUFFIX}"), None) or next(labels.glob(f"*/*{_TRAIN_ID_SUFFIX}"), None):
+        return (f"gtFine holds only *{_TRAIN_ID_SUFFIX} files; edgeseg maps the original "
+                f"*{_LABEL_SUFFIX} itself: unpack gtFine_trainvaltest.zip again (it has both)")
+    return f"gtFine holds no *{_LABEL_SUFFIX} files in city folders (gtFine/SPLIT/CITY/)"
 
 
 def info(root: Path) -> DatasetInfo:

@@ -156,7 +156,7 @@ def import_cvat(archive: Path, root: Path, force: bool = False) -> int:
             draft = cv2.imread(str(collection.masks_dir(root) / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
             if draft is not None and draft.shape != ids.shape:
                 raise DataError(f"{archive.name}:{member} is {ids.shape[1]}x{ids.shape[0]}, "
-                                f"the frame {draft.shape[1]}x{draft.shape[0]}")
+                                f"the frame {draft.shape[1]}x{draft.shape[0]} (WxH)")
             labels[stem] = ids
     if not labels:
         raise DataError(f"{archive} holds no {MASKS}/*.png masks")

@@ -19,7 +19,7 @@ from edgeseg._tf import tf
 from edgeseg.core.files import write_json_atomic
 from edgeseg.core.errors import DataError
 from edgeseg.core.images import read_label
-from edgeseg.core.labels import IGNORE_LABEL, DatasetInfo, LabelMap
+from edgeseg.core.labels import DatasetInfo, LabelMap
 from edgeseg.data.augment import Augment, augment_fn, copy_paste_fn, eval_transform
 from edgeseg.data.base import Split
 
@@ -39,24 +39,25 @@ class TFRecordSplit:
 
 # --- decoding ---------------------------------------------------------------------------------
 
+# Errors raised inside the pipeline carry this before their one line (which names the file), so
+# that the TensorFlow error they end in can be told into that line (:func:`explain_error`).
+FILE_ERROR = "edgeseg-file-error: "
+
+
 def _decode_label_fn(label_map: LabelMap):
-    lut = tf.constant(label_map.id_lut())
-    if not label_map.colors:
-        def decode(data):
-            raw = tf.io.decode_png(data, channels=1)[..., 0]
-            return tf.gather(lut, tf.cast(raw, tf.int32))
-        return decode
+    """``label path -> uint8 train ids``, read by the same code as `data check` and the device
+    (OpenCV): id PNGs of 8 or 16 bits, indexed PNGs, colour masks; unknown values -> ignore."""
 
-    table = label_map.color_table()
-    hashed = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(table), tf.int32), tf.constant(list(table.values()), tf.int32)),
-        default_value=IGNORE_LABEL)
+    def read(path):
+        try:
+            return read_label(path.decode(), label_map)[0]
+        except DataError as e:
+            raise DataError(f"{FILE_ERROR}{e}") from None
 
-    def decode(data):
-        rgb = tf.cast(tf.io.decode_png(data, channels=3), tf.int32)
-        keys = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
-        return tf.cast(hashed.lookup(keys), tf.uint8)
+    def decode(path):
+        label = tf.numpy_function(read, [path], tf.uint8, stateful=False)
+        label.set_shape([None, None])
+        return label
     return decode
 
 
@@ -81,12 +82,41 @@ def _file_decoder(label_map: LabelMap):
 
     def decode(image_path, label_path):
         image = _decode_image(tf.io.read_file(image_path))
-        label = decode_label(tf.io.read_file(label_path))
+        label = decode_label(label_path)
         tf.debugging.assert_equal(
             tf.shape(image)[:2], tf.shape(label)[:2],
-            message=tf.strings.join(["image and label sizes differ: ", image_path]))
+            message=tf.strings.join([FILE_ERROR, "image and label sizes differ: ", image_path, " and ", label_path,
+                                     " (edgeseg data check names every such pair)\n"]))
         return image, label
     return decode
+
+
+def explain_error(error: Exception, sources) -> DataError | None:
+    """The one line a TensorFlow error met while reading ``sources`` (Splits) comes to: the file
+    it names (a label that does not read, a pair of two sizes), or, for an image TensorFlow
+    cannot decode, the first such image of the sources, found by decoding them again. None: not
+    an error of the data."""
+    import re
+
+    message = getattr(error, "message", None) or str(error)
+    found = re.search(re.escape(FILE_ERROR) + r"(.*?)(?:\\n|\n|\]|$)", message)
+    if found:
+        return DataError(found.group(1).strip())
+    if not isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.DataLossError)):
+        return None
+    if not re.search(r"jpeg|png|image|decode|Input is empty|Invalid data", message, re.IGNORECASE):
+        return None
+    said = re.search(r"(Invalid JPEG data[^\n\]]*|Invalid PNG[^\n\]]*|Unknown image file format[^\n\]]*|"
+                     r"Input is empty[^\n\]]*|jpeg::Uncompress failed[^\n\]]*)", message)
+    first = said.group(1).strip().rstrip(".") if said else "it does not decode"
+    for source in sources:
+        for image_path, _ in getattr(source, "items", ()):
+            try:
+                _decode_image(tf.io.read_file(str(image_path)))
+            except (tf.errors.OpError, ValueError):
+                return DataError(f"cannot decode image {image_path} (TensorFlow: {first}); "
+                                 "remove or replace it (`edgeseg data check` checks every file)")
+    return None
 
 
 # --- datasets ---------------------------------------------------------------------------------
@@ -231,12 +261,14 @@ def load_tfrecord_split(root: Path, split: str) -> TFRecordSplit:
     return TFRecordSplit(info=info, files=files, count=sum(int(meta["counts"][name]) for name in names), split=split)
 
 
-def load_source(root, fmt: str, split: str):
-    """A split as file pairs, or as TFRecord shards when ``fmt == 'tfrecord'``."""
+def load_source(root, fmt: str, split: str, allow_unpaired: bool = False):
+    """A split as file pairs, or as TFRecord shards when ``fmt == 'tfrecord'``; with
+    ``allow_unpaired`` images without a label are kept aside in the Split (for the check before
+    training to report with the rest) instead of an error."""
     if fmt == "tfrecord":
         if root is None or not Path(root).is_dir():
             raise DataError(f"dataset folder not found: {root}")
         return load_tfrecord_split(Path(root), split)
     from edgeseg.data import load_split
 
-    return load_split(root, fmt, split)
+    return load_split(root, fmt, split, allow_unpaired)

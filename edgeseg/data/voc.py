@@ -49,11 +49,58 @@ INFO = DatasetInfo(
 )
 
 
-LAYOUT = "JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/SPLIT.txt"
+LAYOUT = "JPEGImages/ + SegmentationClass/ (VOC's palette) + ImageSets/Segmentation/SPLIT.txt"
+_VOC_VALUES = {*range(len(CLASS_NAMES)), 255}
+_VOC_COLOURS = {tuple(int(v) for v in _CMAP[i]) for i in _VOC_VALUES}
+
+
+def _has_layout(root: Path) -> bool:
+    return (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir()
+
+
+def _not_voc(root: Path) -> str | None:
+    """Why a folder with VOC's layout is not Pascal VOC (None: it is): a few of its masks must
+    hold VOC's 21 classes and border, as palette indices, grey ids or VOC's colours (tools export
+    their own classes in this layout too)."""
+    from edgeseg.data.base import describe_values, mask_values, spread
+
+    masks = sorted((root / "SegmentationClass").glob("*.png"))
+    if not masks:
+        return f"{root / 'SegmentationClass'} holds no .png masks"
+    values, unreadable = mask_values(spread(masks))
+    if unreadable:
+        return f"its masks cannot be read ({unreadable})"
+    wrong = sorted(v for v in values if v not in _VOC_VALUES and v not in _VOC_COLOURS)
+    if wrong:
+        return f"its masks hold {describe_values(wrong)}, which are not Pascal VOC's 21 classes"
+    return None
 
 
 def detect(root: Path) -> bool:
-    return (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir()
+    return _has_layout(root) and _not_voc(root) is None
+
+
+def devkit_year(root: Path) -> Path | None:
+    """The VOC2012 (or other year) folder inside an extracted VOCdevkit, from ``root`` being the
+    devkit or the folder it was extracted into."""
+    for devkit in (root, root / "VOCdevkit"):
+        years = sorted(p for p in devkit.glob("VOC20*") if _has_layout(p)) if devkit.is_dir() else []
+        if years:
+            return years[-1]
+    return None
+
+
+def near_miss(root: Path) -> str | None:
+    year = devkit_year(root)
+    if year is not None:
+        return f"it is an extracted VOCdevkit: point --data at {year}"
+    if _has_layout(root):
+        why = _not_voc(root)
+        if why:
+            return (f"it has Pascal VOC's layout but {why}: for your own classes use the folder layout "
+                    "(classes.txt with 'name R G B' per class, images/, masks/, SPLIT.txt), "
+                    "or pass --format voc if it is Pascal VOC")
+    return None
 
 
 def info(root: Path) -> DatasetInfo:

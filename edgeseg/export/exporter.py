@@ -223,7 +223,7 @@ def _metadata_for(plan: ExportPlan, options: ExportOptions, size):
     """``metadata(format name) -> ModelMetadata``: what each exported file carries."""
     meta_ds, spec = plan.dataset, get_backbone(plan.config.model.backbone)
     best = plan.run.read_json(plan.run.best_json)
-    labels = ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"])))
+    labels = ModelMetadata.label_fields(label_map_of(meta_ds["format"], len(meta_ds["class_names"]), meta_ds))
 
     def metadata(name: str) -> ModelMetadata:
         row = EXPORT_FORMATS[name]

@@ -15,7 +15,9 @@ from edgeseg.core import metrics
 from edgeseg.core.errors import ConfigError, EdgesegError
 from edgeseg.core.files import OutputError, free_space, is_refused, sweep_temporaries, write_error
 from edgeseg.data.augment import Augment
-from edgeseg.data.pipeline import build_eval_dataset, build_train_dataset, source_size
+from edgeseg.core.metadata import ModelMetadata
+from edgeseg.data.preflight import check_before_training
+from edgeseg.data.pipeline import build_eval_dataset, build_train_dataset, explain_error, source_size
 from edgeseg.models import build_deeplabv3plus
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.train.callbacks import StepTimer, ValidateAndCheckpoint, WeightAverage, save_weights_atomic
@@ -90,11 +92,17 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
     d = config.data
     train_src, val_src, report_src = training_sources(config)
     info = train_src.info
+    mix = mixed_source(config, info.class_names)
+    # every frame is read as training will read it before anything is written: a refusal leaves
+    # nothing behind, so the same command runs again once the data is fixed
+    counts = check_before_training([train_src, val_src, report_src, mix[0] if mix else None],
+                                   progress_factory=_progress_bar)
     log.info(device_line())
     if not resume:
         if config.init:
             _check_init(config, info.class_names)
-        config = resolve(config, train_src, val_src)
+        config = resolve(config, train_src, val_src, counts.get(id(train_src)))
+    created = not run.path.exists()
     if chief and not resume:
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
@@ -102,19 +110,67 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, verbose: int
             "name": info.name, "format": d.format, "root": d.root,
             "class_names": list(info.class_names), "colors": [list(c) for c in info.colors],
             "ignore_label": info.ignore_label,
+            **ModelMetadata.label_fields(info.label_map),
         })
 
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    sources = (train_src, val_src, report_src, mix)
     try:
-        return _fit(config, run, strategy, (train_src, val_src, report_src), chief, verbose)
+        return _fit(config, run, strategy, sources, chief, verbose)
+    except Exception as e:
+        if chief and not resume:
+            _remove_if_empty_handed(run, created)
+        if isinstance(e, tf.errors.OpError):
+            explained = explain_error(e, [train_src, val_src, report_src, *([mix[0]] if mix else [])])
+            if explained is not None:
+                raise explained from None
+        raise
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
+def _remove_if_empty_handed(run: RunDir, created: bool) -> None:
+    """After a failure before the run saved anything worth resuming (no backup, no weights, no
+    finished epoch), remove what it wrote, so that the same command runs again: the folder if
+    this run made it, else what it put into the empty folder it was given."""
+    import shutil
+
+    if run.has_backup() or run.best_weights.is_file() or run.last_weights.is_file() or last_logged_epoch(run):
+        return
+    if created:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    for name in (run.config.name, run.dataset.name, "history.csv", "logs", "backup", run.best_json.name):
+        path = run.path / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
+def _progress_bar(total: int):
+    """A progress bar on a terminal for the check of many frames (a context manager whose value
+    is called once per frame); elsewhere nothing (the check logs its time when done)."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress(TextColumn("checking the data"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True, console=Console(stderr=True)) as progress:
+            task = progress.add_task("check", total=total)
+            yield lambda: progress.advance(task)
+    return bar()
+
+
 def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbose) -> dict:
     d, o = config.data, config.optim
-    train_src, val_src, report_src = sources
+    train_src, val_src, report_src, mix = sources
     info = train_src.info
     n_train = source_size(train_src)
     steps_per_epoch = o.steps_per_epoch or max(1, n_train // d.batch_size)
@@ -127,7 +183,7 @@ def _fit(config: TrainConfig, run: RunDir, strategy, sources, chief: bool, verbo
                       photometric=d.photometric, rare_classes=tuple(d.rare_classes or ()),
                       rare_crop_prob=d.rare_crop_prob, camera_shift=d.camera_shift, copy_paste=d.copy_paste)
     train_ds = build_train_dataset(train_src, d.batch_size, augment, cache=cache, seed=config.seed,
-                                   deterministic=config.deterministic, mix=mixed_source(config, info.class_names))
+                                   deterministic=config.deterministic, mix=mix)
     val_ds = build_eval_dataset(val_src, batch_size=max(1, min(d.batch_size, 4)), size=d.eval_size,
                                 base_scale=d.base_scale, cache=True)
 

@@ -38,14 +38,14 @@ def training_sources(config: TrainConfig):
     selecting frames are that part of the training split(s); with ``ship: last`` and no holdout,
     val only watches the run and is also the split reported."""
     d = config.data
-    train = load_source(d.root, d.format, d.train_split)
+    train = load_source(d.root, d.format, d.train_split, True)
     val_root, val_format = d.val_data()
     if d.holdout:
         train, select = train.partition(d.holdout)
         log.info("training on %d frames, selecting on %d held-out ones (%s); %s is scored once at the end",
                  len(train.items), len(select.items), d.holdout, d.val_split)
-        return train, select, load_source(val_root, val_format, d.val_split)
-    val = load_source(val_root, val_format, d.val_split)
+        return train, select, load_source(val_root, val_format, d.val_split, True)
+    val = load_source(val_root, val_format, d.val_split, True)
     if val_root == d.root and set(d.val_split.split(",")) <= set(d.train_split.split(",")):
         log.warning("validating on frames that are trained on (%s): the score says nothing about unseen "
                     "frames%s", d.val_split, "" if config.ship == "last" else "; pass --ship last")
@@ -61,7 +61,7 @@ def mixed_source(config: TrainConfig, class_names):
     from edgeseg.data import resolve_format
 
     fmt = resolve_format(mix["root"], mix.get("format"))
-    source = load_source(mix["root"], fmt, mix.get("split") or "train")
+    source = load_source(mix["root"], fmt, mix.get("split") or "train", True)
     if mix.get("holdout"):
         source, _ = source.partition(mix["holdout"])
     if tuple(source.info.class_names) != tuple(class_names):
@@ -73,8 +73,9 @@ def mixed_source(config: TrainConfig, class_names):
     return source, float(mix["share"])
 
 
-def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
-    """Fill in what the data decides: evaluation size, class weights, rare classes."""
+def resolve(config: TrainConfig, train_src, val_src, counts=None) -> TrainConfig:
+    """Fill in what the data decides: evaluation size, class weights, rare classes (``counts``:
+    the training labels' pixels per class, when the check before training counted them)."""
     data, loss = config.data, config.loss
     os_ = config.model.output_stride
     if data.eval_size is None:
@@ -84,7 +85,8 @@ def resolve(config: TrainConfig, train_src, val_src) -> TrainConfig:
     # rare classes: for the crops centred on them, and for the held-out score's rare-class mean
     wants_rare = (data.rare_crop_prob > 0 or data.copy_paste > 0 or data.holdout) and data.rare_classes is None
     needs_counts = (isinstance(loss.class_weights, str) and loss.class_weights != "none") or wants_rare
-    counts = label_pixel_counts(train_src) if needs_counts else None
+    if needs_counts and counts is None:
+        counts = label_pixel_counts(train_src)
     if isinstance(loss.class_weights, str) and loss.class_weights != "none":
         weights = metrics.class_weights(counts, loss.class_weights, loss.max_class_weight)
         config = config.override(loss__class_weights=[round(float(w), 4) for w in weights])

@@ -75,8 +75,16 @@ def score_run(run: Path, data=None, fmt: str | None = None, split: str = "val", 
     size = tuple(eval_size or config.data.eval_size)
     model, _ = load_run_model(run, size, weights)
     dataset = build_eval_dataset(source, batch_size, size, config.data.base_scale)
-    cm = confusion_over(model, dataset, len(meta["class_names"]), progress=progress)
-    samples = predict_samples(model, dataset, overlay_samples) if overlay_samples else []
+    from edgeseg.data.pipeline import explain_error
+
+    try:
+        cm = confusion_over(model, dataset, len(meta["class_names"]), progress=progress)
+        samples = predict_samples(model, dataset, overlay_samples) if overlay_samples else []
+    except tf.errors.OpError as e:  # a file that does not read: one line naming it
+        explained = explain_error(e, [source])
+        if explained is None:
+            raise
+        raise explained from None
     score = Score(name=f"{run.name} (keras)", kind="keras", cm=cm, class_names=meta["class_names"],
                   frames=source_size(source), path=str(weights or rd.weights()))
     return score, {"root": root, "format": fmt, "colors": meta["colors"]}, samples

@@ -87,7 +87,7 @@ class Segmenter:
         stride = meta.output_stride if meta.output == "logits" else 1
         if stride < 1 or (h * stride, w * stride) != (H, W):
             raise MetadataError(f"{self.path}: the metadata says {meta.output} at stride {stride}, but the "
-                                f"model maps a {H}x{W} input to a {h}x{w} output")
+                                f"model maps a {H}x{W} input to a {h}x{w} output (HxW)")
 
     def _quantize_input(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input.dtype

@@ -89,11 +89,13 @@ class StreamRun:
             self.not_written.setdefault(kind, message)
 
     def _label(self, frame, pred):
-        label = self.labels.get(frame.name) if self.labels else None
-        if label is not None and label.shape != pred.shape:
-            self.warn("labels_of_another_size", f"label {frame.name}.png is {label.shape[1]}x{label.shape[0]} "
-                      f"but the frame is {pred.shape[1]}x{pred.shape[0]}; such frames are not scored")
+        if not self.labels:
             return None
+        # every label is checked before it is scored; one that cannot be right is said once and counted
+        label, refusal = self.labels.check(frame.name, pred.shape)
+        self.truth.looked_up(self.labels.folder, frame.name, label, refusal)
+        if refusal is not None:
+            self.warn(refusal.kind, refusal.message)
         return label
 
     def reload_model(self) -> None:

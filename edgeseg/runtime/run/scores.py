@@ -9,24 +9,66 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.core import metrics
-from edgeseg.core.images import UnreadableLabel, read_label
-from edgeseg.core.labels import LabelMap
+from edgeseg.core.errors import DataError
+from edgeseg.core.images import read_raw_label
+from edgeseg.core.labels import LabelMap, describe_value
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a frame's label is not scored: a kind (counted in the summary's warnings) and the line
+    said the first time."""
+
+    kind: str
+    message: str
 
 
 class LabelLookup:
     """Label maps for frames, by frame name, from ``--labels DIR``, decoded with the label map the
-    model carries in its metadata (e.g. CamVid's void id 11 -> ignore)."""
+    model carries in its metadata (e.g. CamVid's void id 11 -> ignore). Every label is checked
+    before it is scored: it must decode, hold ids (or, for a model whose labels are colours, the
+    model's colours), only values the model knows (its classes and the ignored ones), and be the
+    frame's size."""
 
-    def __init__(self, folder: Path, label_map: LabelMap):
+    def __init__(self, folder: Path, label_map: LabelMap, num_classes: int | None = None):
         self.folder = Path(folder)
         self.label_map = label_map
+        self.num_classes = num_classes
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.png"
 
     def get(self, name: str):
-        """The frame's train ids, or None when it has no (readable) label file."""
+        """The frame's train ids, or None when it has no (acceptable) label file."""
+        return self.check(name)[0]
+
+    def check(self, name: str, shape=None) -> tuple[np.ndarray | None, Refusal | None]:
+        """``(train ids, None)``; ``(None, None)``: the frame has no label file; ``(None,
+        Refusal)``: it has one that cannot be right (``shape``: the frame's, HxW)."""
+        path = self.path(name)
+        if not path.is_file():
+            return None, None
         try:
-            return read_label(self.folder / f"{name}.png", self.label_map)[0]
-        except UnreadableLabel:
-            return None
+            raw = read_raw_label(path)
+        except DataError as e:
+            return None, Refusal("label_unreadable", f"{e}; such labels are not scored")
+        try:
+            label, unknown = self.label_map.encode(raw)
+        except DataError as e:
+            return None, Refusal("label_wrong_channels", f"label {path}: {e}; such labels are not scored")
+        if unknown.any():
+            _, values = self.label_map.census(raw)
+            listed = ", ".join(f"{describe_value(v)} ({n:,} px)"
+                               for v, n in sorted(values.items(), key=lambda kv: -kv[1])[:5])
+            classes = f"the model's {self.num_classes} classes" if self.num_classes else "the model's classes"
+            return None, Refusal("label_unknown_ids",
+                                 f"label {path} holds {listed}, outside {classes} "
+                                 f"(valid: {self.label_map.valid_values()}); such labels are not scored")
+        if shape is not None and tuple(label.shape) != tuple(shape[:2]):
+            return None, Refusal("label_wrong_size",
+                                 f"label {path} is {label.shape[1]}x{label.shape[0]} but the frame is "
+                                 f"{shape[1]}x{shape[0]} (WxH); such labels are not scored")
+        return label, None
 
 
 def _zeros(n: int) -> np.ndarray:
@@ -35,11 +77,16 @@ def _zeros(n: int) -> np.ndarray:
 
 @dataclass
 class LabelScore:
-    """The model against the labels of the frames that have one."""
+    """The model against the labels of the frames that have one, and what was not scored: frames
+    without a label file, labels refused (:class:`LabelLookup`)."""
 
     num_classes: int
     cm: np.ndarray = None
     frames: int = 0
+    refused: int = 0
+    unlabelled: int = 0
+    folder: str | None = None  # --labels, once a frame was looked up
+    first_unlabelled: str | None = None
 
     def __post_init__(self):
         self.cm = _zeros(self.num_classes)
@@ -48,11 +95,47 @@ class LabelScore:
         self.frames += 1
         self.cm += metrics.confusion_matrix(label, pred, self.num_classes)
 
+    def looked_up(self, folder, name: str, label, refusal) -> None:
+        """A frame's label looked up in ``folder``: counted as not scored when there is none
+        (``label`` and ``refusal`` None) or it was refused."""
+        self.folder = str(folder)
+        if label is not None:
+            return
+        if refusal is None:
+            self.unlabelled += 1
+            self.first_unlabelled = self.first_unlabelled or name
+        else:
+            self.refused += 1
+
     def summary(self, class_names) -> dict:
-        if not self.frames:
+        if self.folder is None and not self.frames:
             return {}
-        return {"labelled_frames": self.frames, "miou": metrics.mean_iou(self.cm),
-                "per_class_iou": metrics.summarize(self.cm, class_names)["per_class_iou"]}
+        out = {"labelled_frames": self.frames}
+        if self.folder is not None:
+            out.update({"labels_refused": self.refused, "unlabelled_frames": self.unlabelled,
+                        "labels_folder": self.folder})
+            if self.first_unlabelled:
+                out["first_unlabelled_frame"] = self.first_unlabelled
+        if self.frames:
+            out.update({"miou": metrics.mean_iou(self.cm),
+                        "per_class_iou": metrics.summarize(self.cm, class_names)["per_class_iou"]})
+        return out
+
+
+def label_score_line(s: dict) -> str:
+    """The mIoU line of a run summary: what it rests on, and which frames were not scored."""
+    refused, unlabelled = s.get("labels_refused", 0), s.get("unlabelled_frames", 0)
+    aside = ", ".join(part for part in (f"{refused} labels refused" if refused else "",
+                                        f"{unlabelled} frames without a label" if unlabelled else "") if part)
+    aside = f" ({aside})" if aside else ""
+    if s["labelled_frames"]:
+        return f"mIoU on {s['labelled_frames']} labelled frames{aside}: {s['miou']:.4f}"
+    if refused:
+        return f"0 labelled frames{aside}: every label found in {s['labels_folder']} was refused (see above)"
+    first = s.get("first_unlabelled_frame")
+    example = f" (frame {first} would have {first}.png)" if first else ""
+    return (f"0 labelled frames: no label in {s.get('labels_folder')} matches the name of any of the "
+            f"{s['frames']} frames{example}")
 
 
 @dataclass
