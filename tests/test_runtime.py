@@ -313,6 +313,92 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
         assert np.array_equal(tiled[decided], full.argmax(-1)[decided])
 
 
+def _logits_cases():
+    """Logits the candidate pruning must not change a pixel of: regions of small integers (ties
+    everywhere), int8, float at scales from 1e-3 to 1e4, channels exactly equal, channels one
+    ulp apart, one class only, and a frame of noise (boundaries everywhere)."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for i in range(60):
+        h, w, c = int(rng.integers(2, 18)), int(rng.integers(2, 18)), int(rng.integers(1, 12))
+        regions = rng.integers(-3, 4, (h // 2 + 1, w // 2 + 1, c))
+        regions = np.repeat(np.repeat(regions, 2, axis=0), 2, axis=1)[:h, :w]
+        kind = i % 6
+        if kind == 0:
+            y = regions.astype(np.int8)
+        elif kind == 1:
+            y = rng.integers(-128, 128, (h, w, c)).astype(np.int8)
+        elif kind == 2:
+            y = (regions + rng.normal(0, 0.3, (h, w, c))).astype(np.float32) * float(rng.choice([1e-3, 1, 1e4]))
+        elif kind == 3:
+            y = rng.normal(0, 1, (h, w, c)).astype(np.float32)
+            y[..., c // 2] = y[..., 0]  # exact ties between channels
+        elif kind == 4:
+            y = rng.normal(0, 5, (h, w, c)).astype(np.float32)
+            y[..., -1] = np.nextafter(y[..., 0], np.float32(np.inf))  # a hair above channel 0
+        else:
+            y = (regions / 4).astype(np.float32)  # quarters: exact interpolations, exact ties
+        cases.append(y)
+    return cases
+
+
+def test_candidate_pruning_gives_the_masks_of_every_class_interpolated():
+    """The runtime's post-processing interpolates only the classes that can win at a boundary;
+    its labels must be those of interpolating every class (what `edgeseg evaluate` scored before),
+    bit for bit, for the x4 tiles and for any letterbox scale."""
+    from edgeseg.core.geometry import letterbox
+    from edgeseg.runtime.model.upsample import (
+        bilinear_argmax, bilinear_argmax_all_classes, bilinear_argmax_x4, bilinear_argmax_x4_all_classes, frame_taps,
+    )
+
+    for y in _logits_cases():
+        h, w, _ = y.shape
+        assert np.array_equal(bilinear_argmax_x4(y), bilinear_argmax_x4_all_classes(y))
+        for frame_hw in ((4 * h, 4 * w), (3 * h + 1, 5 * w), (9 * h, 7 * w)):
+            _, box = letterbox(np.zeros((*frame_hw, 3), np.uint8), (4 * h, 4 * w))
+            taps = frame_taps(box, frame_hw, (h, w), 4)
+            assert np.array_equal(bilinear_argmax(y, taps), bilinear_argmax_all_classes(y, taps))
+
+
+class _Replay:
+    """A backend that returns given outputs in turn (an accelerator's stand-in)."""
+
+    def __init__(self, like, outputs, output):
+        from edgeseg.runtime.model.backend import TensorInfo
+
+        self.path, self.input, self.description = like.path, like.input, "replay"
+        self.output = TensorInfo(output.shape, output.dtype)
+        self.outputs = list(outputs)
+
+    def run(self, x):
+        return self.outputs.pop(0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_a_labels_head_gives_the_masks_of_auto_at_every_frame_size(exported, synth_root, dtype):
+    """A model whose graph ends in the upsample and argmax (``output: labels``) hands the runtime
+    class ids at the input size, as uint8, int32 or float; cropped to the frame and resized
+    nearest, they are ``--upsample auto``'s masks, for frames smaller than the input, as large,
+    larger, and of another aspect ratio."""
+    from dataclasses import replace
+
+    from edgeseg.core.images import read_image
+    from edgeseg.runtime.model.segmenter import Segmenter
+    from edgeseg.runtime.model.upsample import bilinear_argmax_x4
+
+    path = exported["files"]["fp32"]["path"]
+    auto = Segmenter(path)
+    scene = read_image(sorted((synth_root / "val" / "images").glob("*.jpg"))[2])
+    frames = [cv2.resize(scene, size, interpolation=cv2.INTER_LINEAR) for size in ((64, 64), (40, 50), (256, 192), (90, 30))]
+    ids = [bilinear_argmax_x4(auto.infer(f).output)[None].astype(dtype) for f in frames]
+    head = Segmenter(path, metadata=replace(auto.meta, output="labels", output_stride=1),
+                     backend=_Replay(auto.backend, ids, ids[0]))
+    for frame in frames:
+        got, want = head.predict(frame), auto.predict(frame)
+        assert got.dtype == np.uint8 and got.shape == frame.shape[:2]
+        assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("frame_hw", [(64, 64), (50, 90), (200, 120)])
 def test_integer_input_lookup_table_matches_float_quantization(exported, frame_hw):
     from edgeseg.core.geometry import letterbox
@@ -369,6 +455,39 @@ def test_pipelined_loop_matches_sequential_and_reports_errors(exported, video, t
     try:
         with pytest.raises(Broken):
             run_stream(seg, video_frames(str(video)), RunOptions(echo=lambda *_: None))
+    finally:
+        seg.finish = seg_finish
+
+
+def test_post_processing_threads_keep_the_order_and_the_masks(exported, video, tmp_path):
+    """``post_threads``: consecutive frames post-processed side by side; the masks and their order
+    are the sequential loop's, and an error in a post-processing thread stops the run."""
+    from edgeseg.runtime.model.segmenter import Segmenter
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.sources.files import video_frames
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    masks = {}
+    for name, pipeline, threads in (("sequential", False, 1), ("threads", True, 3)):
+        folder = tmp_path / name
+        summary = run_stream(seg, video_frames(str(video)), RunOptions(
+            pipeline=pipeline, post_threads=threads, save_masks=folder, echo=lambda *_: None))
+        assert summary["frames"] == 8
+        masks[name] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
+    assert len(masks["threads"]) == len(masks["sequential"]) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(masks["threads"], masks["sequential"]))
+
+    class Broken(Exception):
+        pass
+
+    def fail(*_):
+        raise Broken("post-processing died")
+
+    seg_finish = seg.finish
+    seg.finish = fail
+    try:
+        with pytest.raises(Broken):
+            run_stream(seg, video_frames(str(video)), RunOptions(post_threads=2, echo=lambda *_: None))
     finally:
         seg.finish = seg_finish
 

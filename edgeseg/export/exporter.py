@@ -20,7 +20,7 @@ from edgeseg.data.base import names_frame
 from edgeseg.core.errors import ConfigError, DataError, ExportError
 from edgeseg.export.delegates import compatibility_report
 from edgeseg.export.metadata import embed_metadata
-from edgeseg.export.formats import EXPORT_FORMATS
+from edgeseg.export.formats import DEFAULT_LABELS_HEAD, EXPORT_FORMATS, LABELS_HEADS
 from edgeseg.export.tflite import convert
 from edgeseg.models import get_backbone
 from edgeseg.quant.calibrate import (
@@ -52,6 +52,7 @@ class ExportOptions:
     keep_float: tuple[str, ...] = ()
     onnx_int8: str = "tflite"  # how int8 ONNX is made: from the int8 TFLite model, or "ort"
     edgetpu: bool = False  # compile the int8 file with edgetpu_compiler (or say what it still needs)
+    labels_head: str = DEFAULT_LABELS_HEAD  # how the labels head takes the argmax (edgeseg.export.labels_head)
     force: bool = False
     seed: int = 0
 
@@ -84,6 +85,8 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
         raise ConfigError("--debug measures the int8 (PTQ) model, which is not among the formats")
     if options.onnx_int8 not in ("tflite", "ort"):
         raise ConfigError(f"ONNX int8 converter must be tflite or ort, got '{options.onnx_int8}'")
+    if options.labels_head not in LABELS_HEADS:
+        raise ConfigError(f"labels head must be one of {', '.join(LABELS_HEADS)}, got '{options.labels_head}'")
     if options.calib_size < 1:
         raise ConfigError(f"--calib-size must be >= 1, got {options.calib_size}")
     out_dir = Path(options.out_dir or run.path / "export")
@@ -187,12 +190,13 @@ def _metadata_for(plan: ExportPlan, options: ExportOptions, size):
         row = EXPORT_FORMATS[name]
         return ModelMetadata(
             class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
-            output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
+            output=row.head, output_stride=1 if row.labels_of else 4, scale=list(spec.scale), offset=list(spec.offset),
             precision=name, source_run=str(plan.run.path), float_miou=best.get("miou"),
             dataset=meta_ds.get("name"), edgeseg_version=__version__, **labels,
             extra={"io": options.io if row.integer_io else "float",
                    "decoder_interpolation": options.decoder_interpolation,
-                   **({"onnx_int8": options.onnx_int8} if row.file == "onnx" and row.calibration else {})},
+                   **({"onnx_int8": options.onnx_int8} if row.file == "onnx" and row.calibration else {}),
+                   **({"labels_head": options.labels_head} if row.labels_of else {})},
         )
     return metadata
 
@@ -271,11 +275,18 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
     ONNX int8 from the int8 TFLite model made for float input and output (same quantization as
     the TFLite row) or, with ``onnx_int8='ort'``, by ONNX Runtime's static quantization."""
     source = qat_model if row.qat else model
+    head = None
+    if row.labels_of:
+        from functools import partial
+
+        from edgeseg.export.labels_head import labels_head
+
+        head = partial(labels_head, formulation=options.labels_head)
     if row.file == "onnx":
         from edgeseg.export import onnx
 
         if not row.calibration:
-            return onnx.keras_to_onnx(model)
+            return onnx.keras_to_onnx(model, head)
         if options.onnx_int8 == "ort" and not row.qat:
             return onnx.ort_static_int8(onnx.keras_to_onnx(model), calib)
         return onnx.tflite_to_onnx(convert(source, EXPORT_FORMATS[row.base], calib, "float"))
@@ -283,7 +294,7 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
         from edgeseg.export.debug import convert_keeping_float
 
         return convert_keeping_float(model, calib, options.keep_float, options.io)
-    return convert(source, row, calib, options.io)
+    return convert(source, row, calib, options.io, head)
 
 
 def _held_out(config: TrainConfig, meta_ds: dict, root) -> str | None:

@@ -18,7 +18,8 @@ log = logging.getLogger("edgeseg")
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
-ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+              "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 
 
 def engine_cache() -> Path:

@@ -38,10 +38,16 @@ class Segmenter:
             the frame's own size: the same as ``exact`` for frames no larger than the input, and
             cheap for camera frames larger than it. ``exact``: bilinear logits at the frame's full
             resolution. ``fast``: the argmax at the output stride, labels resized nearest.
+            A model with a labels head (``output: labels`` in its metadata) has done the
+            upsample and argmax in its graph at the input size; its labels are cropped to the
+            frame and resized nearest to the frame's size (``auto``'s masks), whatever this says.
+        backend: an opened :class:`~edgeseg.runtime.model.backend.Backend` to run instead of
+            opening ``model_path`` (benchmarks' stand-ins); the metadata is still read from
+            ``model_path`` unless given.
     """
 
     def __init__(self, model_path, threads: int | None = None, metadata: ModelMetadata | None = None,
-                 delegates=(), upsample: str = "auto", providers=None):
+                 delegates=(), upsample: str = "auto", providers=None, backend=None):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
@@ -51,7 +57,7 @@ class Segmenter:
         if meta is None:
             raise MetadataError(f"{self.path} has no edgeseg metadata; pass the input size and classes explicitly")
         self.meta = meta
-        self.backend = open_backend(self.path, threads, delegates, providers)
+        self.backend = backend if backend is not None else open_backend(self.path, threads, delegates, providers)
         self.input, self.output = self.backend.input, self.backend.output
         self.input_size = tuple(int(v) for v in self.input.shape[1:3])
         self.output_size = tuple(int(v) for v in self.output.shape[1:3])
@@ -160,8 +166,11 @@ class Segmenter:
         h, w = frame_hw
         H, W = self.input_size
         if self.meta.output == "labels" or self.upsample == "fast":
-            small = y.astype(np.uint8) if self.meta.output == "labels" else y.argmax(-1).astype(np.uint8)
-            labels = cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)[: box.height, : box.width]
+            if self.meta.output == "labels":  # ids at the input size: uint8, int32 or float
+                labels = y.reshape(H, W)[: box.height, : box.width].astype(np.uint8)
+            else:
+                small = y.argmax(-1).astype(np.uint8)
+                labels = cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)[: box.height, : box.width]
             if labels.shape != (h, w):
                 labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
             return labels
@@ -179,11 +188,12 @@ class Segmenter:
 
     def _taps(self, box: Letterbox, frame_hw) -> tuple["AxisTaps", "AxisTaps"]:
         key = (box, tuple(frame_hw))
-        if key not in self._tap_cache:
+        taps = self._tap_cache.get(key)  # once: post-processing threads may clear the cache
+        if taps is None:
             if len(self._tap_cache) >= 16:  # frames of many sizes (a folder): keep memory bounded
                 self._tap_cache.clear()
-            self._tap_cache[key] = frame_taps(box, frame_hw, self.output_size, self.stride)
-        return self._tap_cache[key]
+            taps = self._tap_cache[key] = frame_taps(box, frame_hw, self.output_size, self.stride)
+        return taps
 
 
 UPSAMPLE_MODES = ("auto", "exact", "fast")

@@ -35,6 +35,10 @@ class RunOptions:
     signals: object = None  # RunSignals: stop after the frame in flight, reload (None: made here)
     reload: object = None  # reload(running) -> a new Segmenter of the same model path (SIGHUP)
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
+    # threads that post-process (upsample + argmax) consecutive frames side by side, with the
+    # pipeline: for accelerators, which leave the CPU's cores free while they run (1: the
+    # finishing thread does it itself)
+    post_threads: int = 1
     collect: object = None  # a CollectTarget: keep the frames worth labelling (--collect)
     echo: object = print
 
@@ -158,11 +162,12 @@ class StreamRun:
         self._live_at = 0.0  # /stats shows the new model at once
         log.info("reloaded %s: %s, %s", new.path, new.meta.precision, new.backend.description)
 
-    def handle(self, frame, pending, seg=None) -> None:
+    def handle(self, frame, pending, seg=None, labels=None) -> None:
         """Post-process, score and write one frame that ``seg`` (default: the running model)
-        inferred: after a reload, frames in flight are finished by the model that ran them."""
+        inferred: after a reload, frames in flight are finished by the model that ran them.
+        ``labels``: a future of ``seg.finish(pending)`` already under way in another thread."""
         stats = self.stats
-        pred = (seg or self.seg).finish(pending)
+        pred = labels.result() if labels is not None else (seg or self.seg).finish(pending)
         stats.add("capture", frame.capture_ms)
         for stage, ms in pending.times.items():
             stats.add(stage, ms)
@@ -259,7 +264,12 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
 
     run = StreamRun(seg, options, reader, compare, labels)
     signals = options.signals or RunSignals()
-    finisher = _Finisher(run.handle) if options.pipeline else None
+    finisher = _Finisher(run.handle, depth=max(2, options.post_threads)) if options.pipeline else None
+    workers = None
+    if finisher is not None and options.post_threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = ThreadPoolExecutor(options.post_threads, thread_name_prefix="edgeseg-post")
     if options.pipeline and reader is None:
         frames = prefetch(frames)
     submitted = 0
@@ -273,7 +283,9 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
                         run.reload_model()
                     model = run.seg
                     pending = model.infer(frame.image)
-                    if finisher is not None:
+                    if workers is not None:
+                        finisher.submit(frame, pending, model, workers.submit(model.finish, pending))
+                    elif finisher is not None:
                         finisher.submit(frame, pending, model)
                     else:
                         run.handle(frame, pending, model)
@@ -287,8 +299,12 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
             finally:
                 if hasattr(frames, "close"):
                     frames.close()  # stops and joins the decoding thread before anything exits
-                if finisher is not None:
-                    finisher.close()
+                try:
+                    if finisher is not None:
+                        finisher.close()
+                finally:
+                    if workers is not None:
+                        workers.shutdown(cancel_futures=True)
         ok = True
     except KeyboardInterrupt:  # Ctrl-C / a second stop signal: finish what the finisher holds, if it can
         run.interrupted = True
