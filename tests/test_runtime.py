@@ -314,26 +314,29 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
 
 
 def _logits_cases():
-    """Logits the candidate pruning must not change a pixel of: regions of small integers (ties
-    everywhere), int8, float at scales from 1e-3 to 1e4, channels exactly equal, channels one
-    ulp apart, one class only, and a frame of noise (boundaries everywhere)."""
+    """Logits the runtime's x4 post-processing must not change a pixel of: regions of small
+    integers (ties everywhere), int8 and uint8 over their whole range, float at scales from 1e-3
+    to 1e4, channels exactly equal, channels one ulp apart, and a frame of noise (boundaries
+    everywhere)."""
     rng = np.random.default_rng(7)
     cases = []
-    for i in range(60):
-        h, w, c = int(rng.integers(2, 18)), int(rng.integers(2, 18)), int(rng.integers(1, 12))
+    for i in range(70):
+        h, w, c = int(rng.integers(1, 18)), int(rng.integers(1, 18)), int(rng.integers(1, 12))
         regions = rng.integers(-3, 4, (h // 2 + 1, w // 2 + 1, c))
         regions = np.repeat(np.repeat(regions, 2, axis=0), 2, axis=1)[:h, :w]
-        kind = i % 6
+        kind = i % 7
         if kind == 0:
             y = regions.astype(np.int8)
         elif kind == 1:
             y = rng.integers(-128, 128, (h, w, c)).astype(np.int8)
         elif kind == 2:
-            y = (regions + rng.normal(0, 0.3, (h, w, c))).astype(np.float32) * float(rng.choice([1e-3, 1, 1e4]))
+            y = rng.integers(0, 256, (h, w, c)).astype(np.uint8)
         elif kind == 3:
+            y = (regions + rng.normal(0, 0.3, (h, w, c))).astype(np.float32) * np.float32(rng.choice([1e-3, 1, 1e4]))
+        elif kind == 4:
             y = rng.normal(0, 1, (h, w, c)).astype(np.float32)
             y[..., c // 2] = y[..., 0]  # exact ties between channels
-        elif kind == 4:
+        elif kind == 5:
             y = rng.normal(0, 5, (h, w, c)).astype(np.float32)
             y[..., -1] = np.nextafter(y[..., 0], np.float32(np.inf))  # a hair above channel 0
         else:
@@ -342,22 +345,16 @@ def _logits_cases():
     return cases
 
 
-def test_candidate_pruning_gives_the_masks_of_every_class_interpolated():
-    """The runtime's post-processing interpolates only the classes that can win at a boundary;
-    its labels must be those of interpolating every class (what `edgeseg evaluate` scored before),
-    bit for bit, for the x4 tiles and for any letterbox scale."""
-    from edgeseg.core.geometry import letterbox
-    from edgeseg.runtime.model.upsample import (
-        bilinear_argmax, bilinear_argmax_all_classes, bilinear_argmax_x4, bilinear_argmax_x4_all_classes, frame_taps,
-    )
+def test_x4_post_processing_gives_the_evaluated_masks_bit_for_bit():
+    """The runtime's x4 upsample + argmax (int16 sums for 8-bit logits, OpenCV's fill) must give
+    the labels of the reference (what `edgeseg evaluate` scored), on every pixel, ties included."""
+    from edgeseg.runtime.model.upsample import X4_WEIGHTS, X4_WEIGHTS_64, bilinear_argmax_x4, bilinear_argmax_x4_reference
 
+    assert np.array_equal(X4_WEIGHTS_64 / np.float32(64), X4_WEIGHTS)  # the integer weights are exact
     for y in _logits_cases():
-        h, w, _ = y.shape
-        assert np.array_equal(bilinear_argmax_x4(y), bilinear_argmax_x4_all_classes(y))
-        for frame_hw in ((4 * h, 4 * w), (3 * h + 1, 5 * w), (9 * h, 7 * w)):
-            _, box = letterbox(np.zeros((*frame_hw, 3), np.uint8), (4 * h, 4 * w))
-            taps = frame_taps(box, frame_hw, (h, w), 4)
-            assert np.array_equal(bilinear_argmax(y, taps), bilinear_argmax_all_classes(y, taps))
+        got, want = bilinear_argmax_x4(y), bilinear_argmax_x4_reference(y)
+        assert got.shape == want.shape == (4 * y.shape[0], 4 * y.shape[1]) and got.dtype == np.uint8
+        assert np.array_equal(got, want)
 
 
 class _Replay:

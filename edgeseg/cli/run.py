@@ -149,6 +149,7 @@ def run(
     compare_every: Annotated[Optional[int], typer.Option(min=1, help="Run the --compare model on every Nth frame \\[default: 10].")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames: true mIoU.")] = None,
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
+    post_threads: Annotated[Optional[int], typer.Option(min=1, help="Threads that upsample and argmax consecutive frames side by side \\[default: one per core, at most 4, when an accelerator runs the whole model and outputs logits; else 1].")] = None,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON.")] = None,
     collect: Annotated[Optional[Path], typer.Option(help="Keep the frames the model is unsure of, with its masks as draft labels, in this folder (a dataset `edgeseg train --init` fine-tunes on).", rich_help_panel=COLLECT)] = None,
@@ -177,7 +178,7 @@ def run(
     setup_logging(verbose)
     from edgeseg.runtime.model.backend import load_delegates
     from edgeseg.runtime.run.scores import LabelLookup
-    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.run.loop import RunOptions, default_post_threads, run_stream
     from edgeseg.runtime.sources.frame import SourceError
     from edgeseg.runtime.run.signals import RunSignals
     from edgeseg.runtime.sources.files import open_source
@@ -240,6 +241,7 @@ def run(
                              save_fps=_save_fps(source, live) if save else None,
                              serve=server, signals=signals, collect=collect_target,
                              reload=lambda running: running.reopen(load_delegates(delegate, strict)),
+                             post_threads=post_threads or default_post_threads(seg),
                              echo=lambda line: typer.echo(line, err=True))
         summary = run_stream(seg, frames, options, reader, float_seg, lookup)
     finally:

@@ -67,6 +67,7 @@ class OnnxBackend(Backend):
         self.output = TensorInfo(tuple(int(v) for v in out.shape), ONNX_TYPES.get(out.type, np.float32))
         self.provider = self.session.get_providers()[0]
         self.description = f"ONNX Runtime ({self.provider})"
+        self.leaves_cpu_free = self.provider != PROVIDERS["cpu"]  # TensorRT, CUDA
 
     @staticmethod
     def _options(name: str) -> dict:

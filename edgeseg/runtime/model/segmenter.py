@@ -15,6 +15,17 @@ from edgeseg.runtime.model.upsample import AxisTaps, bilinear_argmax, bilinear_a
 
 
 @dataclass
+class Prepared:
+    """A frame's input tensor, made ahead (in the decoding thread) by ``model``."""
+
+    x: np.ndarray
+    box: Letterbox
+    frame_hw: tuple[int, int]
+    ms: float
+    model: object
+
+
+@dataclass
 class Pending:
     """A frame's raw model output, waiting for post-processing (possibly in another thread)."""
 
@@ -117,16 +128,26 @@ class Segmenter:
         x[0, : box.height, : box.width] = cv2.LUT(resized, self._lut).view(dtype)
         return x, box
 
-    def infer(self, frame: np.ndarray) -> Pending:
-        """Letterbox, quantize and run one RGB frame; post-process the result with ``finish``."""
+    def prepare(self, frame: np.ndarray) -> Prepared:
+        """The letterboxed, quantized input of one RGB frame, for :meth:`infer` to run later."""
         import time
 
         t0 = time.perf_counter()
         x, box = self._prepare(frame)
+        return Prepared(x, box, frame.shape[:2], 1000 * (time.perf_counter() - t0), self)
+
+    def infer(self, frame: np.ndarray, prepared: Prepared | None = None) -> Pending:
+        """Letterbox, quantize and run one RGB frame (``prepared``: its input, made ahead by
+        :meth:`prepare`; made again if another model made it); post-process the result with
+        ``finish``."""
+        import time
+
+        if prepared is None or prepared.model is not self:
+            prepared = self.prepare(frame)
         t1 = time.perf_counter()
-        y = self.backend.run(x)[0]
+        y = self.backend.run(prepared.x)[0]
         t2 = time.perf_counter()
-        return Pending(y, box, frame.shape[:2], {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
+        return Pending(y, prepared.box, prepared.frame_hw, {"preprocess": prepared.ms, "inference": 1000 * (t2 - t1)})
 
     def finish(self, pending: Pending) -> np.ndarray:
         """Class ids (uint8) at the frame's resolution; adds the post-processing time."""

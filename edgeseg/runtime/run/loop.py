@@ -37,7 +37,7 @@ class RunOptions:
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
     # threads that post-process (upsample + argmax) consecutive frames side by side, with the
     # pipeline: for accelerators, which leave the CPU's cores free while they run (1: the
-    # finishing thread does it itself)
+    # finishing thread does it itself; default_post_threads() chooses)
     post_threads: int = 1
     collect: object = None  # a CollectTarget: keep the frames worth labelling (--collect)
     echo: object = print
@@ -232,6 +232,8 @@ class StreamRun:
         out = {"model": str(self.seg.path), "precision": meta.precision, "backend": self.seg.backend.description,
                "interrupted": self.interrupted,
                **self.stats.summary(), **self.truth.summary(meta.class_names)}
+        if self.options.pipeline and self.options.post_threads > 1:
+            out["post_threads"] = self.options.post_threads
         if self.stopped_by:
             out["stopped_by"] = self.stopped_by
         if self.reloads:
@@ -250,12 +252,44 @@ class StreamRun:
         return out
 
 
+MAX_POST_THREADS = 4
+
+
+def default_post_threads(seg) -> int:
+    """Post-processing threads for a model: one per core, at most ``MAX_POST_THREADS``, where an
+    accelerator runs the whole model and its logits are left to the CPU; otherwise one (a CPU
+    backend's own threads hold the cores; a labels head leaves only a crop to do).
+
+    Measured (docs/benchmarks.md): a 2 ms stand-in for a GPU on this project's 2 cores, 368x480
+    CamVid logits: 2 threads 0.82 of the inference rate against 0.78 with one; the x4 upsample
+    and argmax of a CamVid frame take 2 ms on one of its cores, 5 on one of an H200 machine's
+    Xeon cores, where 1.9 ms inferences need three threads to keep up."""
+    import os
+
+    if not getattr(seg.backend, "leaves_cpu_free", False) or seg.meta.output != "logits" or seg.upsample == "fast":
+        return 1
+    return max(1, min(MAX_POST_THREADS, os.cpu_count() or 1))
+
+
+def _prepared(frames, run: StreamRun):
+    """(frame, its input made by the running model) for each frame; a frame whose model was
+    replaced since (a reload) is prepared again by the new one."""
+    try:
+        for frame in frames:
+            yield frame, run.seg.prepare(frame.image)
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()
+
+
 def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labels: LabelLookup | None = None) -> dict:
     """Process frames until the source ends, ``max_frames``, Ctrl-C or SIGTERM; returns the summary.
 
-    With ``options.pipeline`` (the default) three threads overlap: decoding (file and folder
-    sources; live sources have their own reader thread), letterbox + inference (this thread),
-    and post-processing + overlay + outputs (:class:`_Finisher`). A stop signal ends the run
+    With ``options.pipeline`` (the default) three threads overlap: decoding + letterbox (file
+    and folder sources; live sources have their own reader thread, and are letterboxed here),
+    inference (this thread), and post-processing + overlay + outputs (:class:`_Finisher`, with
+    ``options.post_threads`` threads doing the post-processing of consecutive frames side by
+    side when there are more than one). A stop signal ends the run
     after the frame in flight, like the end of the source: the video is finished and the stats
     written. SIGHUP reloads the model before the next frame (:meth:`StreamRun.reload_model`).
     """
@@ -271,18 +305,20 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
 
         workers = ThreadPoolExecutor(options.post_threads, thread_name_prefix="edgeseg-post")
     if options.pipeline and reader is None:
-        frames = prefetch(frames)
+        # the decoding thread also letterboxes and quantizes, off the thread that feeds the model
+        frames = prefetch(_prepared(frames, run))
     submitted = 0
     ok = False
     try:
         with signals:
             try:
                 for frame in frames:
+                    frame, prepared = frame if isinstance(frame, tuple) else (frame, None)
                     if signals.reload:
                         signals.reload = False
                         run.reload_model()
                     model = run.seg
-                    pending = model.infer(frame.image)
+                    pending = model.infer(frame.image, prepared)
                     if workers is not None:
                         finisher.submit(frame, pending, model, workers.submit(model.finish, pending))
                     elif finisher is not None:
