@@ -489,6 +489,25 @@ def test_post_processing_threads_keep_the_order_and_the_masks(exported, video, t
         seg.finish = seg_finish
 
 
+def test_post_threads_default_to_the_cores_only_where_an_accelerator_leaves_them_free(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgeseg.runtime.run.loop import MAX_POST_THREADS, default_post_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+
+    def seg(free, output="logits", upsample="auto"):
+        return SimpleNamespace(backend=SimpleNamespace(leaves_cpu_free=free), meta=SimpleNamespace(output=output),
+                               upsample=upsample)
+
+    assert default_post_threads(seg(True)) == MAX_POST_THREADS
+    assert default_post_threads(seg(False)) == 1  # XNNPACK's threads hold the cores
+    assert default_post_threads(seg(True, output="labels")) == 1  # a crop is left to do
+    assert default_post_threads(seg(True, upsample="fast")) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_post_threads(seg(True)) == 2
+
+
 def test_auto_upsampling_is_exact_up_to_the_input_size_and_nearest_beyond(exported, synth_root):
     """Frames no larger than the input: auto is exact. Larger (a 720p camera on a small model):
     exact at the size the model saw the frame at, then nearest to the frame."""

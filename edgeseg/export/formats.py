@@ -110,7 +110,9 @@ def with_files(names, kind: str) -> tuple[str, ...]:
 
 TARGETS = {
     "cpu": ("fp32", "int8"),
-    "gpu": ("fp32", "fp16"),
+    # the fp16 file as LiteRT's GPU accelerator runs it whole, and with the labels head, which
+    # leaves the CPU nothing to do but a crop (docs/runtime.md, "Which file and which threads")
+    "gpu": ("fp32", "fp16", "fp16_labels"),
     "nnapi": ("fp32", "int8"),
     "edgetpu": ("int8",),
 }
