@@ -322,6 +322,45 @@ def test_onnx_export_matches_tflite_and_runs_everywhere(run_dir, onnx_export, vi
     assert bad.returncode == 2 and "fp16 has no ONNX form" in error_lines(bad.stderr)[0]
 
 
+def test_labels_head_files_give_the_logits_files_masks(run_dir, video, tmp_path):
+    """`edgeseg export RUN --precisions fp32 --labels-head --files both`: each float file also with the upsample and
+    argmax in its graph (uint8 ids at the input size, ``output: labels`` in the metadata), whose
+    masks through the runtime are those of the logits file; an int8-only export has no float file
+    to give a head."""
+    import cv2
+
+    out = tmp_path / "models"
+    result = run_edgeseg("export", run_dir, "--precisions", "fp32", "--labels-head", "--files", "both", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pixels = fp32 (its logits, through the runtime)" in result.stdout
+    report = json.loads((out / "export.json").read_text())
+    assert set(report["files"]) == {"fp32", "onnx_fp32", "fp32_labels", "onnx_fp32_labels"}
+    for name, twin in (("fp32_labels", "fp32"), ("onnx_fp32_labels", "onnx_fp32")):
+        parity = report["parity"][name]
+        assert parity["ok"] and parity["logits_file"] == twin and parity["pixel_agreement_vs_logits"] >= 0.999
+    assert {"RESIZE_BILINEAR", "ARG_MAX", "CAST"} <= set(report["files"]["fp32_labels"]["ops"])
+    assert {"Resize", "ArgMax", "Cast"} <= set(report["files"]["onnx_fp32_labels"]["ops"])
+    from edgeseg.runtime.model.metadata import load_metadata
+    from edgeseg.runtime.model.segmenter import Segmenter
+
+    for name in ("tiny_fp32_labels.tflite", "tiny_fp32_labels.onnx"):
+        meta = load_metadata(out / name)
+        assert (meta.output, meta.output_stride, meta.extra["labels_head"]) == ("labels", 1, "argmax")
+        seg = Segmenter(out / name)
+        assert seg.output.dtype == np.uint8 and seg.output.shape == (1, 64, 64)
+    masks = {}
+    for name in ("tiny_fp32.tflite", "tiny_fp32_labels.tflite", "tiny_fp32_labels.onnx"):
+        folder = tmp_path / name
+        ran = run_edgeseg("run", out / name, "--source", video, "--save-masks", folder)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        masks[name] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
+    for name in ("tiny_fp32_labels.tflite", "tiny_fp32_labels.onnx"):
+        assert len(masks[name]) == 8
+        assert np.mean([np.mean(a == b) for a, b in zip(masks[name], masks["tiny_fp32.tflite"])]) >= 0.999
+    bad = run_edgeseg("export", run_dir, "--precisions", "int8", "--labels-head", "--out", tmp_path / "x")
+    assert bad.returncode == 2 and "a labels head is made for the float files" in error_lines(bad.stderr)[0]
+
+
 STAND_IN_EDGETPU_COMPILER = """#!/bin/sh
 # A stand-in for Coral's edgetpu_compiler: edgetpu_compiler -s -o OUT MODEL
 [ "$1" = -s ] && [ "$2" = -o ] || exit 2

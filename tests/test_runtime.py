@@ -318,6 +318,89 @@ def test_bilinear_argmax_equals_full_upsampling(frame_hw):
         assert np.array_equal(tiled[decided], full.argmax(-1)[decided])
 
 
+def _logits_cases():
+    """Logits the runtime's x4 post-processing must not change a pixel of: regions of small
+    integers (ties everywhere), int8 and uint8 over their whole range, float at scales from 1e-3
+    to 1e4, channels exactly equal, channels one ulp apart, and a frame of noise (boundaries
+    everywhere)."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for i in range(70):
+        h, w, c = int(rng.integers(1, 18)), int(rng.integers(1, 18)), int(rng.integers(1, 12))
+        regions = rng.integers(-3, 4, (h // 2 + 1, w // 2 + 1, c))
+        regions = np.repeat(np.repeat(regions, 2, axis=0), 2, axis=1)[:h, :w]
+        kind = i % 7
+        if kind == 0:
+            y = regions.astype(np.int8)
+        elif kind == 1:
+            y = rng.integers(-128, 128, (h, w, c)).astype(np.int8)
+        elif kind == 2:
+            y = rng.integers(0, 256, (h, w, c)).astype(np.uint8)
+        elif kind == 3:
+            y = (regions + rng.normal(0, 0.3, (h, w, c))).astype(np.float32) * np.float32(rng.choice([1e-3, 1, 1e4]))
+        elif kind == 4:
+            y = rng.normal(0, 1, (h, w, c)).astype(np.float32)
+            y[..., c // 2] = y[..., 0]  # exact ties between channels
+        elif kind == 5:
+            y = rng.normal(0, 5, (h, w, c)).astype(np.float32)
+            y[..., -1] = np.nextafter(y[..., 0], np.float32(np.inf))  # a hair above channel 0
+        else:
+            y = (regions / 4).astype(np.float32)  # quarters: exact interpolations, exact ties
+        cases.append(y)
+    return cases
+
+
+def test_x4_post_processing_gives_the_evaluated_masks_bit_for_bit():
+    """The runtime's x4 upsample + argmax (int16 sums for 8-bit logits, OpenCV's fill) must give
+    the labels of the reference (what `edgeseg evaluate` scored), on every pixel, ties included."""
+    from edgeseg.runtime.model.upsample import X4_WEIGHTS, X4_WEIGHTS_64, bilinear_argmax_x4, bilinear_argmax_x4_reference
+
+    assert np.array_equal(X4_WEIGHTS_64 / np.float32(64), X4_WEIGHTS)  # the integer weights are exact
+    for y in _logits_cases():
+        got, want = bilinear_argmax_x4(y), bilinear_argmax_x4_reference(y)
+        assert got.shape == want.shape == (4 * y.shape[0], 4 * y.shape[1]) and got.dtype == np.uint8
+        assert np.array_equal(got, want)
+
+
+class _Replay:
+    """A backend that returns given outputs in turn (an accelerator's stand-in)."""
+
+    def __init__(self, like, outputs, output):
+        from edgeseg.runtime.model.backend import TensorInfo
+
+        self.path, self.input, self.description = like.path, like.input, "replay"
+        self.output = TensorInfo(output.shape, output.dtype)
+        self.outputs = list(outputs)
+
+    def run(self, x):
+        return self.outputs.pop(0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_a_labels_head_gives_the_masks_of_auto_at_every_frame_size(exported, synth_root, dtype):
+    """A model whose graph ends in the upsample and argmax (``output: labels``) hands the runtime
+    class ids at the input size, as uint8, int32 or float; cropped to the frame and resized
+    nearest, they are ``--upsample auto``'s masks, for frames smaller than the input, as large,
+    larger, and of another aspect ratio."""
+    from dataclasses import replace
+
+    from edgeseg.core.images import read_image
+    from edgeseg.runtime.model.segmenter import Segmenter
+    from edgeseg.runtime.model.upsample import bilinear_argmax_x4
+
+    path = exported["files"]["fp32"]["path"]
+    auto = Segmenter(path)
+    scene = read_image(sorted((synth_root / "val" / "images").glob("*.jpg"))[2])
+    frames = [cv2.resize(scene, size, interpolation=cv2.INTER_LINEAR) for size in ((64, 64), (40, 50), (256, 192), (90, 30))]
+    ids = [bilinear_argmax_x4(auto.infer(f).output)[None].astype(dtype) for f in frames]
+    head = Segmenter(path, metadata=replace(auto.meta, output="labels", output_stride=1),
+                     backend=_Replay(auto.backend, ids, ids[0]))
+    for frame in frames:
+        got, want = head.predict(frame), auto.predict(frame)
+        assert got.dtype == np.uint8 and got.shape == frame.shape[:2]
+        assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("frame_hw", [(64, 64), (50, 90), (200, 120)])
 def test_integer_input_lookup_table_matches_float_quantization(exported, frame_hw):
     from edgeseg.core.geometry import letterbox
@@ -376,6 +459,58 @@ def test_pipelined_loop_matches_sequential_and_reports_errors(exported, video, t
             run_stream(seg, video_frames(str(video)), RunOptions(echo=lambda *_: None))
     finally:
         seg.finish = seg_finish
+
+
+def test_post_processing_threads_keep_the_order_and_the_masks(exported, video, tmp_path):
+    """``post_threads``: consecutive frames post-processed side by side; the masks and their order
+    are the sequential loop's, and an error in a post-processing thread stops the run."""
+    from edgeseg.runtime.model.segmenter import Segmenter
+    from edgeseg.runtime.run.loop import RunOptions, run_stream
+    from edgeseg.runtime.sources.files import video_frames
+
+    seg = Segmenter(exported["files"]["int8"]["path"])
+    masks = {}
+    for name, pipeline, threads in (("sequential", False, 1), ("threads", True, 3)):
+        folder = tmp_path / name
+        summary = run_stream(seg, video_frames(str(video)), RunOptions(
+            pipeline=pipeline, post_threads=threads, save_masks=folder, echo=lambda *_: None))
+        assert summary["frames"] == 8
+        masks[name] = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
+    assert len(masks["threads"]) == len(masks["sequential"]) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(masks["threads"], masks["sequential"]))
+
+    class Broken(Exception):
+        pass
+
+    def fail(*_):
+        raise Broken("post-processing died")
+
+    seg_finish = seg.finish
+    seg.finish = fail
+    try:
+        with pytest.raises(Broken):
+            run_stream(seg, video_frames(str(video)), RunOptions(post_threads=2, echo=lambda *_: None))
+    finally:
+        seg.finish = seg_finish
+
+
+def test_post_threads_default_to_the_cores_only_where_an_accelerator_leaves_them_free(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgeseg.runtime.run.workers import MAX_POST_THREADS, default_post_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+
+    def seg(free, output="logits", upsample="auto"):
+        return SimpleNamespace(backend=SimpleNamespace(leaves_cpu_free=free), meta=SimpleNamespace(output=output),
+                               upsample=upsample)
+
+    assert default_post_threads(seg(True)) == MAX_POST_THREADS
+    assert default_post_threads(seg(False)) == 1  # XNNPACK's threads hold the cores
+    assert default_post_threads(seg(True, output="labels")) == 1  # a crop is left to do
+    assert default_post_threads(seg(True, upsample="fast")) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_post_threads(seg(True)) == 2
 
 
 def test_auto_upsampling_is_exact_up_to_the_input_size_and_nearest_beyond(exported, synth_root):

@@ -9,7 +9,7 @@ import typer
 
 from edgeseg.cli.common import VERBOSE_HELP, Format, Interp, choices, flags_phrase, handle_errors, setup_logging
 from edgeseg.config import QAT_LR_FACTOR, QAT_STEPS
-from edgeseg.export.formats import FILE_KINDS, EXPORT_FORMATS, IO_TYPES, TARGETS, with_files
+from edgeseg.export.formats import FILE_KINDS, EXPORT_FORMATS, IO_TYPES, TARGETS, with_files, with_labels_heads
 from edgeseg.quant.calibrate import SELECTIONS
 
 CALIB = "Calibration (int8)"
@@ -44,6 +44,7 @@ def export(
     debug: Annotated[bool, typer.Option("--debug", help="Per-layer int8 error (QuantizationDebugger); worst layers listed.")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(help="Keep this tensor/node in float in the int8 model (repeatable; names from --debug).")] = None,
     file_format: Annotated[FileKind, typer.Option("--files", "--format", help="Model files: tflite, onnx (fp32 and int8 QDQ for ONNX Runtime / TensorRT) or both (--format: the old spelling; on train and data --format is a dataset's).")] = FileKind.tflite,
+    labels_head: Annotated[bool, typer.Option("--labels-head", help="Also write each float file (fp32, fp16, fp32 ONNX) with the bilinear upsample and argmax in its graph: NAME_PRECISION_labels, uint8 class ids at the input size out (the runtime then only crops; docs/runtime.md says where it pays).")] = False,
     onnx_int8: Annotated[Optional[OnnxInt8], typer.Option(help="How int8 ONNX is made: from the int8 TFLite model (same quantization) or by ONNX Runtime's static quantization \\[default: tflite].")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
@@ -58,6 +59,7 @@ def export(
       edgeseg export runs/camvid --int8
       edgeseg export runs/camvid --int8 --qat --io uint8
       edgeseg export runs/camvid --target gpu
+      edgeseg export runs/camvid --files onnx --labels-head   # class ids out of the graph (TensorRT)
       edgeseg export runs/camvid --files onnx --int8       # for ONNX Runtime / TensorRT (Jetson)
       edgeseg export runs/imx --target imx500              # Raspberry Pi AI Camera (docs/imx500.md)
     """
@@ -88,6 +90,11 @@ def export(
     unknown = [f for f in chosen if f not in EXPORT_FORMATS]
     if unknown:
         raise ConfigError(f"unknown export format '{unknown[0]}'; choose from: {', '.join(EXPORT_FORMATS)}")
+    if labels_head:
+        try:
+            chosen = with_labels_heads(chosen)
+        except ValueError as e:
+            raise ConfigError(f"--labels-head: {e}") from None
     try:
         chosen = with_files(chosen, file_format.value)
     except ValueError as e:
@@ -202,7 +209,10 @@ def print_report(report: dict) -> None:
     typer.echo(f"\n{'format':<10} {'MB':>7}  {'parity':<62} file")
     for name, info in report["files"].items():
         parity = report["parity"].get(name, {})
-        if "max_abs_diff_vs_keras" in parity:
+        if "pixel_agreement_vs_logits" in parity:
+            check = (f"{100 * parity['pixel_agreement_vs_logits']:.3f}% pixels = {parity['logits_file']} "
+                     f"(its logits, through the runtime)")
+        elif "max_abs_diff_vs_keras" in parity:
             check = (f"max|diff| {parity['max_abs_diff_vs_keras']:.2e}, "
                      f"{100 * parity['pipeline_agreement_min']:.2f}% = Keras (worst frame)")
         elif "pixel_agreement_vs_fp32" in parity:

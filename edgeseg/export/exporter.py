@@ -18,12 +18,12 @@ from edgeseg.config import TrainConfig
 from edgeseg.core.files import sweep_temporaries, write_bytes_atomic
 from edgeseg.data import label_map_of, load_split
 from edgeseg.data.base import names_frame
-from edgeseg.core.errors import ConfigError, DataError, ExportError
+from edgeseg.core.errors import ConfigError, ExportError
 from edgeseg.export.delegates import compatibility_report
 from edgeseg.export.edgetpu import compile_for_edgetpu, edgetpu_path
 from edgeseg.export.record import file_settings, finished_files, previous_report
 from edgeseg.export.metadata import embed_metadata
-from edgeseg.export.formats import EXPORT_FORMATS
+from edgeseg.export.formats import DEFAULT_LABELS_HEAD, EXPORT_FORMATS, LABELS_HEADS
 from edgeseg.export.tflite import convert
 from edgeseg.models import get_backbone
 from edgeseg.quant.calibrate import (
@@ -31,7 +31,7 @@ from edgeseg.quant.calibrate import (
 )
 from edgeseg.rundir import RunDir, write_json_atomic
 from edgeseg.core.metadata import ModelMetadata
-from edgeseg.export.parity import parity_checks
+from edgeseg.export.parity import check_parity, parity_items_of
 
 log = logging.getLogger("edgeseg")
 
@@ -55,6 +55,7 @@ class ExportOptions:
     keep_float: tuple[str, ...] = ()
     onnx_int8: str = "tflite"  # how int8 ONNX is made: from the int8 TFLite model, or "ort"
     edgetpu: bool = False  # compile the int8 file with edgetpu_compiler (or say what it still needs)
+    labels_head: str = DEFAULT_LABELS_HEAD  # how the labels head takes the argmax (edgeseg.export.labels_head)
     force: bool = False
     seed: int = 0
 
@@ -94,6 +95,8 @@ def plan_export(run_dir: Path, options: ExportOptions) -> ExportPlan:
         raise ConfigError("--debug measures the int8 (PTQ) model, which is not among the formats")
     if options.onnx_int8 not in ("tflite", "ort"):
         raise ConfigError(f"ONNX int8 converter must be tflite or ort, got '{options.onnx_int8}'")
+    if options.labels_head not in LABELS_HEADS:
+        raise ConfigError(f"labels head must be one of {', '.join(LABELS_HEADS)}, got '{options.labels_head}'")
     if options.calib_size < 1:
         raise ConfigError(f"--calib-size must be >= 1, got {options.calib_size}")
     out_dir = Path(options.out_dir or run.path / "export")
@@ -151,7 +154,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
                     "complete": False}
     root, fmt = _data_source(plan, options)
     parity_root, parity_fmt = (root, fmt) if options.calib_data is not None else config.data.val_data(root, fmt)
-    parity_items = _parity_items(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
+    parity_items = parity_items_of(parity_root, parity_fmt, config.data.val_split, options.parity_frames, report)
     calib = None
     calibrated = [f for f in options.formats if EXPORT_FORMATS[f].calibration]
     if calibrated and (any(f in pending for f in calibrated) or not parity_items):
@@ -191,7 +194,7 @@ def export_run(run_dir: Path, options: ExportOptions, progress=None) -> dict:
         report["edgetpu"] = reuse if ("int8" in plan.finished and isinstance(reuse, dict)
                                       and (not reuse.get("compiled") or Path(reuse["path"]).is_file())) else \
             compile_for_edgetpu(written.get("int8"), out_dir)
-    report["parity"] = _parity(model, written, [image for image, _ in parity_items], metadata)
+    report["parity"] = check_parity(model, written, [image for image, _ in parity_items], metadata)
     report["ok"] = all(v.get("ok", True) for v in report["parity"].values() if isinstance(v, dict))
     report["complete"] = True
     write_json_atomic(record, report)
@@ -207,18 +210,6 @@ def _data_source(plan: ExportPlan, options: ExportOptions):
     return plan.dataset.get("root"), options.calib_format or plan.dataset["format"]
 
 
-def _parity_items(root, fmt, split: str, count: int, report: dict) -> list:
-    """The frames parity is checked on: the run's val split (recorded in ``report``)."""
-    try:
-        items = load_split(root, fmt, split).items[:count]
-        report["parity_frames"] = {"split": split, "frames": len(items)}
-        return items
-    except DataError as e:
-        report["parity_frames"] = {"split": None, "frames": 0, "why": str(e)}
-        log.warning("parity checks cannot use the %s split: %s", split, e)
-        return []
-
-
 def _metadata_for(plan: ExportPlan, options: ExportOptions, size):
     """``metadata(format name) -> ModelMetadata``: what each exported file carries."""
     meta_ds, spec = plan.dataset, get_backbone(plan.config.model.backbone)
@@ -229,12 +220,13 @@ def _metadata_for(plan: ExportPlan, options: ExportOptions, size):
         row = EXPORT_FORMATS[name]
         return ModelMetadata(
             class_names=meta_ds["class_names"], colors=meta_ds["colors"], input_size=list(size),
-            output="logits", output_stride=4, scale=list(spec.scale), offset=list(spec.offset),
+            output=row.head, output_stride=1 if row.labels_of else 4, scale=list(spec.scale), offset=list(spec.offset),
             precision=name, source_run=str(plan.run.path), float_miou=best.get("miou"),
             dataset=meta_ds.get("name"), edgeseg_version=__version__, **labels,
             extra={"io": options.io if row.integer_io else "float",
                    "decoder_interpolation": options.decoder_interpolation,
-                   **({"onnx_int8": options.onnx_int8} if row.file == "onnx" and row.calibration else {})},
+                   **({"onnx_int8": options.onnx_int8} if row.file == "onnx" and row.calibration else {}),
+                   **({"labels_head": options.labels_head} if row.labels_of else {})},
         )
     return metadata
 
@@ -259,27 +251,23 @@ def _write(row, data: bytes, meta: ModelMetadata, target: Path, t0: float) -> di
             "seconds": round(time.perf_counter() - t0, 1), "description": row.description, **ops}
 
 
-def _parity(model, written: dict, images: list, metadata) -> dict:
-    """Every file against a float reference, asked for or not: the fp32 file, else a temporary
-    fp32 conversion."""
-    with tempfile.TemporaryDirectory(prefix="edgeseg-parity-") as tmp:
-        reference = None
-        if "fp32" not in written:
-            reference = Path(tmp) / "fp32_reference.tflite"
-            reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"), metadata("fp32")))
-        return parity_checks(model, written, images, reference)
-
-
 def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
     """One format's bytes: TFLite from the Keras (or QAT) model; ONNX fp32 from the Keras model,
     ONNX int8 from the int8 TFLite model made for float input and output (same quantization as
     the TFLite row) or, with ``onnx_int8='ort'``, by ONNX Runtime's static quantization."""
     source = qat_model if row.qat else model
+    head = None
+    if row.labels_of:
+        from functools import partial
+
+        from edgeseg.export.labels_head import labels_head
+
+        head = partial(labels_head, formulation=options.labels_head)
     if row.file == "onnx":
         from edgeseg.export import onnx
 
         if not row.calibration:
-            return onnx.keras_to_onnx(model)
+            return onnx.keras_to_onnx(model, head)
         if options.onnx_int8 == "ort" and not row.qat:
             return onnx.ort_static_int8(onnx.keras_to_onnx(model), calib)
         return onnx.tflite_to_onnx(convert(source, EXPORT_FORMATS[row.base], calib, "float"))
@@ -287,7 +275,7 @@ def _convert(row, model, qat_model, calib, options: ExportOptions) -> bytes:
         from edgeseg.export.debug import convert_keeping_float
 
         return convert_keeping_float(model, calib, options.keep_float, options.io)
-    return convert(source, row, calib, options.io)
+    return convert(source, row, calib, options.io, head)
 
 
 def _held_out(config: TrainConfig, meta_ds: dict, root) -> str | None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 IO_TYPES = ("int8", "uint8", "float")
+# formulations of the labels head's argmax (edgeseg.export.labels_head says what each is)
+LABELS_HEADS = ("argmax", "argmax_int64", "argmax_int32", "select", "equal", "equal_uint8")
+DEFAULT_LABELS_HEAD = "argmax"
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,11 @@ class ExportFormat:
         parity: how the parity check judges the file against the fp32 TFLite reference
             (:mod:`edgeseg.export.parity`): ``reference`` (it is the reference, checked against
             Keras), ``float`` (a float copy: pixel agreement; float32 ones against Keras too) or
-            ``quantized`` (clear class flips; against ``base`` too when it is written).
+            ``quantized`` (clear class flips; against ``base`` too when it is written) or
+            ``labels`` (a labels head: its masks against those of the logits file it adds the
+            head to, through the runtime, and against fp32).
+        labels_of: for a labels-head row, the logits row whose graph it ends with the head
+            (:mod:`edgeseg.export.labels_head`): uint8 class ids at the input size out.
     """
 
     name: str
@@ -38,6 +45,11 @@ class ExportFormat:
     base: str | None = None
     parity: str = "quantized"
     float32: bool = False  # float32 weights and activations: checked against Keras too
+    labels_of: str | None = None
+
+    @property
+    def head(self) -> str:
+        return "labels" if self.labels_of else "logits"
 
 
 EXPORT_FORMATS = {f.name: f for f in (
@@ -57,7 +69,25 @@ EXPORT_FORMATS = {f.name: f for f in (
                  description="int8 QDQ ONNX with the PTQ model's calibration"),
     ExportFormat("onnx_qat", "_qat_int8.onnx", calibration=True, qat=True, file="onnx", base="qat",
                  description="int8 QDQ ONNX from quantization-aware training"),
+    # Labels heads (--labels-head): the upsample and argmax in the graph, uint8 class ids out.
+    # Float files only: an int8 graph would upsample its logits in int8 steps and tie classes.
+    ExportFormat("fp32_labels", "_fp32_labels.tflite", parity="labels", labels_of="fp32",
+                 description="float32 with the labels head (class ids at the input size)"),
+    ExportFormat("fp16_labels", "_fp16_labels.tflite", parity="labels", labels_of="fp16",
+                 description="float16 weights with the labels head"),
+    ExportFormat("onnx_fp32_labels", "_fp32_labels.onnx", file="onnx", base="fp32_labels", parity="labels",
+                 labels_of="onnx_fp32", description="float32 ONNX with the labels head (TensorRT)"),
 )}
+
+
+def with_labels_heads(names) -> tuple[str, ...]:
+    """``names`` and, after them, the labels-head twin of each (--labels-head); ValueError when
+    none of them has one."""
+    twins = [row.name for row in EXPORT_FORMATS.values() if row.labels_of in names]
+    if not twins:
+        heads = sorted(row.labels_of for row in EXPORT_FORMATS.values() if row.labels_of)
+        raise ValueError(f"a labels head is made for the float files ({', '.join(heads)}), none of which is chosen")
+    return tuple(dict.fromkeys([*names, *twins]))
 FILE_KINDS = ("tflite", "onnx", "both")
 
 
@@ -80,6 +110,9 @@ def with_files(names, kind: str) -> tuple[str, ...]:
 
 TARGETS = {
     "cpu": ("fp32", "int8"),
+    # the labels head (--labels-head) is not added: on an H200 LiteRT's GPU accelerator left part
+    # of a hand-made upsample + ARG_MAX graph on the CPU, 14x slower than the logits file (issue
+    # 29); it ran whole only on Mesa's llvmpipe here (docs/runtime.md, "Which file and which threads")
     "gpu": ("fp32", "fp16"),
     "nnapi": ("fp32", "int8"),
     "edgetpu": ("int8",),

@@ -33,12 +33,17 @@ def _tf2onnx():
     return tf2onnx
 
 
-def keras_to_onnx(model) -> bytes:
+def keras_to_onnx(model, head=None) -> bytes:
+    """``head``: ``head(logits, size)`` ends the graph (a labels head)."""
     tf2onnx = _tf2onnx()
     h, w = model.input_shape[1:3]
     spec = (tf.TensorSpec([1, h, w, 3], tf.float32, name="image"),)
     try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+        if head is None:
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+        else:
+            fn = tf.function(lambda image: head(model(image, training=False), (h, w)))
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=OPSET)
     except Exception as e:  # noqa: BLE001 - tf2onnx raises many kinds
         raise ExportError(f"ONNX conversion failed: {str(e).strip().splitlines()[-1]}") from e
     return proto.SerializeToString()

@@ -6,6 +6,9 @@
   runtime's letterbox and upsampling): pixel agreement on every frame, which must be >= 99.9%:
   the device must see what training saw;
 - the float copies (fp16, fp32 ONNX) vs fp32: pixel agreement (>= 98%);
+- a labels head (upsample and argmax in the graph) vs the logits file it ends, both through the
+  runtime: pixel agreement (>= 99.9%); only near-ties can differ, where the graph's bilinear
+  arithmetic rounds otherwise than the runtime's;
 - the quantized files (int8, QAT, dynamic range) vs fp32, and int8 ONNX vs the int8 TFLite model it was made from: class flips
   where the reference's choice is clear. Quantization moves logits by a few output steps, so the
   class flips where the reference's two best classes are that close; an undertrained model has
@@ -17,14 +20,20 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg._tf import tf
+from edgeseg.core.errors import DataError
 from edgeseg.core.geometry import letterbox
 from edgeseg.core.images import read_image
+from edgeseg.data import load_split
 from edgeseg.data.pipeline import decode_image_file
+from edgeseg.export.formats import EXPORT_FORMATS
+from edgeseg.export.metadata import embed_metadata
+from edgeseg.export.tflite import convert
 from edgeseg.runtime.model.segmenter import Segmenter
 
 log = logging.getLogger("edgeseg")
@@ -32,6 +41,7 @@ log = logging.getLogger("edgeseg")
 FP32_TOLERANCE = 1e-3  # max |keras - tflite| relative to the logit range
 PIPELINE_MIN_AGREEMENT = 0.999  # per frame, Keras via tf.data vs fp32 TFLite via the runtime
 FLOAT_COPY_MIN_AGREEMENT = 0.98  # fp16 and fp32 ONNX files vs the fp32 reference
+LABELS_MIN_AGREEMENT = 0.999  # a labels head vs its logits file through the runtime
 # A flip is clear where the reference's margin between its class and the other file's exceeds
 # TIE_STEPS output steps of the quantized file (8 steps: about 3% of the logit range). Measured on
 # 8 CamVid val frames (runs/camvid-after): int8 TFLite vs fp32 0.7% of output pixels flipped, none
@@ -70,7 +80,8 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
         raise ValueError("parity needs the fp32 file or a temporary fp32 reference")
     frames = [read_image(Path(p)) for p in image_paths]
     ref_name = "fp32" if "fp32" in written else "fp32_reference"
-    others = sorted((n for n in written if n != "fp32"), key=lambda n: EXPORT_FORMATS[n].file == "onnx")  # bases first
+    others = sorted((n for n in written if n != "fp32"),  # bases first, labels heads after their logits files
+                    key=lambda n: (EXPORT_FORMATS[n].labels_of is not None, EXPORT_FORMATS[n].file == "onnx"))
     files = {ref_name: written.get("fp32", reference), **{n: written[n] for n in others}}
     out: dict = {}
     logits, steps, predictions = {}, {}, {}
@@ -78,10 +89,14 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
         row = EXPORT_FORMATS["fp32" if name == ref_name else name]
         seg = Segmenter(path, threads=2, upsample="exact")
         pending = [seg.infer(f) for f in frames]
-        logits[name] = [seg.dequantize(p.output) for p in pending]
         predictions[name] = [seg.finish(p) for p in pending]
-        steps[name] = seg.output.quantization[0] if seg.output.quantization else None
         result = out.setdefault(name, {"ok": True})
+        if row.labels_of:
+            result.update(_labels_parity(name, row.labels_of if row.labels_of in written else ref_name,
+                                         predictions, ref_name))
+            continue
+        logits[name] = [seg.dequantize(p.output) for p in pending]
+        steps[name] = seg.output.quantization[0] if seg.output.quantization else None
         if ref_name == "fp32_reference" and name == ref_name:
             result["temporary"] = True  # converted for the check, not written
         if row.float32:
@@ -103,6 +118,18 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
             same = _flips(logits[base], logits[name], steps[name] or steps[base], (name, base), ONNX_MAX_CLEAR_FLIPS)
             result.update({f"{k}_vs_tflite": v for k, v in same.items() if k != "ok"}, ok=result["ok"] and same["ok"])
     return out
+
+
+def _labels_parity(name: str, twin: str, predictions: dict, ref_name: str) -> dict:
+    """A labels-head file's masks against its logits ``twin``'s (the file it ends, or the fp32
+    reference when that was not written) and against fp32's."""
+    agree = _agreement(predictions[name], predictions[twin])
+    worst = min(float(np.mean(a == b)) for a, b in zip(predictions[name], predictions[twin]))
+    ok = agree >= LABELS_MIN_AGREEMENT
+    if not ok:
+        log.error("PARITY FAILED: %s agrees with %s (logits head) on only %.3f%% of pixels", name, twin, 100 * agree)
+    return {"logits_file": twin, "pixel_agreement_vs_logits": agree, "pixel_agreement_vs_logits_min": worst,
+            "pixel_agreement_vs_fp32": _agreement(predictions[name], predictions[ref_name]), "ok": ok}
 
 
 def _flips(reference: list, other: list, step: float | None, names: tuple[str, str], max_clear: float) -> dict:
@@ -149,3 +176,26 @@ def _against_keras(model, seg: Segmenter, image_paths, frames, logits, labels) -
                   100 * min(agreement))
     return {"max_abs_diff_vs_keras": worst, "pipeline_agreement_min": min(agreement),
             "pipeline_agreement_mean": float(np.mean(agreement)), "ok": ok_logits and ok_pipeline}
+
+
+def parity_items_of(root, fmt, split: str, count: int, report: dict) -> list:
+    """The frames parity is checked on: the run's val split (recorded in ``report``)."""
+    try:
+        items = load_split(root, fmt, split).items[:count]
+        report["parity_frames"] = {"split": split, "frames": len(items)}
+        return items
+    except DataError as e:
+        report["parity_frames"] = {"split": None, "frames": 0, "why": str(e)}
+        log.warning("parity checks cannot use the %s split: %s", split, e)
+        return []
+
+
+def check_parity(model, written: dict, images: list, metadata) -> dict:
+    """Every file against a float reference, asked for or not: the fp32 file, else a temporary
+    fp32 conversion."""
+    with tempfile.TemporaryDirectory(prefix="edgeseg-parity-") as tmp:
+        reference = None
+        if "fp32" not in written:
+            reference = Path(tmp) / "fp32_reference.tflite"
+            reference.write_bytes(embed_metadata(convert(model, EXPORT_FORMATS["fp32"], None, "float"), metadata("fp32")))
+        return parity_checks(model, written, images, reference)

@@ -17,9 +17,14 @@ from edgeseg.export.formats import ExportFormat
 IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}
 
 
-def concrete_function(model):
+def concrete_function(model, head=None):
+    """The batch-1 function of ``model``; ``head``: a function of its output and the input size
+    that ends the graph (a labels head)."""
     h, w = model.input_shape[1:3]
-    fn = tf.function(lambda image: model(image, training=False))
+    if head is None:
+        fn = tf.function(lambda image: model(image, training=False))
+    else:
+        fn = tf.function(lambda image: head(model(image, training=False), (h, w)))
     return fn.get_concrete_function(tf.TensorSpec([1, h, w, 3], tf.float32, name="image"))
 
 
@@ -41,22 +46,24 @@ def full_integer_converter(model, representative=None, io: str = "int8", allow_f
     return converter
 
 
-def convert(model, fmt: ExportFormat, representative=None, io: str = "int8") -> bytes:
+def convert(model, fmt: ExportFormat, representative=None, io: str = "int8", head=None) -> bytes:
     """Convert ``model`` (a float model, or a tfmot QAT model for ``qat``) to TFLite bytes.
 
     Args:
         representative: for ``int8``: a list of float32 arrays shaped like the input.
         io: input/output type of integer models: ``int8``, ``uint8`` or ``float``.
+        head: for a labels-head row, ``head(logits, size)`` ends the graph (float rows only).
     """
     if fmt.integer_io:
         if fmt.calibration and not representative:
             raise ExportError("int8 export needs calibration frames (--calib-data)")
         converter = full_integer_converter(model, representative if fmt.calibration else None, io)
     else:
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
-        if fmt.name in ("fp16", "dynamic"):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model, head)], model)
+        precision = fmt.labels_of or fmt.name  # a labels head: as the logits file it ends
+        if precision in ("fp16", "dynamic"):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if fmt.name == "fp16":
+        if precision == "fp16":
             converter.target_spec.supported_types = [tf.float16]
     try:
         return converter.convert()

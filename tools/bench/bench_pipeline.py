@@ -54,7 +54,7 @@ def python_loader(split, crop, scale_range, n_images, rng):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/camvid"))
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared/data/camvid"))
     ap.add_argument("--format", default="camvid")
     ap.add_argument("--crop", default="256x256")
     ap.add_argument("--batch-size", type=int, default=8)

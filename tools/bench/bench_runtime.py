@@ -59,7 +59,7 @@ def import_cost(stmt: str, python: str = sys.executable, repeats: int = 3) -> di
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/camvid")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/camvid")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=101)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved runs of each variant (best kept)")

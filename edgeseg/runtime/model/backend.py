@@ -33,12 +33,15 @@ class TensorInfo:
 
 class Backend:
     """A loaded model: ``input``, ``output`` (:class:`TensorInfo`), ``description`` (what runs
-    it, for the user), and ``run(x) -> output`` for one batch."""
+    it, for the user), and ``run(x) -> output`` for one batch. ``leaves_cpu_free``: the model
+    runs on an accelerator, whole, so the CPU's cores are free while it runs (post-processing
+    threads can use them)."""
 
     path: Path
     input: TensorInfo
     output: TensorInfo
     description: str
+    leaves_cpu_free: bool = False
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -105,10 +105,10 @@ class Imx500Segmenter(Segmenter):
         raise BackendError("a new network.rpk goes onto the sensor when the camera opens: restart the run "
                            "(systemctl restart) instead of reloading it")
 
-    def infer(self, image):
+    def infer(self, image, prepared=None):
         raise BackendError("an IMX500 network runs on the camera: give it --camera csi, not frames")
 
-    def infer_frame(self, frame) -> Pending:
+    def infer_frame(self, frame, prepared=None) -> Pending:
         """The frame's sensor output, over the ROI of the frame it covers."""
         sensor = frame.sensor
         if sensor is None or not sensor.get("outputs"):

@@ -123,6 +123,7 @@ class LiteRTGpuBackend(Backend):
         self.output = tensor_info(details.get_output_details()[0])
         del details
         self._size = int(np.prod(self.output.shape))
+        self.leaves_cpu_free = self.fully_accelerated
         self.description = (f"LiteRT GPU accelerator ({self.gpu_backend} on {self.adapter}; "
                             f"{'whole graph on the GPU' if self.fully_accelerated else 'some ops on the CPU'}"
                             f"{', fp32' if enforce_f32 else ''})")

@@ -18,7 +18,8 @@ log = logging.getLogger("edgeseg")
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
-ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+              "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 
 
 def engine_cache() -> Path:
@@ -66,6 +67,7 @@ class OnnxBackend(Backend):
         self.output = TensorInfo(tuple(int(v) for v in out.shape), ONNX_TYPES.get(out.type, np.float32))
         self.provider = self.session.get_providers()[0]
         self.description = f"ONNX Runtime ({self.provider})"
+        self.leaves_cpu_free = self.provider != PROVIDERS["cpu"]  # TensorRT, CUDA
 
     @staticmethod
     def _options(name: str) -> dict:

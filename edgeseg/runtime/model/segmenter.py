@@ -15,6 +15,17 @@ from edgeseg.runtime.model.upsample import AxisTaps, bilinear_argmax, bilinear_a
 
 
 @dataclass
+class Prepared:
+    """A frame's input tensor, made ahead (in the decoding thread) by ``model``."""
+
+    x: np.ndarray
+    box: Letterbox
+    frame_hw: tuple[int, int]
+    ms: float
+    model: object
+
+
+@dataclass
 class Pending:
     """A frame's raw model output, waiting for post-processing (possibly in another thread)."""
 
@@ -41,6 +52,12 @@ class Segmenter:
             the frame's own size: the same as ``exact`` for frames no larger than the input, and
             cheap for camera frames larger than it. ``exact``: bilinear logits at the frame's full
             resolution. ``fast``: the argmax at the output stride, labels resized nearest.
+            A model with a labels head (``output: labels`` in its metadata) has done the
+            upsample and argmax in its graph at the input size; its labels are cropped to the
+            frame and resized nearest to the frame's size (``auto``'s masks), whatever this says.
+        backend: an opened :class:`~edgeseg.runtime.model.backend.Backend` to run instead of
+            opening ``model_path`` (benchmarks' stand-ins); the metadata is still read from
+            ``model_path`` unless given.
     """
 
     def __init__(self, model_path, threads: int | None = None, metadata: ModelMetadata | None = None,
@@ -50,11 +67,11 @@ class Segmenter:
         self.upsample = upsample
         self.path = Path(model_path)
         self._opened_with = (threads, metadata, providers)
-        meta = metadata or (load_metadata(self.path) if backend is None else None)
+        meta = metadata or load_metadata(self.path)
         if meta is None:
             raise MetadataError(f"{self.path} has no edgeseg metadata; pass the input size and classes explicitly")
         self.meta = meta
-        self.backend = backend or open_backend(self.path, threads, delegates, providers)
+        self.backend = backend if backend is not None else open_backend(self.path, threads, delegates, providers)
         self.input, self.output = self.backend.input, self.backend.output
         self.input_size = tuple(int(v) for v in self.input.shape[1:3])
         self.output_size = tuple(int(v) for v in self.output.shape[1:3])
@@ -114,21 +131,31 @@ class Segmenter:
         x[0, : box.height, : box.width] = cv2.LUT(resized, self._lut).view(dtype)
         return x, box
 
-    def infer(self, frame: np.ndarray) -> Pending:
-        """Letterbox, quantize and run one RGB frame; post-process the result with ``finish``."""
+    def prepare(self, frame: np.ndarray) -> Prepared:
+        """The letterboxed, quantized input of one RGB frame, for :meth:`infer` to run later."""
         import time
 
         t0 = time.perf_counter()
         x, box = self._prepare(frame)
-        t1 = time.perf_counter()
-        y = self.backend.run(x)[0]
-        t2 = time.perf_counter()
-        return Pending(y, box, frame.shape[:2], {"preprocess": 1000 * (t1 - t0), "inference": 1000 * (t2 - t1)})
+        return Prepared(x, box, frame.shape[:2], 1000 * (time.perf_counter() - t0), self)
 
-    def infer_frame(self, frame) -> Pending:
+    def infer(self, frame: np.ndarray, prepared: Prepared | None = None) -> Pending:
+        """Letterbox, quantize and run one RGB frame (``prepared``: its input, made ahead by
+        :meth:`prepare`; made again if another model made it); post-process the result with
+        ``finish``."""
+        import time
+
+        if prepared is None or prepared.model is not self:
+            prepared = self.prepare(frame)
+        t1 = time.perf_counter()
+        y = self.backend.run(prepared.x)[0]
+        t2 = time.perf_counter()
+        return Pending(y, prepared.box, prepared.frame_hw, {"preprocess": prepared.ms, "inference": 1000 * (t2 - t1)})
+
+    def infer_frame(self, frame, prepared: Prepared | None = None) -> Pending:
         """``infer`` of a source's :class:`~edgeseg.runtime.sources.frame.Frame` (a model that
         runs on the camera takes its output from the frame instead)."""
-        return self.infer(frame.image)
+        return self.infer(frame.image, prepared)
 
     @staticmethod
     def seen(pending: Pending) -> tuple[slice, slice]:
@@ -177,8 +204,11 @@ class Segmenter:
         h, w = frame_hw
         H, W = self.input_size
         if self.meta.output == "labels" or self.upsample == "fast":
-            small = y.astype(np.uint8) if self.meta.output == "labels" else y.argmax(-1).astype(np.uint8)
-            labels = cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)[: box.height, : box.width]
+            if self.meta.output == "labels":  # ids at the input size: uint8, int32 or float
+                labels = y.reshape(H, W)[: box.height, : box.width].astype(np.uint8)
+            else:
+                small = y.argmax(-1).astype(np.uint8)
+                labels = cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)[: box.height, : box.width]
             if labels.shape != (h, w):
                 labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
             return labels
@@ -196,11 +226,12 @@ class Segmenter:
 
     def _taps(self, box: Letterbox, frame_hw) -> tuple["AxisTaps", "AxisTaps"]:
         key = (box, tuple(frame_hw))
-        if key not in self._tap_cache:
+        taps = self._tap_cache.get(key)  # once: post-processing threads may clear the cache
+        if taps is None:
             if len(self._tap_cache) >= 16:  # frames of many sizes (a folder): keep memory bounded
                 self._tap_cache.clear()
-            self._tap_cache[key] = frame_taps(box, frame_hw, self.output_size, self.stride)
-        return self._tap_cache[key]
+            taps = self._tap_cache[key] = frame_taps(box, frame_hw, self.output_size, self.stride)
+        return taps
 
 
 UPSAMPLE_MODES = ("auto", "exact", "fast")

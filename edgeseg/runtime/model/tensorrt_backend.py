@@ -158,6 +158,7 @@ class TensorRTBackend(Backend):
             self.context.set_tensor_address(name, self._buffers[name])
         self.stream = self.cuda.stream()
         self.description = f"TensorRT {trt.__version__} (GPU engine{', int8 Q/DQ' if int8 else ''})"
+        self.leaves_cpu_free = True
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, self.input.dtype)

@@ -70,6 +70,7 @@ def _x4_weights() -> np.ndarray:
 
 
 X4_WEIGHTS = _x4_weights()
+X4_WEIGHTS_64 = np.round(64 * X4_WEIGHTS).astype(np.int16)  # exact: every weight is k/64
 
 
 def bilinear_argmax_x4(logits: np.ndarray) -> np.ndarray:
@@ -79,7 +80,41 @@ def bilinear_argmax_x4(logits: np.ndarray) -> np.ndarray:
     (y+2)//4 + 1 at a fixed offset, so the output splits into 4x4 tiles that each interpolate
     one 2x2 cell with the same 16x4 weights. Tiles whose four corners agree are filled with
     their label; the others (object boundaries) take one small matrix product.
+
+    The weights are multiples of 1/64, so for 8-bit logits (int8 and uint8 models) float32
+    interpolation is exact, and the same sums are taken in int16 with the weights times 64:
+    the same order of every pair of classes, ties included, in half the bytes. Float logits are
+    interpolated as :func:`bilinear_argmax_x4_reference` does, operation for operation, so the
+    labels are bit for bit the reference's for any logits (tests/test_runtime.py holds them to
+    it).
     """
+    import cv2
+
+    h, w, c = logits.shape
+    small = np.pad(logits.argmax(-1).astype(np.uint8), 1, mode="edge")
+    same = (small[:-1, :-1] == small[1:, :-1]) & (small[:-1, :-1] == small[:-1, 1:]) & (small[:-1, :-1] == small[1:, 1:])
+    # every tile filled with its cell's top-left label: OpenCV's nearest x4 (SIMD, one pass)
+    labels = cv2.resize(small[:-1, :-1], (4 * (w + 1), 4 * (h + 1)), interpolation=cv2.INTER_NEAREST)
+    a, b = np.nonzero(~same)
+    if len(a):
+        padded = np.pad(logits, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        if logits.dtype.itemsize == 1 and logits.dtype.kind in "iu":
+            padded, weights = padded.astype(np.int16), X4_WEIGHTS_64
+        else:
+            padded, weights = padded.astype(np.float32, copy=False), X4_WEIGHTS
+        corners = np.stack([padded[a, b], padded[a, b + 1], padded[a + 1, b], padded[a + 1, b + 1]])
+        corners = corners.reshape(4, 1, -1)
+        # elementwise, not a matrix product: numpy's BLAS would start threads that keep
+        # spinning and slow the interpreter's own threads down by half
+        mixed = sum(weights[:, k, None] * corners[k] for k in range(4)).reshape(16, len(a), c)
+        labels.reshape(h + 1, 4, w + 1, 4)[a, :, b, :] = mixed.argmax(-1).T.reshape(len(a), 4, 4)
+    return labels[2:2 + 4 * h, 2:2 + 4 * w]
+
+
+def bilinear_argmax_x4_reference(logits: np.ndarray) -> np.ndarray:
+    """:func:`bilinear_argmax_x4` as it was before the 8-bit path and OpenCV's fill: the masks
+    `edgeseg evaluate` scored, which the runtime's must stay equal to; tests/test_runtime.py and
+    tools/bench/bench_accel.py compare against it."""
     h, w, c = logits.shape
     small = np.pad(logits.argmax(-1).astype(np.uint8), 1, mode="edge")
     same = (small[:-1, :-1] == small[1:, :-1]) & (small[:-1, :-1] == small[:-1, 1:]) & (small[:-1, :-1] == small[1:, 1:])
@@ -90,8 +125,6 @@ def bilinear_argmax_x4(logits: np.ndarray) -> np.ndarray:
         padded = np.pad(logits, ((1, 1), (1, 1), (0, 0)), mode="edge").astype(np.float32, copy=False)
         corners = np.stack([padded[a, b], padded[a, b + 1], padded[a + 1, b], padded[a + 1, b + 1]])
         corners = corners.reshape(4, 1, -1)
-        # elementwise, not a matrix product: numpy's BLAS would start threads that keep
-        # spinning and slow the interpreter's own threads down by half
         mixed = sum(X4_WEIGHTS[:, k, None] * corners[k] for k in range(4)).reshape(16, len(a), c)
         tiles[a, :, b, :] = mixed.argmax(-1).T.reshape(len(a), 4, 4)
     return tiles.reshape(4 * (h + 1), 4 * (w + 1))[2:2 + 4 * h, 2:2 + 4 * w]

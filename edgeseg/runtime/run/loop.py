@@ -16,7 +16,7 @@ from edgeseg.runtime.run.scores import Comparison, LabelLookup, LabelScore
 from edgeseg.runtime.run.health import HealthMonitor
 from edgeseg.runtime.run.outputs import SEGMENT_SECONDS, Outputs
 from edgeseg.runtime.run.stats import RunStats
-from edgeseg.runtime.run.workers import Checkpoints, Finisher
+from edgeseg.runtime.run.workers import Checkpoints, Finisher, prepared_frames
 
 log = logging.getLogger("edgeseg")
 STATS_EVERY = 10.0  # --stats-every's default: seconds between the --stats-json snapshots
@@ -43,6 +43,10 @@ class RunOptions:
     signals: object = None  # RunSignals: stop after the frame in flight, reload (None: made here)
     reload: object = None  # reload(running) -> a new Segmenter of the same model path (SIGHUP)
     pipeline: bool = True  # overlap decoding, inference and post-processing in threads
+    # threads that post-process (upsample + argmax) consecutive frames side by side, with the
+    # pipeline: for accelerators, which leave the CPU's cores free while they run (1: the
+    # finishing thread does it itself; default_post_threads() chooses)
+    post_threads: int = 1
     collect: object = None  # a CollectTarget: keep the frames worth labelling (--collect)
     echo: object = print
 
@@ -121,11 +125,12 @@ class StreamRun:
         self._live_at = 0.0  # /stats shows the new model at once
         log.info("reloaded %s: %s, %s", new.path, new.meta.precision, new.backend.description)
 
-    def handle(self, frame, pending, seg=None) -> None:
+    def handle(self, frame, pending, seg=None, labels=None) -> None:
         """Post-process, score and write one frame that ``seg`` (default: the running model)
-        inferred: after a reload, frames in flight are finished by the model that ran them."""
+        inferred: after a reload, frames in flight are finished by the model that ran them.
+        ``labels``: a future of ``seg.finish(pending)`` already under way in another thread."""
         with self.lock:
-            self._handle(frame, pending, seg)
+            self._handle(frame, pending, seg, labels)
 
     def checkpoint(self) -> None:
         """What a power cut must not take (the checkpoint thread, about every second, frames or
@@ -148,9 +153,9 @@ class StreamRun:
             return False
         return True
 
-    def _handle(self, frame, pending, seg=None) -> None:
+    def _handle(self, frame, pending, seg=None, labels=None) -> None:
         stats = self.stats
-        pred = (seg or self.seg).finish(pending)
+        pred = labels.result() if labels is not None else (seg or self.seg).finish(pending)
         stats.add("capture", frame.capture_ms)
         for stage, ms in pending.times.items():
             stats.add(stage, ms)
@@ -223,6 +228,8 @@ class StreamRun:
         out = {"model": str(self.seg.path), "precision": meta.precision, "backend": self.seg.backend.description,
                "interrupted": self.interrupted, "in_progress": in_progress, "written_at": time.time(),
                **self.stats.summary(), **self.truth.summary(meta.class_names)}
+        if self.options.pipeline and self.options.post_threads > 1:
+            out["post_threads"] = self.options.post_threads
         if self.stopped_by:
             out["stopped_by"] = self.stopped_by
         if self.reloads:
@@ -251,9 +258,11 @@ class StreamRun:
 def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labels: LabelLookup | None = None) -> dict:
     """Process frames until the source ends, ``max_frames``, Ctrl-C or SIGTERM; returns the summary.
 
-    With ``options.pipeline`` (the default) three threads overlap: decoding (file and folder
-    sources; live sources have their own reader thread), letterbox + inference (this thread),
-    and post-processing + overlay + outputs (:class:`Finisher`). A stop signal ends the run
+    With ``options.pipeline`` (the default) three threads overlap: decoding + letterbox (file
+    and folder sources; live sources have their own reader thread, and are letterboxed here),
+    inference (this thread), and post-processing + overlay + outputs (:class:`Finisher`, with
+    ``options.post_threads`` threads doing the post-processing of consecutive frames side by
+    side when there are more than one). A stop signal ends the run
     after the frame in flight, like the end of the source: the video is finished and the stats
     written. SIGHUP reloads the model before the next frame (:meth:`StreamRun.reload_model`).
     """
@@ -263,20 +272,22 @@ def run_stream(seg, frames, options: RunOptions, reader=None, compare=None, labe
     run = StreamRun(seg, options, reader, compare, labels)
     signals = options.signals or RunSignals()
     checkpoints = Checkpoints(run)
-    finisher = Finisher(run.handle) if options.pipeline else None
+    finisher = Finisher(run.handle, options.post_threads) if options.pipeline else None
     if options.pipeline and reader is None:
-        frames = prefetch(frames)
+        # the decoding thread also letterboxes and quantizes, off the thread that feeds the model
+        frames = prefetch(prepared_frames(frames, run))
     submitted = 0
     ok = False
     try:
         with signals:
             try:
                 for frame in frames:
+                    frame, prepared = frame if isinstance(frame, tuple) else (frame, None)
                     if signals.reload:
                         signals.reload = False
                         run.reload_model()
                     model = run.seg
-                    pending = model.infer_frame(frame)
+                    pending = model.infer_frame(frame, prepared)
                     if finisher is not None:
                         finisher.submit(frame, pending, model)
                     else:

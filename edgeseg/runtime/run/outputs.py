@@ -45,6 +45,8 @@ class Outputs:
         warn: ``warn(kind, message)``: counts a problem for the run's summary.
     """
 
+    STATUS_EVERY = 0.25  # seconds between updates of the status line drawn on the overlay
+
     def __init__(self, meta, show=False, save=None, save_masks=None, serve=None, draw=False, alpha=0.5,
                  save_fps=None, warn=None, save_segment=SEGMENT_SECONDS):
         self.table = palette(meta.colors)
@@ -64,6 +66,7 @@ class Outputs:
             if not self.show:
                 log.warning(why)
         self.latest_view = None  # for the window, shown by the main thread
+        self._status, self._status_at = "", float("-inf")
 
     @property
     def drawing(self) -> bool:
@@ -85,7 +88,9 @@ class Outputs:
             t0 = time.perf_counter()
             view = blend(frame.image, pred, self.table, self.alpha, self._scratch)
             self.legend.draw(view, pred)
-            draw_status(view, stats.line())
+            if t0 - self._status_at >= self.STATUS_EVERY:  # its percentiles cost more than the text
+                self._status, self._status_at = stats.line(), t0
+            draw_status(view, self._status)
             stats.add("overlay", 1000 * (time.perf_counter() - t0))
             if self.video:
                 self.video.write(view, frame.captured)

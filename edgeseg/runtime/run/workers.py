@@ -1,4 +1,5 @@
-"""The run loop's helper threads: the second stage that finishes frames in order, and the
+"""The run loop's helper threads: the second stage that finishes frames in order (with its
+post-processing threads, where the cores are free), the decoding thread's letterbox, and the
 periodic checkpoint (video segment closed, stats snapshot written)."""
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ class Finisher:
     and OpenCV release the GIL). Frames are handled in order; an error is raised in the
     caller at the next ``submit`` or at ``close``."""
 
-    def __init__(self, handle, depth: int = 2):
+    def __init__(self, handle, post_threads: int = 1):
         import queue
         import threading
 
         self._handle = handle
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(2, post_threads))
         self._error: BaseException | None = None
+        self._pool = None  # post-processing of consecutive frames side by side (post_threads > 1)
+        if post_threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(post_threads, thread_name_prefix="edgeseg-post")
         self._thread = threading.Thread(target=self._loop, name="edgeseg-finish", daemon=True)
         self._thread.start()
 
@@ -40,13 +46,20 @@ class Finisher:
         if self._error is not None:
             raise self._error
 
-    def submit(self, *item):
+    def submit(self, frame, pending, model):
+        """``model`` inferred ``pending`` from ``frame``: its labels are made in a pool thread
+        (when there is a pool) and handed to ``handle`` in order."""
         self._raise()
-        self._queue.put(item)
+        labels = self._pool.submit(model.finish, pending) if self._pool is not None else None
+        self._queue.put((frame, pending, model, labels))
 
     def close(self):
-        self._queue.put(None)
-        self._thread.join()
+        try:
+            self._queue.put(None)
+            self._thread.join()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
         self._raise()
 
     def drain(self, timeout: float = 5.0) -> bool:
@@ -82,3 +95,33 @@ class Checkpoints:
     def stop(self):
         self._stop.set()
         self._thread.join(timeout=10.0)
+
+
+MAX_POST_THREADS = 4
+
+
+def default_post_threads(seg) -> int:
+    """Post-processing threads for a model: one per core, at most ``MAX_POST_THREADS``, where an
+    accelerator runs the whole model and its logits are left to the CPU; otherwise one (a CPU
+    backend's own threads hold the cores; a labels head leaves only a crop to do).
+
+    Measured (docs/benchmarks.md): a 2 ms stand-in for a GPU on this project's 2 cores, 368x480
+    CamVid logits: 2 threads 0.82 of the inference rate against 0.78 with one; the x4 upsample
+    and argmax of a CamVid frame take 2 ms on one of its cores, 5 on one of an H200 machine's
+    Xeon cores, where 1.9 ms inferences need three threads to keep up."""
+    import os
+
+    if not getattr(seg.backend, "leaves_cpu_free", False) or seg.meta.output != "logits" or seg.upsample == "fast":
+        return 1
+    return max(1, min(MAX_POST_THREADS, os.cpu_count() or 1))
+
+
+def prepared_frames(frames, run):
+    """(frame, its input made by the running model) for each frame; a frame whose model was
+    replaced since (a reload) is prepared again by the new one."""
+    try:
+        for frame in frames:
+            yield frame, run.seg.prepare(frame.image)
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()
