@@ -3,7 +3,6 @@ conversion, how a missing toolchain is said, and a converter failure (from a sta
 as one line with the converter's reason and its log kept. The real conversion of a tiny model is
 tests/test_imx500_convert.py (`make test-imx500`)."""
 
-import json
 import os
 import shutil
 import stat

@@ -60,7 +60,6 @@ for model in sys.argv[2:]:
 
 def build(run: Path, out: Path, formulations) -> dict:
     """name -> path: the logits files and each formulation's labels files."""
-    from edgeseg._tf import tf
     from edgeseg.export.formats import EXPORT_FORMATS
     from edgeseg.export.labels_head import labels_head
     from edgeseg.export.metadata import embed_metadata
