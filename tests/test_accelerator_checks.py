@@ -168,8 +168,11 @@ def test_an_export_process_with_lavapipe_visible_exits_cleanly():
     env = {k: v for k, v in os.environ.items() if k not in ("VK_DRIVER_FILES", "VK_ICD_FILENAMES")}
     env["VK_DRIVER_FILES"] = str(LAVAPIPE[0])
     model = str(REPO / "tests" / "golden" / "golden_fp32.tflite")
-    codes = {name: subprocess.run([sys.executable, "-c", PROBE_BESIDE_TENSORFLOW, name, model], env=env,
-                                  capture_output=True, text=True).returncode
-             for name in ("probe_gpu_isolated", "probe_gpu")}
-    assert codes["probe_gpu_isolated"] == 0
-    assert codes["probe_gpu"] != 0, "the control no longer aborts: the isolation may be unnecessary"
+    done = {name: subprocess.run([sys.executable, "-c", PROBE_BESIDE_TENSORFLOW, name, model], env=env,
+                                 capture_output=True, text=True)
+            for name in ("probe_gpu_isolated", "probe_gpu")}
+    isolated = done["probe_gpu_isolated"]
+    assert isolated.returncode == 0, isolated.stderr[-1000:]
+    assert "'available'" in isolated.stdout and "probe process failed" not in isolated.stdout, isolated.stdout
+    if done["probe_gpu"].returncode == 0:  # the control: what the isolation is for
+        pytest.skip("TensorFlow and this Mesa no longer abort together at exit: nothing to isolate from here")

@@ -509,8 +509,10 @@ def test_post_threads_default_to_the_cores_only_where_an_accelerator_leaves_them
     assert default_post_threads(seg(False)) == 1  # XNNPACK's threads hold the cores
     assert default_post_threads(seg(True, output="labels")) == 1  # a crop is left to do
     assert default_post_threads(seg(True, upsample="fast")) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert default_post_threads(seg(True)) == 2  # two cores feed the model and finish frames
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert default_post_threads(seg(True)) == 2
+    assert default_post_threads(seg(True)) == 1
 
 
 def test_auto_upsampling_is_exact_up_to_the_input_size_and_nearest_beyond(exported, synth_root):

@@ -71,7 +71,8 @@ def export(
         _refuse_for_imx500(int8=int8, fp16=fp16, qat=qat, precisions=formats is not None, io=io is not None,
                            qat_steps=qat_steps is not None, qat_lr_factor=qat_lr_factor is not None, debug=debug,
                            keep_float=bool(keep_float), files=file_format != FileKind.tflite,
-                           onnx_int8=onnx_int8 is not None, decoder_upsample=decoder_upsample != Interp.bilinear)
+                           onnx_int8=onnx_int8 is not None, decoder_upsample=decoder_upsample != Interp.bilinear,
+                           labels_head=labels_head)
         if calib_manifest is not None and (calib_size is not None or calib_select is not None):
             raise ConfigError("--calib-manifest lists the frames; --calib-size/--calib-select do not apply with it")
         _export_imx500(run, ExportOptions(

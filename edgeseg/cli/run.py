@@ -114,7 +114,7 @@ def run(
     compare_every: Annotated[Optional[int], typer.Option(min=1, help="Run the --compare model on every Nth frame \\[default: 10].")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Folder of label PNGs named like the frames (frame 00001.jpg: 00001.png): true mIoU. Each is checked first; one that does not decode, is of another size, has colour channels or ids the model does not have is said once, counted and not scored.")] = None,
     upsample: Annotated[Upsample, typer.Option(help="auto: bilinear logits then argmax (as evaluated) at the resolution the model saw, nearest to larger frames; exact: at the frame's full resolution; fast: argmax at stride 4, nearest labels.")] = Upsample.auto,
-    post_threads: Annotated[Optional[int], typer.Option(min=1, help="Threads that upsample and argmax consecutive frames side by side \\[default: one per core, at most 4, when an accelerator runs the whole model and outputs logits; else 1].")] = None,
+    post_threads: Annotated[Optional[int], typer.Option(min=1, help="Threads that upsample and argmax consecutive frames side by side \\[default: one per core beyond two, at most 4, when an accelerator runs the whole model and outputs logits; else 1].")] = None,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary as JSON: at the end, and every --stats-every seconds while it runs.")] = None,
     stats_every: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds between the --stats-json snapshots written during the run \\[default: 10].")] = None,

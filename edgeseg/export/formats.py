@@ -98,7 +98,8 @@ def with_files(names, kind: str) -> tuple[str, ...]:
     if kind != "tflite":
         missing = [n for n in names if n not in onnx and EXPORT_FORMATS.get(n, ExportFormat(n, "")).file != "onnx"]
         if missing:
-            raise ValueError(f"{missing[0]} has no ONNX form (ONNX: {', '.join(onnx)})")
+            chosen = (name for name in onnx if not EXPORT_FORMATS[name].labels_of)  # --labels-head adds those
+            raise ValueError(f"{missing[0]} has no ONNX form (ONNX: {', '.join(chosen)})")
     out = []
     for name in names:
         if kind != "onnx" or name not in onnx:

@@ -84,16 +84,20 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
                     key=lambda n: (EXPORT_FORMATS[n].labels_of is not None, EXPORT_FORMATS[n].file == "onnx"))
     files = {ref_name: written.get("fp32", reference), **{n: written[n] for n in others}}
     out: dict = {}
-    logits, steps, predictions = {}, {}, {}
+    logits, steps, predictions, pendings = {}, {}, {}, {}
     for name, path in files.items():
         row = EXPORT_FORMATS["fp32" if name == ref_name else name]
         seg = Segmenter(path, threads=2, upsample="exact")
-        pending = [seg.infer(f) for f in frames]
+        pending = pendings[name] = [seg.infer(f) for f in frames]
         predictions[name] = [seg.finish(p) for p in pending]
         result = out.setdefault(name, {"ok": True})
         if row.labels_of:
-            result.update(_labels_parity(name, row.labels_of if row.labels_of in written else ref_name,
-                                         predictions, ref_name))
+            twin = row.labels_of if row.labels_of in written else ref_name
+            # a labels head computes --upsample auto's masks (ids at the input size, nearest to a
+            # larger frame): its twin's logits are post-processed the same way to compare
+            auto = Segmenter(files[twin], threads=2, upsample="auto")
+            result.update(_labels_parity(name, twin, predictions[name], [auto.finish(p) for p in pendings[twin]],
+                                         predictions[ref_name]))
             continue
         logits[name] = [seg.dequantize(p.output) for p in pending]
         steps[name] = seg.output.quantization[0] if seg.output.quantization else None
@@ -120,16 +124,17 @@ def parity_checks(model, written: dict, image_paths, reference: Path | None = No
     return out
 
 
-def _labels_parity(name: str, twin: str, predictions: dict, ref_name: str) -> dict:
-    """A labels-head file's masks against its logits ``twin``'s (the file it ends, or the fp32
-    reference when that was not written) and against fp32's."""
-    agree = _agreement(predictions[name], predictions[twin])
-    worst = min(float(np.mean(a == b)) for a, b in zip(predictions[name], predictions[twin]))
+def _labels_parity(name: str, twin: str, masks: list, twin_masks: list, fp32_masks: list) -> dict:
+    """A labels-head file's masks against its logits ``twin``'s post-processed as the head does
+    (``--upsample auto``; the twin: the file it ends, or the fp32 reference when that was not
+    written) and against fp32's."""
+    agree = _agreement(masks, twin_masks)
+    worst = min(float(np.mean(a == b)) for a, b in zip(masks, twin_masks))
     ok = agree >= LABELS_MIN_AGREEMENT
     if not ok:
         log.error("PARITY FAILED: %s agrees with %s (logits head) on only %.3f%% of pixels", name, twin, 100 * agree)
     return {"logits_file": twin, "pixel_agreement_vs_logits": agree, "pixel_agreement_vs_logits_min": worst,
-            "pixel_agreement_vs_fp32": _agreement(predictions[name], predictions[ref_name]), "ok": ok}
+            "pixel_agreement_vs_fp32": _agreement(masks, fp32_masks), "ok": ok}
 
 
 def _flips(reference: list, other: list, step: float | None, names: tuple[str, str], max_clear: float) -> dict:

@@ -219,7 +219,7 @@ def sensor_metadata(plan: dict):
         class_names=ds["class_names"], colors=ds["colors"], input_size=list(plan["size"]), output="logits",
         output_stride=4, scale=list(spec.scale), offset=list(spec.offset), precision="imx500",
         source_run=str(plan["run"].path), float_miou=best.get("miou"), dataset=ds.get("name"),
-        edgeseg_version=__version__, **ModelMetadata.label_fields(label_map_of(ds["format"], len(ds["class_names"]))),
+        edgeseg_version=__version__, **ModelMetadata.label_fields(label_map_of(ds["format"], len(ds["class_names"]), ds)),
         extra={"input_normalisation": "(p - 128) / 128 on the sensor, from the input quantization"})
 
 
@@ -238,7 +238,7 @@ def int8_drop(logits, val_items, plan: dict) -> dict:
     from edgeseg.data import label_map_of
 
     meta = sensor_metadata(plan)
-    label_map = label_map_of(plan["dataset"]["format"], meta.num_classes)
+    label_map = label_map_of(plan["dataset"]["format"], meta.num_classes, plan["dataset"])
     cms, agree = score_logits({k: logits[k] for k in ("float", "quantized")}, val_items, meta, label_map)
     scores = {k: metrics.summarize(cm, meta.class_names) for k, cm in cms.items()}
     return {"frames": len(val_items), "split": plan["config"].data.val_split,

@@ -172,13 +172,15 @@ def probe_gpu_isolated(path, timeout: float = 180) -> dict:
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"available": False, "why": f"the GPU probe did not finish in {timeout:.0f} s"}
+    except OSError as e:
+        return {"available": False, "why": f"the GPU probe could not start: {e}"}
     lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        try:
-            return json.loads(lines[-1])
-        except ValueError:
-            pass
-    return {"available": False, "why": f"the GPU probe process failed (exit {done.returncode})"}
+    try:
+        return json.loads(lines[-1])  # said before the child exited, however it exited
+    except (IndexError, ValueError):
+        said = done.stderr.strip().splitlines()
+        return {"available": False, "why": f"the GPU probe process failed (exit {done.returncode})"
+                                           + (f": {said[-1][:160]}" if said else "")}
 
 
 def open_gpu_backend(path, threads: int | None = None, strict: bool = False) -> Backend:
@@ -204,4 +206,7 @@ if __name__ == "__main__":  # probe_gpu_isolated's child: one JSON line on stdou
     import json
     import sys
 
-    print(json.dumps(probe_gpu(sys.argv[1])))
+    import os
+
+    print(json.dumps(probe_gpu(sys.argv[1])), flush=True)
+    os._exit(0)  # nothing left to say: skip the C++ destructors that may abort at exit

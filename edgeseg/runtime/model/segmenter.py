@@ -78,7 +78,7 @@ class Segmenter:
         self._check_metadata()
         self.stride = self.input_size[0] // self.output_size[0]
         self._tap_cache: dict = {}
-        self._lut = self._pad = None
+        self._lut = None  # (lookup table, pad value) of integer inputs, made at the first frame
 
     def reopen(self, delegates=()) -> "Segmenter":
         """The same model file opened again as it is now (a new model copied over it), with the
@@ -123,12 +123,13 @@ class Segmenter:
             return self._quantize_input(x), box
         import cv2
 
-        if self._lut is None:
-            self._lut = self._quantize_input(np.arange(256, dtype=np.float32))[0].view(np.uint8)
-            self._pad = self._quantize_input(np.float32(self.meta.pad_value))[0]
+        if self._lut is None:  # both at once: two threads may prepare frames (decoding, and after a reload)
+            self._lut = (self._quantize_input(np.arange(256, dtype=np.float32))[0].view(np.uint8),
+                         self._quantize_input(np.float32(self.meta.pad_value))[0])
+        lut, pad = self._lut
         resized, box = fit(frame, self.input_size, self.meta.resize)
-        x = np.full((1, *self.input_size, 3), self._pad, dtype)
-        x[0, : box.height, : box.width] = cv2.LUT(resized, self._lut).view(dtype)
+        x = np.full((1, *self.input_size, 3), pad, dtype)
+        x[0, : box.height, : box.width] = cv2.LUT(resized, lut).view(dtype)
         return x, box
 
     def prepare(self, frame: np.ndarray) -> Prepared:

@@ -128,9 +128,10 @@ class StreamRun:
     def handle(self, frame, pending, seg=None, labels=None) -> None:
         """Post-process, score and write one frame that ``seg`` (default: the running model)
         inferred: after a reload, frames in flight are finished by the model that ran them.
-        ``labels``: a future of ``seg.finish(pending)`` already under way in another thread."""
+        ``labels``: a future of ``seg.finish(pending)`` under way in a pool thread (awaited unlocked)."""
+        pred = labels.result() if labels is not None else None
         with self.lock:
-            self._handle(frame, pending, seg, labels)
+            self._handle(frame, pending, seg, pred)
 
     def checkpoint(self) -> None:
         """What a power cut must not take (the checkpoint thread, about every second, frames or
@@ -153,9 +154,9 @@ class StreamRun:
             return False
         return True
 
-    def _handle(self, frame, pending, seg=None, labels=None) -> None:
+    def _handle(self, frame, pending, seg=None, pred=None) -> None:
         stats = self.stats
-        pred = labels.result() if labels is not None else (seg or self.seg).finish(pending)
+        pred = pred if pred is not None else (seg or self.seg).finish(pending)
         stats.add("capture", frame.capture_ms)
         for stage, ms in pending.times.items():
             stats.add(stage, ms)

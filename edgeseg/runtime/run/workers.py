@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import CancelledError
 
 log = logging.getLogger("edgeseg")
 
@@ -39,6 +40,8 @@ class Finisher:
             if self._error is None:
                 try:
                     self._handle(*item)
+                except CancelledError:  # the pool was shut down by an interruption: the frame is dropped
+                    pass
                 except BaseException as e:  # noqa: BLE001 - re-raised in the caller
                     self._error = e
 
@@ -72,6 +75,8 @@ class Finisher:
         except queue.Full:
             pass
         self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         return not self._thread.is_alive()
 
 
@@ -101,19 +106,21 @@ MAX_POST_THREADS = 4
 
 
 def default_post_threads(seg) -> int:
-    """Post-processing threads for a model: one per core, at most ``MAX_POST_THREADS``, where an
-    accelerator runs the whole model and its logits are left to the CPU; otherwise one (a CPU
-    backend's own threads hold the cores; a labels head leaves only a crop to do).
+    """Post-processing threads for a model: one per core beyond the two the loop keeps busy
+    (feeding the model, finishing frames), at most ``MAX_POST_THREADS``, where an accelerator runs
+    the whole model and its logits are left to the CPU; otherwise one (a CPU backend's own threads
+    hold the cores; a labels head leaves only a crop to do).
 
-    Measured (docs/benchmarks.md): a 2 ms stand-in for a GPU on this project's 2 cores, 368x480
-    CamVid logits: 2 threads 0.82 of the inference rate against 0.78 with one; the x4 upsample
-    and argmax of a CamVid frame take 2 ms on one of its cores, 5 on one of an H200 machine's
-    Xeon cores, where 1.9 ms inferences need three threads to keep up."""
+    Measured (docs/benchmarks.md, tools/bench/bench_accel.py): with a 2 ms stand-in for a GPU on
+    this project's 2 cores, a second post thread did not help (0.91 of the inference rate against
+    0.94 at 368x480); the x4 upsample and argmax of a CamVid frame take 2 ms on one of its cores and
+    5 ms on one of an H200 machine's Xeon cores, where 1.9 ms inferences need three threads to keep
+    up (issue 29). Not measured on a many-core machine with a real accelerator yet."""
     import os
 
     if not getattr(seg.backend, "leaves_cpu_free", False) or seg.meta.output != "logits" or seg.upsample == "fast":
         return 1
-    return max(1, min(MAX_POST_THREADS, os.cpu_count() or 1))
+    return max(1, min(MAX_POST_THREADS, (os.cpu_count() or 1) - 2))
 
 
 def prepared_frames(frames, run):
