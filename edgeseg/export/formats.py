@@ -112,8 +112,9 @@ def with_files(names, kind: str) -> tuple[str, ...]:
 TARGETS = {
     "cpu": ("fp32", "int8"),
     # the labels head (--labels-head) is not added: on an H200 LiteRT's GPU accelerator left part
-    # of a hand-made upsample + ARG_MAX graph on the CPU, 14x slower than the logits file (issue
-    # 29); it ran whole only on Mesa's llvmpipe here (docs/runtime.md, "Which file and which threads")
+    # of a hand-made (likely int64) upsample + ARG_MAX graph on the CPU, 14x slower than the logits
+    # file (issue 29); ours (int32 ids) ran whole on Mesa's llvmpipe, NVIDIA is unmeasured
+    # (docs/benchmarks.md, "A labels head in the graph")
     "gpu": ("fp32", "fp16"),
     "nnapi": ("fp32", "int8"),
     "edgetpu": ("int8",),
