@@ -105,3 +105,36 @@ def test_fuzzed_models_and_media_never_crash(models, tmp_path):
             outcomes["one line"] += 1
     print(f"fuzz: {outcomes}")
     assert outcomes["one line"] >= 10  # the mutations do break files: the test sees errors, not only luck
+
+
+def test_a_constant_pointed_at_another_buffer_is_refused_before_it_crashes(tmp_path):
+    """One flipped byte of a tensor's buffer index (found by the fuzz test above: SIGSEGV at the
+    first inference, LiteRT does not check): refused in one line, naming the tensor."""
+    import struct
+
+    import cv2
+    import numpy as np
+
+    from edgeseg.runtime.model.flatbuffer import _buffer_size, _root
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "golden_fp32.tflite"
+    buf = bytearray(golden.read_bytes())
+    model = _root(bytes(buf))
+    sizes = [_buffer_size(buf, b) for b in model.tables(4)]
+    tensors = model.tables(2)[0].tables(0)
+    i, tensor = next((i, t) for i, t in enumerate(tensors) if sizes[t.scalar(2, "<I")] > 0)
+    own = sizes[tensor.scalar(2, "<I")]
+    other = next(j for j, n in enumerate(sizes) if n > 0 and n != own)
+    struct.pack_into("<I", buf, tensor.pos + tensor._field(2), other)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(buf))
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "f.png"), np.full((48, 64, 3), 90, np.uint8))
+    result = edgeseg("run", bad, "--source", tmp_path / "frames", "--max-frames", "1")
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == (f"edgeseg: error: cannot load {bad}: corrupt TFLite model: tensor {i} ({tensor.string(3)}) "
+                         f"has {sizes[other]} bytes of data where its shape needs {own}"), result.stderr
+    assert "Traceback" not in result.stderr
+    ok = edgeseg("run", golden, "--source", tmp_path / "frames", "--max-frames", "1")  # the file as made
+    assert ok.returncode == 0, ok.stderr[-2000:]

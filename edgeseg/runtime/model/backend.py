@@ -67,7 +67,15 @@ def interpreter_api():
 def make_interpreter(model_path, threads: int | None = None, delegates=(), allocate: bool = True):
     """An allocated interpreter for ``model_path`` (XNNPACK is LiteRT's default CPU path);
     ``allocate`` False: only to read the tensors' details (no kernels prepared)."""
+    from edgeseg.runtime.model.flatbuffer import FlatbufferError, check_constant_tensors
+
     Interpreter, _, _ = interpreter_api()
+    try:
+        check_constant_tensors(Path(model_path).read_bytes())
+    except FlatbufferError as e:
+        raise BackendError(f"cannot load {model_path}: {e}") from None
+    except OSError:
+        pass  # the interpreter says why it cannot read the file
     try:
         # LiteRT announces "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
         with captured_stderr():

@@ -1,12 +1,14 @@
 """Just enough of a FlatBuffers reader to pull edgeseg's metadata out of a .tflite file.
 
 Pure Python so the runtime needs neither TensorFlow nor the ``flatbuffers`` package. Field
-numbers follow tensorflow/lite/schema/schema.fbs (Model: 4 buffers, 6 metadata; Metadata:
-0 name, 1 buffer; Buffer: 0 data, 1 offset, 2 size).
+numbers follow tensorflow/lite/schema/schema.fbs (Model: 2 subgraphs, 4 buffers, 6 metadata;
+SubGraph: 0 tensors; Tensor: 0 shape, 1 type, 2 buffer, 3 name, 4 quantization, 6 sparsity;
+QuantizationParameters: 2 scale; Metadata: 0 name, 1 buffer; Buffer: 0 data, 1 offset, 2 size).
 """
 
 from __future__ import annotations
 
+import math
 import struct
 
 from edgeseg.core.errors import EdgesegError
@@ -56,6 +58,24 @@ class _Table:
         n = struct.unpack_from("<I", self.buf, at)[0]
         return bytes(self.buf[at + 4:at + 4 + n])
 
+    def ints(self, index: int) -> list[int]:
+        at = self._ref(index)
+        if at is None:
+            return []
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        return list(struct.unpack_from(f"<{n}i", self.buf, at + 4))
+
+    def floats(self, index: int) -> list[float]:
+        at = self._ref(index)
+        if at is None:
+            return []
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        return list(struct.unpack_from(f"<{n}f", self.buf, at + 4))
+
+    def table(self, index: int) -> "_Table | None":
+        at = self._ref(index)
+        return None if at is None else _Table(self.buf, at)
+
     def tables(self, index: int) -> list["_Table"]:
         at = self._ref(index)
         if at is None:
@@ -94,5 +114,50 @@ def read_metadata(buf: bytes) -> dict[str, bytes]:
                 data = bytes(buf[offset:offset + size]) if offset > 1 else b""
             out[name] = data
         return out
+    except (struct.error, IndexError) as e:
+        raise FlatbufferError(f"corrupt TFLite model: {e}") from None
+
+
+# bytes per element of TensorType (schema.fbs); INT4 (17) packs two a byte; STRING, RESOURCE and
+# VARIANT have no fixed size and are not checked
+_ELEMENT_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 18: 2}
+
+
+def _buffer_size(buf: bytes, b: _Table) -> int:
+    at = b._ref(0)
+    if at is not None:
+        return struct.unpack_from("<I", buf, at)[0]
+    return b.scalar(2, "<Q") if b.scalar(1, "<Q") > 1 else 0
+
+
+def check_constant_tensors(buf: bytes) -> None:
+    """FlatbufferError unless every tensor's buffer exists, its quantization scales are positive
+    numbers, and every constant tensor holds as many bytes as its shape and type need. LiteRT maps a constant onto its buffer without this check: a
+    tensor pointed at a smaller buffer (one flipped byte of a damaged file) reads past it and
+    crashes the process (SIGSEGV) at the first inference."""
+    try:
+        model = _root(buf)
+        buffers = model.tables(4)
+        for graph in model.tables(2):
+            for i, tensor in enumerate(graph.tables(0)):
+                index = tensor.scalar(2, "<I")
+                if index >= len(buffers):
+                    raise FlatbufferError(f"corrupt TFLite model: tensor {i} ({tensor.string(3)}) points at buffer "
+                                          f"{index} of {len(buffers)}")
+                quantization = tensor.table(4)
+                scales = quantization.floats(2) if quantization is not None else []
+                if not all(math.isfinite(v) and v > 0 for v in scales):  # LiteRT aborts on them (SIGABRT)
+                    raise FlatbufferError(f"corrupt TFLite model: tensor {i} ({tensor.string(3)}) has a quantization "
+                                          f"scale that is not a positive number ({min(scales):g})")
+                size, kind = _buffer_size(buf, buffers[index]), tensor.scalar(1, "<b")
+                if size == 0 or kind not in _ELEMENT_BYTES and kind != 17 or tensor._field(6):
+                    continue  # not a constant, no fixed element size, or sparse (field 6: its own layout)
+                count = 1
+                for dim in tensor.ints(0):
+                    count *= max(dim, 0)
+                need = (count + 1) // 2 if kind == 17 else count * _ELEMENT_BYTES[kind]
+                if size != need:
+                    raise FlatbufferError(f"corrupt TFLite model: tensor {i} ({tensor.string(3)}) has {size} bytes "
+                                          f"of data where its shape needs {need}")
     except (struct.error, IndexError) as e:
         raise FlatbufferError(f"corrupt TFLite model: {e}") from None
