@@ -44,48 +44,32 @@ class _Table:
         at = self.pos + off
         return at + struct.unpack_from("<I", self.buf, at)[0]
 
-    def string(self, index: int) -> str | None:
+    def _vector(self, index: int) -> tuple[int, int] | None:
+        """(where the elements start, how many), or None for an absent field."""
         at = self._ref(index)
-        if at is None:
-            return None
-        n = struct.unpack_from("<I", self.buf, at)[0]
-        return self.buf[at + 4:at + 4 + n].decode("utf-8", "replace")
+        return None if at is None else (at + 4, struct.unpack_from("<I", self.buf, at)[0])
 
     def bytes_vector(self, index: int) -> bytes | None:
-        at = self._ref(index)
-        if at is None:
-            return None
-        n = struct.unpack_from("<I", self.buf, at)[0]
-        return bytes(self.buf[at + 4:at + 4 + n])
+        found = self._vector(index)
+        return None if found is None else bytes(self.buf[found[0]:found[0] + found[1]])
 
-    def ints(self, index: int) -> list[int]:
-        at = self._ref(index)
-        if at is None:
-            return []
-        n = struct.unpack_from("<I", self.buf, at)[0]
-        return list(struct.unpack_from(f"<{n}i", self.buf, at + 4))
+    def string(self, index: int) -> str | None:
+        data = self.bytes_vector(index)
+        return None if data is None else data.decode("utf-8", "replace")
 
-    def floats(self, index: int) -> list[float]:
-        at = self._ref(index)
-        if at is None:
-            return []
-        n = struct.unpack_from("<I", self.buf, at)[0]
-        return list(struct.unpack_from(f"<{n}f", self.buf, at + 4))
+    def numbers(self, index: int, code: str) -> list:
+        """A vector of scalars of struct ``code`` (``i`` int32, ``f`` float32); [] when absent."""
+        at, n = self._vector(index) or (0, 0)
+        return list(struct.unpack_from(f"<{n}{code}", self.buf, at)) if n else []
 
     def table(self, index: int) -> "_Table | None":
         at = self._ref(index)
         return None if at is None else _Table(self.buf, at)
 
     def tables(self, index: int) -> list["_Table"]:
-        at = self._ref(index)
-        if at is None:
-            return []
-        n = struct.unpack_from("<I", self.buf, at)[0]
-        out = []
-        for i in range(n):
-            slot = at + 4 + 4 * i
-            out.append(_Table(self.buf, slot + struct.unpack_from("<I", self.buf, slot)[0]))
-        return out
+        at, n = self._vector(index) or (0, 0)
+        slots = (at + 4 * i for i in range(n))
+        return [_Table(self.buf, slot + struct.unpack_from("<I", self.buf, slot)[0]) for slot in slots]
 
 
 def _root(buf: bytes) -> _Table:
@@ -124,9 +108,9 @@ _ELEMENT_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 1
 
 
 def _buffer_size(buf: bytes, b: _Table) -> int:
-    at = b._ref(0)
-    if at is not None:
-        return struct.unpack_from("<I", buf, at)[0]
+    data = b._vector(0)
+    if data is not None:
+        return data[1]
     return b.scalar(2, "<Q") if b.scalar(1, "<Q") > 1 else 0
 
 
@@ -145,7 +129,7 @@ def check_constant_tensors(buf: bytes) -> None:
                     raise FlatbufferError(f"corrupt TFLite model: tensor {i} ({tensor.string(3)}) points at buffer "
                                           f"{index} of {len(buffers)}")
                 quantization = tensor.table(4)
-                scales = quantization.floats(2) if quantization is not None else []
+                scales = quantization.numbers(2, "f") if quantization is not None else []
                 if not all(math.isfinite(v) and v > 0 for v in scales):  # LiteRT aborts on them (SIGABRT)
                     raise FlatbufferError(f"corrupt TFLite model: tensor {i} ({tensor.string(3)}) has a quantization "
                                           f"scale that is not a positive number ({min(scales):g})")
@@ -153,7 +137,7 @@ def check_constant_tensors(buf: bytes) -> None:
                 if size == 0 or kind not in _ELEMENT_BYTES and kind != 17 or tensor._field(6):
                     continue  # not a constant, no fixed element size, or sparse (field 6: its own layout)
                 count = 1
-                for dim in tensor.ints(0):
+                for dim in tensor.numbers(0, "i"):
                     count *= max(dim, 0)
                 need = (count + 1) // 2 if kind == 17 else count * _ELEMENT_BYTES[kind]
                 if size != need:
