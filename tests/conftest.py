@@ -36,6 +36,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="module")
+def models():
+    """The runtime test models (tests/runtime_only: skipped above when they are missing)."""
+    return RUNTIME_MODELS
+
+
+def device_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`edgeseg ARGS` of the venv running the tests (the device install, in tests/runtime_only)."""
+    exe = Path(sys.executable).with_name("edgeseg")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture
 def edgeseg_log():
     """Messages of the "edgeseg" logger during the test (the CLI stops it propagating to the root

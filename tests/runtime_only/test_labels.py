@@ -2,26 +2,12 @@
 scores it (issue 30's "labels that cannot be right", issue 31's "0 labelled frames")."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-MODELS = Path(os.environ.get("EDGESEG_TEST_MODELS", "build/test-models"))
-
-
-@pytest.fixture(scope="module")
-def models():
-    return MODELS  # conftest skips these tests with the reason when the models are missing
-
-
-def edgeseg(*args):
-    exe = Path(sys.executable).with_name("edgeseg")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
+from conftest import device_cli as edgeseg
 
 
 def labelled_frames(models: Path, root: Path):

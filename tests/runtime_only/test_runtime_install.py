@@ -4,23 +4,11 @@ with no TensorFlow at all. Models come from tools/maintenance/make_test_models.p
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-MODELS = Path(os.environ.get("EDGESEG_TEST_MODELS", "build/test-models"))
-
-
-@pytest.fixture(scope="module")
-def models():
-    return MODELS  # conftest skips these tests with the reason when the models are missing
-
-
-def edgeseg(*args):
-    exe = Path(sys.executable).with_name("edgeseg")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
+from conftest import device_cli as edgeseg
 
 
 def test_tensorflow_is_not_installed():
